@@ -1,0 +1,250 @@
+"""The files of one Project or Screen, from the OMERO database (no disk access here).
+
+What belongs to a collection, as OMERO's own DiskUsage counts it:
+  - the filesets of its images: every fileset entry and the import log(s), whole (a
+    fileset is all-or-nothing, even when some of its images sit elsewhere);
+  - the Pixels/<id> file of each OMERO 4 image (size from its dimensions);
+  - OMERO 4 archived originals (pixelsoriginalfilemap);
+  - file attachments on the collection, its datasets/plates/wells and its images;
+  - thumbnails, listed apart: never archived or purged, browsing must keep working.
+Pyramids (Pixels/<id>_pyramid and its .pyr_lock) are not in the database: the stat
+step (engine/stat.py) finds them on disk.
+
+A file held by other collections too is marked shared, with their keys.
+"""
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+from .collections import format_key
+from .paths import RepositoryPaths
+
+FILESET_ENTRY = "fileset_entry"
+IMPORT_LOG = "import_log"
+PIXELS = "pixels"
+PYRAMID = "pyramid"
+PYRAMID_LOCK = "pyramid_lock"
+ORIGINAL = "original"
+ATTACHMENT = "attachment"
+THUMBNAIL = "thumbnail"
+
+
+@dataclass
+class FileRecord:
+    path: str
+    kind: str
+    size: Optional[int]  # as OMERO records it; None where it records none
+    hash: Optional[str] = None
+    hasher: Optional[str] = None
+    originalfile_id: Optional[int] = None
+    pixels_id: Optional[int] = None
+    fileset_id: Optional[int] = None
+    shared_with: List[str] = field(default_factory=list)
+    # Filled by the stat step.
+    exists: Optional[bool] = None
+    disk_size: Optional[int] = None
+    mtime: Optional[float] = None
+    atime: Optional[float] = None
+    symlink_target: Optional[str] = None
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class Inventory:
+    kind: str
+    id: int
+    image_ids: List[int]
+    files: List[FileRecord]
+    thumbnails: List[FileRecord]
+    pixels_ids: List[int]
+    # Other collections holding each pixels' image: what a pyramid found on disk shares.
+    pixels_shared_with: Dict[int, List[str]] = field(default_factory=dict)
+
+    @property
+    def key(self):
+        return format_key(self.kind, self.id)
+
+
+# Images of a collection, and the collections of images. Table names are fixed here.
+_IMAGES = {
+    "project": "SELECT DISTINCT dil.child FROM projectdatasetlink pdl"
+               " JOIN datasetimagelink dil ON dil.parent = pdl.child WHERE pdl.parent = %s",
+    "screen": "SELECT DISTINCT ws.image FROM screenplatelink spl"
+              " JOIN well w ON w.plate = spl.child JOIN wellsample ws ON ws.well = w.id"
+              " WHERE spl.parent = %s",
+}
+_IMAGE_HOLDERS = """
+SELECT dil.child, 'project', pdl.parent FROM datasetimagelink dil
+  JOIN projectdatasetlink pdl ON pdl.child = dil.parent WHERE dil.child = ANY(%(ids)s)
+UNION
+SELECT ws.image, 'screen', spl.parent FROM wellsample ws JOIN well w ON w.id = ws.well
+  JOIN screenplatelink spl ON spl.child = w.plate WHERE ws.image = ANY(%(ids)s)
+"""
+# Objects that can carry a file attachment, and the collection(s) each belongs to.
+_ATTACHMENT_HOLDERS = """
+SELECT a."file", 'project', l.parent FROM projectannotationlink l
+  JOIN annotation a ON a.id = l.child WHERE a."file" = ANY(%(files)s)
+UNION
+SELECT a."file", 'project', pdl.parent FROM datasetannotationlink l
+  JOIN annotation a ON a.id = l.child JOIN projectdatasetlink pdl ON pdl.child = l.parent
+  WHERE a."file" = ANY(%(files)s)
+UNION
+SELECT a."file", 'screen', l.parent FROM screenannotationlink l
+  JOIN annotation a ON a.id = l.child WHERE a."file" = ANY(%(files)s)
+UNION
+SELECT a."file", 'screen', spl.parent FROM plateannotationlink l
+  JOIN annotation a ON a.id = l.child JOIN screenplatelink spl ON spl.child = l.parent
+  WHERE a."file" = ANY(%(files)s)
+UNION
+SELECT a."file", 'screen', spl.parent FROM wellannotationlink l
+  JOIN annotation a ON a.id = l.child JOIN well w ON w.id = l.parent
+  JOIN screenplatelink spl ON spl.child = w.plate WHERE a."file" = ANY(%(files)s)
+UNION
+SELECT a."file", h.kind, h.cid FROM imageannotationlink l
+  JOIN annotation a ON a.id = l.child
+  JOIN (SELECT dil.child AS image, 'project' AS kind, pdl.parent AS cid
+          FROM datasetimagelink dil JOIN projectdatasetlink pdl ON pdl.child = dil.parent
+        UNION
+        SELECT ws.image, 'screen', spl.parent FROM wellsample ws
+          JOIN well w ON w.id = ws.well JOIN screenplatelink spl ON spl.child = w.plate
+       ) h ON h.image = l.parent
+  WHERE a."file" = ANY(%(files)s)
+"""
+# File annotations on the collection and everything below it.
+_ATTACHMENTS = {
+    "project": """
+        SELECT a."file" FROM projectannotationlink l JOIN annotation a ON a.id = l.child
+          WHERE l.parent = %(cid)s AND a."file" IS NOT NULL
+        UNION
+        SELECT a."file" FROM datasetannotationlink l JOIN annotation a ON a.id = l.child
+          JOIN projectdatasetlink pdl ON pdl.child = l.parent
+          WHERE pdl.parent = %(cid)s AND a."file" IS NOT NULL
+        UNION
+        SELECT a."file" FROM imageannotationlink l JOIN annotation a ON a.id = l.child
+          WHERE l.parent = ANY(%(images)s) AND a."file" IS NOT NULL""",
+    "screen": """
+        SELECT a."file" FROM screenannotationlink l JOIN annotation a ON a.id = l.child
+          WHERE l.parent = %(cid)s AND a."file" IS NOT NULL
+        UNION
+        SELECT a."file" FROM plateannotationlink l JOIN annotation a ON a.id = l.child
+          JOIN screenplatelink spl ON spl.child = l.parent
+          WHERE spl.parent = %(cid)s AND a."file" IS NOT NULL
+        UNION
+        SELECT a."file" FROM wellannotationlink l JOIN annotation a ON a.id = l.child
+          JOIN well w ON w.id = l.parent JOIN screenplatelink spl ON spl.child = w.plate
+          WHERE spl.parent = %(cid)s AND a."file" IS NOT NULL
+        UNION
+        SELECT a."file" FROM imageannotationlink l JOIN annotation a ON a.id = l.child
+          WHERE l.parent = ANY(%(images)s) AND a."file" IS NOT NULL""",
+}
+_ORIGINALFILE_COLUMNS = ('o.id, o.path, o.name, o."size", o.hash, ca.value, o.repo')
+_ORIGINALFILE_JOIN = "LEFT JOIN checksumalgorithm ca ON ca.id = o.hasher"
+
+
+class InventoryReader:
+    """Reads inventories over one read-only connection to the OMERO database."""
+
+    def __init__(self, conn, paths: RepositoryPaths, include_attachments=True):
+        self.conn = conn
+        self.paths = paths
+        self.include_attachments = include_attachments
+
+    def _rows(self, query, params):
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    def _originalfile(self, row, kind, **extra):
+        ofid, path, name, size, digest, hasher, repo = row
+        # Files with a repository UUID live in the managed repository; the others are
+        # OMERO 4 style Files/<id> under the data directory.
+        where = self.paths.managed(path, name) if repo else self.paths.files(ofid)
+        return FileRecord(where, kind, size, digest or None, hasher if digest else None,
+                          originalfile_id=ofid, **extra)
+
+    def read(self, kind, cid):
+        cid = int(cid)
+        image_ids = sorted(r[0] for r in self._rows(_IMAGES[kind], [cid]))
+        images = self._rows(
+            "SELECT i.id, i.fileset, p.id, (p.sizex::numeric * p.sizey * p.sizez * p.sizec"
+            " * p.sizet * coalesce(pt.bitsize, 8) + 7) / 8"
+            " FROM image i LEFT JOIN pixels p ON p.image = i.id"
+            " LEFT JOIN pixelstype pt ON pt.id = p.pixelstype WHERE i.id = ANY(%s)",
+            [image_ids])
+        filesets = sorted({fs for _, fs, _, _ in images if fs is not None})
+        files = {}
+
+        def add(record):
+            files.setdefault(record.path, record)
+
+        for row in self._rows(
+                f"SELECT fe.fileset, {_ORIGINALFILE_COLUMNS} FROM filesetentry fe"
+                f" JOIN originalfile o ON o.id = fe.originalfile {_ORIGINALFILE_JOIN}"
+                " WHERE fe.fileset = ANY(%s) ORDER BY fe.fileset, fe.fileset_index",
+                [filesets]):
+            add(self._originalfile(row[1:], FILESET_ENTRY, fileset_id=row[0]))
+        for row in self._rows(
+                f"SELECT fjl.parent, {_ORIGINALFILE_COLUMNS} FROM filesetjoblink fjl"
+                " JOIN joboriginalfilelink jol ON jol.parent = fjl.child"
+                f" JOIN originalfile o ON o.id = jol.child {_ORIGINALFILE_JOIN}"
+                " WHERE fjl.parent = ANY(%s)", [filesets]):
+            add(self._originalfile(row[1:], IMPORT_LOG, fileset_id=row[0]))
+        pixels_ids = sorted(p for _, _, p, _ in images if p is not None)
+        for iid, fileset, pid, nbytes in images:
+            if fileset is None and pid is not None:  # OMERO 4: planes in Pixels/<id>
+                add(FileRecord(self.paths.pixels(pid), PIXELS, int(nbytes), pixels_id=pid))
+        for row in self._rows(
+                f"SELECT pom.child, {_ORIGINALFILE_COLUMNS} FROM pixelsoriginalfilemap pom"
+                f" JOIN originalfile o ON o.id = pom.parent {_ORIGINALFILE_JOIN}"
+                " WHERE pom.child = ANY(%s)", [pixels_ids]):
+            add(self._originalfile(row[1:], ORIGINAL, pixels_id=row[0]))
+        if self.include_attachments:
+            ids = [r[0] for r in self._rows(_ATTACHMENTS[kind], {"cid": cid, "images": image_ids})]
+            for row in self._rows(
+                    f"SELECT {_ORIGINALFILE_COLUMNS} FROM originalfile o {_ORIGINALFILE_JOIN}"
+                    " WHERE o.id = ANY(%s)", [ids]):
+                add(self._originalfile(row, ATTACHMENT))
+        thumbnails = [
+            FileRecord(self.paths.thumbnail(tid), THUMBNAIL, None, pixels_id=pid)
+            for tid, pid in self._rows(
+                "SELECT id, pixels FROM thumbnail WHERE pixels = ANY(%s) ORDER BY id",
+                [pixels_ids])]
+        inventory = Inventory(kind, cid, image_ids, sorted(files.values(), key=lambda f: f.path),
+                              thumbnails, pixels_ids)
+        self._mark_shared(inventory, images)
+        return inventory
+
+    def _image_holders(self, image_ids):
+        holders = defaultdict(set)
+        for image, kind, cid in self._rows(_IMAGE_HOLDERS, {"ids": list(image_ids)}):
+            holders[image].add(format_key(kind, cid))
+        return holders
+
+    def _mark_shared(self, inventory, images):
+        """Name, for each file, the other collections that hold it too."""
+        me = inventory.key
+        filesets = {fs for _, fs, _, _ in images if fs is not None}
+        fileset_images = defaultdict(set)
+        for image, fileset in self._rows(
+                "SELECT id, fileset FROM image WHERE fileset = ANY(%s)", [sorted(filesets)]):
+            fileset_images[fileset].add(image)
+        all_images = set(inventory.image_ids).union(*fileset_images.values())
+        image_holders = self._image_holders(all_images)
+        pixels_image = {pid: iid for iid, _, pid, _ in images if pid is not None}
+        attachment_holders = defaultdict(set)
+        attachment_ids = [f.originalfile_id for f in inventory.files if f.kind == ATTACHMENT]
+        if attachment_ids:
+            for ofid, kind, cid in self._rows(_ATTACHMENT_HOLDERS, {"files": attachment_ids}):
+                attachment_holders[ofid].add(format_key(kind, cid))
+        inventory.pixels_shared_with = {
+            pid: sorted(image_holders[iid] - {me}) for pid, iid in pixels_image.items()}
+        for record in inventory.files:
+            if record.kind in (FILESET_ENTRY, IMPORT_LOG):
+                holders = set().union(*(image_holders[i] for i in fileset_images[record.fileset_id]))
+            elif record.kind == ATTACHMENT:
+                holders = attachment_holders[record.originalfile_id]
+            else:  # pixels, originals: held with their image
+                holders = image_holders[pixels_image.get(record.pixels_id)]
+            record.shared_with = sorted(holders - {me})

@@ -1,0 +1,236 @@
+"""Figures of every Project and Screen at once, aggregated in the OMERO database.
+
+The per-collection inventory (inventory.py) lists files one by one; scanning ten
+thousand collections that way would take ten thousand round trips. Here each kind of
+content is summed per collection in one set-based query, a shared fileset is found by
+counting the collections that hold it, and only about one row per collection comes back.
+The figures agree with the inventory's (tests/test_scan.py holds them to it), except
+pyramids, which are not in the database and are counted by the stat and verify modes.
+"""
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+# Every image of every collection, once per (collection, image).
+COLLECTION_IMAGES = """
+SELECT 'project'::text AS kind, pdl.parent AS cid, dil.child AS image
+  FROM projectdatasetlink pdl JOIN datasetimagelink dil ON dil.parent = pdl.child
+UNION
+SELECT 'screen', spl.parent, ws.image
+  FROM screenplatelink spl JOIN well w ON w.plate = spl.child
+  JOIN wellsample ws ON ws.well = w.id
+"""
+
+# Filesets (entries and import logs), whole, per collection.
+FILESETS = f"""
+WITH ci AS ({COLLECTION_IMAGES}),
+cf AS (SELECT DISTINCT ci.kind, ci.cid, i.fileset FROM ci JOIN image i ON i.id = ci.image
+        WHERE i.fileset IS NOT NULL),
+holders AS (SELECT fileset, count(*) AS n FROM cf GROUP BY fileset),
+entries AS (SELECT fe.fileset, count(*) AS files, sum(o."size") AS bytes,
+                   max(o.mtime) AS newest, count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
+              FROM filesetentry fe JOIN originalfile o ON o.id = fe.originalfile
+             GROUP BY fe.fileset),
+logs AS (SELECT fjl.parent AS fileset, count(*) AS files, sum(o."size") AS bytes,
+                max(o.mtime) AS newest, count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
+           FROM filesetjoblink fjl JOIN joboriginalfilelink jol ON jol.parent = fjl.child
+           JOIN originalfile o ON o.id = jol.child GROUP BY fjl.parent),
+per_fileset AS (
+    SELECT h.fileset, h.n,
+           coalesce(e.files, 0) + coalesce(l.files, 0) AS files,
+           coalesce(e.bytes, 0) + coalesce(l.bytes, 0) AS bytes,
+           greatest(e.newest, l.newest) AS newest,
+           coalesce(e.unhashed, 0) + coalesce(l.unhashed, 0) AS unhashed
+      FROM holders h LEFT JOIN entries e ON e.fileset = h.fileset
+      LEFT JOIN logs l ON l.fileset = h.fileset)
+SELECT cf.kind, cf.cid, sum(f.files), sum(f.bytes), max(f.newest), sum(f.unhashed),
+       coalesce(sum(f.bytes) FILTER (WHERE f.n > 1), 0),
+       count(*) FILTER (WHERE f.n > 1)
+  FROM cf JOIN per_fileset f ON f.fileset = cf.fileset
+ GROUP BY cf.kind, cf.cid
+"""
+
+# Images, OMERO 4 Pixels/ files (size from the dimensions) and thumbnails.
+IMAGES = f"""
+WITH ci AS ({COLLECTION_IMAGES}),
+holders AS (SELECT image, count(*) AS n FROM ci GROUP BY image),
+px AS (SELECT p.id, p.image,
+              (p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
+               * coalesce(pt.bitsize, 8) + 7) / 8 AS bytes
+         FROM pixels p LEFT JOIN pixelstype pt ON pt.id = p.pixelstype),
+thumbs AS (SELECT pixels, count(*) AS n FROM thumbnail GROUP BY pixels)
+SELECT ci.kind, ci.cid, count(DISTINCT ci.image),
+       count(px.id) FILTER (WHERE i.fileset IS NULL),
+       coalesce(sum(px.bytes) FILTER (WHERE i.fileset IS NULL), 0),
+       coalesce(sum(px.bytes) FILTER (WHERE i.fileset IS NULL AND h.n > 1), 0),
+       coalesce(sum(t.n), 0)
+  FROM ci JOIN image i ON i.id = ci.image JOIN holders h ON h.image = ci.image
+  LEFT JOIN px ON px.image = ci.image LEFT JOIN thumbs t ON t.pixels = px.id
+ GROUP BY ci.kind, ci.cid
+"""
+
+# OMERO 4 archived originals (pixelsoriginalfilemap).
+ORIGINALS = f"""
+WITH ci AS ({COLLECTION_IMAGES}),
+holders AS (SELECT image, count(*) AS n FROM ci GROUP BY image),
+orig AS (SELECT DISTINCT ci.kind, ci.cid, ci.image, pom.parent AS file
+           FROM ci JOIN pixels p ON p.image = ci.image
+           JOIN pixelsoriginalfilemap pom ON pom.child = p.id)
+SELECT orig.kind, orig.cid, count(*), sum(o."size"), max(o.mtime),
+       count(*) FILTER (WHERE o.hash IS NULL),
+       coalesce(sum(o."size") FILTER (WHERE h.n > 1), 0)
+  FROM orig JOIN originalfile o ON o.id = orig.file JOIN holders h ON h.image = orig.image
+ GROUP BY orig.kind, orig.cid
+"""
+
+# File attachments on a collection, its datasets, plates, wells and images: (kind, cid,
+# file) rows. Needs a CTE `ci` of collection images (kind, cid, image).
+ATTACHMENT_LINKS = """
+    SELECT 'project'::text AS kind, l.parent AS cid, a."file" AS file
+      FROM projectannotationlink l JOIN annotation a ON a.id = l.child
+     WHERE a."file" IS NOT NULL
+    UNION
+    SELECT 'project', pdl.parent, a."file" FROM datasetannotationlink l
+      JOIN annotation a ON a.id = l.child JOIN projectdatasetlink pdl ON pdl.child = l.parent
+     WHERE a."file" IS NOT NULL
+    UNION
+    SELECT 'screen', l.parent, a."file" FROM screenannotationlink l
+      JOIN annotation a ON a.id = l.child WHERE a."file" IS NOT NULL
+    UNION
+    SELECT 'screen', spl.parent, a."file" FROM plateannotationlink l
+      JOIN annotation a ON a.id = l.child JOIN screenplatelink spl ON spl.child = l.parent
+     WHERE a."file" IS NOT NULL
+    UNION
+    SELECT 'screen', spl.parent, a."file" FROM wellannotationlink l
+      JOIN annotation a ON a.id = l.child JOIN well w ON w.id = l.parent
+      JOIN screenplatelink spl ON spl.child = w.plate WHERE a."file" IS NOT NULL
+    UNION
+    SELECT ci.kind, ci.cid, a."file" FROM imageannotationlink l
+      JOIN annotation a ON a.id = l.child JOIN ci ON ci.image = l.parent
+     WHERE a."file" IS NOT NULL
+"""
+
+ATTACHMENTS = f"""
+WITH ci AS ({COLLECTION_IMAGES}),
+att AS ({ATTACHMENT_LINKS}),
+holders AS (SELECT file, count(*) AS n FROM att GROUP BY file)
+SELECT att.kind, att.cid, count(*), sum(o."size"), max(o.mtime),
+       count(*) FILTER (WHERE o.hash IS NULL),
+       coalesce(sum(o."size") FILTER (WHERE h.n > 1), 0)
+  FROM att JOIN originalfile o ON o.id = att.file JOIN holders h ON h.file = att.file
+ GROUP BY att.kind, att.cid
+"""
+
+
+@dataclass
+class Figures:
+    """What a scan knows of one collection. None: not measured in this mode."""
+
+    files: int = 0
+    bytes: int = 0
+    images: int = 0
+    shared_bytes: int = 0
+    shared_filesets: int = 0
+    unhashed_files: int = 0
+    thumbnails: int = 0
+    newest_file: Optional[datetime] = None
+    # Known only from the disk (stat and verify modes):
+    thumbnail_bytes: Optional[int] = None
+    last_access: Optional[datetime] = None
+    missing_files: Optional[int] = None
+    size_mismatches: Optional[int] = None
+    symlinks: Optional[int] = None
+    pyramids: Optional[int] = None
+    # Known only from hashing (verify mode):
+    checksum_mismatches: Optional[int] = None
+    extra: dict = field(default_factory=dict)
+
+
+def _newest(a, b):
+    return b if a is None or (b is not None and b > a) else a
+
+
+def collection_figures(conn, include_attachments=True):
+    """{(kind, id): Figures} for every Project and Screen that holds anything."""
+    figures = defaultdict(Figures)
+    with conn.cursor() as cur:
+        cur.execute(FILESETS)
+        for kind, cid, files, nbytes, newest, unhashed, shared, shared_filesets in cur:
+            f = figures[(kind, cid)]
+            f.files += files
+            f.bytes += int(nbytes or 0)
+            f.newest_file = _newest(f.newest_file, newest)
+            f.unhashed_files += unhashed
+            f.shared_bytes += int(shared)
+            f.shared_filesets += shared_filesets
+        cur.execute(IMAGES)
+        for kind, cid, images, pixel_files, pixel_bytes, shared, thumbs in cur:
+            f = figures[(kind, cid)]
+            f.images = images
+            f.files += pixel_files
+            f.bytes += int(pixel_bytes)
+            f.unhashed_files += pixel_files  # OMERO records no checksum for Pixels/ files
+            f.shared_bytes += int(shared)
+            f.thumbnails = int(thumbs)
+        queries = [ORIGINALS] + ([ATTACHMENTS] if include_attachments else [])
+        for query in queries:
+            cur.execute(query)
+            for kind, cid, files, nbytes, newest, unhashed, shared in cur:
+                f = figures[(kind, cid)]
+                f.files += files
+                f.bytes += int(nbytes or 0)
+                f.newest_file = _newest(f.newest_file, newest)
+                f.unhashed_files += unhashed
+                f.shared_bytes += int(shared)
+    return dict(figures)
+
+
+# Bytes per owner or per group of the collections, each file counted once however many
+# of that owner's (or group's) collections hold it. {who} is owner_id or group_id.
+UNION_BY = f"""
+WITH ci AS ({COLLECTION_IMAGES}),
+keep AS (SELECT 'project'::text AS kind, id, {{who}} AS who FROM project
+         UNION ALL SELECT 'screen', id, {{who}} FROM screen),
+kept AS (SELECT * FROM keep WHERE NOT (kind || ':' || id = ANY(%(exclude)s))),
+wi AS (SELECT k.who, ci.image FROM ci JOIN kept k ON k.kind = ci.kind AND k.id = ci.cid),
+att AS ({ATTACHMENT_LINKS}),
+files AS (
+    SELECT wi.who, fe.originalfile AS file FROM wi JOIN image i ON i.id = wi.image
+      JOIN filesetentry fe ON fe.fileset = i.fileset
+    UNION
+    SELECT wi.who, jol.child FROM wi JOIN image i ON i.id = wi.image
+      JOIN filesetjoblink fjl ON fjl.parent = i.fileset
+      JOIN joboriginalfilelink jol ON jol.parent = fjl.child
+    UNION
+    SELECT wi.who, pom.parent FROM wi JOIN pixels p ON p.image = wi.image
+      JOIN pixelsoriginalfilemap pom ON pom.child = p.id
+    UNION
+    SELECT k.who, att.file FROM att JOIN kept k ON k.kind = att.kind AND k.id = att.cid
+     WHERE %(attachments)s),
+pixel_files AS (
+    SELECT DISTINCT wi.who, p.id,
+           (p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
+            * coalesce(pt.bitsize, 8) + 7) / 8 AS bytes
+      FROM wi JOIN image i ON i.id = wi.image AND i.fileset IS NULL
+      JOIN pixels p ON p.image = wi.image LEFT JOIN pixelstype pt ON pt.id = p.pixelstype)
+SELECT who, sum(n), sum(b) FROM (
+    SELECT files.who, count(*) AS n, coalesce(sum(o."size"), 0) AS b
+      FROM files JOIN originalfile o ON o.id = files.file GROUP BY files.who
+    UNION ALL
+    SELECT who, count(*), coalesce(sum(bytes), 0) FROM pixel_files GROUP BY who) t
+GROUP BY who
+"""
+
+
+def union_totals(conn, by, exclude=(), include_attachments=True):
+    """{owner or group id: (files, bytes)} with no file counted twice.
+
+    by: "owner" or "group"; exclude: collection keys ("Project:3") to leave out, such as
+    purged collections whose files are no longer online.
+    """
+    column = {"owner": "owner_id", "group": "group_id"}[by]
+    with conn.cursor() as cur:
+        cur.execute(UNION_BY.format(who=column), {"exclude": [k.lower() for k in exclude],
+                                                  "attachments": bool(include_attachments)})
+        return {who: (int(n), int(b)) for who, n, b in cur.fetchall()}

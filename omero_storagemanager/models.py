@@ -1,0 +1,217 @@
+"""The app's own state, in the Django database configured by omero.web.databases.
+
+OMERO itself is never written through these models: they record what the app knows
+about OMERO's collections (Project and Screen) and what it has done to them: scans,
+verified copies at archive locations, jobs, requests, quotas.
+"""
+from django.db import models
+
+
+class Collection(models.Model):
+    """A Project or Screen of OMERO, with the figures of its latest scan."""
+
+    PROJECT, SCREEN = "project", "screen"
+    KINDS = [(PROJECT, "Project"), (SCREEN, "Screen")]
+
+    ONLINE = "online"
+    ARCHIVED = "archived"  # a verified copy exists, primary files still in place
+    PARTIALLY_PURGED = "partially_purged"
+    PURGED = "purged"
+    RESTORING = "restoring"
+    STATES = [
+        (ONLINE, "online"),
+        (ARCHIVED, "archived"),
+        (PARTIALLY_PURGED, "partially purged"),
+        (PURGED, "purged"),
+        (RESTORING, "restoring"),
+    ]
+
+    kind = models.CharField(max_length=7, choices=KINDS)
+    omero_id = models.BigIntegerField()
+    name = models.TextField(default="")
+    owner_id = models.BigIntegerField()
+    owner_name = models.CharField(max_length=255, default="")
+    group_id = models.BigIntegerField()
+    group_name = models.CharField(max_length=255, default="")
+    created = models.DateTimeField(null=True)
+    # Deleted in OMERO: kept because its copies and history must stay findable.
+    gone = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=STATES, default=ONLINE)
+
+    # Figures of the latest scan (see ScanResult for the history).
+    files = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    images = models.BigIntegerField(default=0)
+    shared_bytes = models.BigIntegerField(default=0)
+    thumbnail_bytes = models.BigIntegerField(default=0)
+    missing_files = models.BigIntegerField(default=0)
+    newest_file = models.DateTimeField(null=True)
+    last_access = models.DateTimeField(null=True)
+    scanned_at = models.DateTimeField(null=True)
+    scan_mode = models.CharField(max_length=8, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "omero_id"], name="sm_collection_unique"),
+        ]
+        indexes = [models.Index(fields=["owner_id"]), models.Index(fields=["group_id"])]
+
+    @property
+    def key(self):
+        """The OMERO way of naming it: Project:12, Screen:3."""
+        return f"{self.get_kind_display()}:{self.omero_id}"
+
+    def __str__(self):
+        return f"{self.key} {self.name}"
+
+
+class ScanResult(models.Model):
+    """One scan of one collection: mode, time, figures and errors."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="scans")
+    mode = models.CharField(max_length=8)  # catalog, stat or verify
+    started = models.DateTimeField()
+    finished = models.DateTimeField(null=True)
+    figures = models.JSONField(default=dict)
+    errors = models.JSONField(default=list)
+
+    class Meta:
+        indexes = [models.Index(fields=["collection", "-started"])]
+
+
+class Location(models.Model):
+    """An archive location: identified on disk by <mount>/<id>/ with read/ and write/."""
+
+    HDD, TAPE, AUTOMATED, SYMLINK = "hdd", "tape", "automated", "symlink"
+    TYPES = [
+        (HDD, "HDD (removable or fixed)"),
+        (TAPE, "Tape (with read cache)"),
+        (AUTOMATED, "Automated (XML orders)"),
+        (SYMLINK, "Online (symlinks into the archive)"),
+    ]
+
+    name = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=10, choices=TYPES)
+    mount = models.CharField(max_length=4096)
+    max_bytes = models.BigIntegerField()
+    purge_watermark = models.PositiveSmallIntegerField(default=80)  # percent of max_bytes
+    purge_enabled = models.BooleanField(default=False)
+    current = models.BooleanField(default=False)  # the target of new archives
+    xml_folder = models.CharField(max_length=4096, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.type}, id {self.pk})"
+
+
+class Copy(models.Model):
+    """One BagIt bag at one location for one collection at one point in time."""
+
+    WRITING, VERIFIED, FAILED_AUDIT, EVICTED = "writing", "verified", "failed_audit", "evicted"
+    STATES = [
+        (WRITING, "writing"),
+        (VERIFIED, "verified"),
+        (FAILED_AUDIT, "failed audit"),
+        (EVICTED, "evicted from read cache"),
+    ]
+
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="copies")
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="copies")
+    # Incremental copies hold only new files and chain to the copy before them.
+    parent = models.ForeignKey("self", null=True, on_delete=models.PROTECT)
+    bag_path = models.CharField(max_length=4096)  # relative to <mount>/<id>/write/
+    state = models.CharField(max_length=12, choices=STATES, default=WRITING)
+    created = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True)
+    files = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    last_audit = models.DateTimeField(null=True)
+    last_audit_ok = models.BooleanField(null=True)
+
+
+class CopyFile(models.Model):
+    """A file inside a copy: the link between a primary file and its verified copy."""
+
+    copy = models.ForeignKey(Copy, on_delete=models.CASCADE, related_name="entries")
+    # Relative to the OMERO root it came from: "ManagedRepository/..." or "Pixels/...".
+    relpath = models.TextField()
+    size = models.BigIntegerField()
+    checksum = models.CharField(max_length=128)
+    algorithm = models.CharField(max_length=16, default="SHA1-160")
+    mode = models.PositiveIntegerField(default=0o644)
+    verified = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["copy", "relpath"], name="sm_copyfile_unique"),
+        ]
+        indexes = [models.Index(fields=["relpath"])]
+
+
+class Job(models.Model):
+    """A unit of work run by a django-q2 worker; this row, not the queue, is the truth."""
+
+    KINDS = [
+        (k, k.replace("_", " "))
+        for k in (
+            "sync", "scan", "archive", "purge", "restore", "cache_purge", "location_rescan",
+            "audit", "backup", "quota_check", "auto_archive",
+        )
+    ]
+    QUEUED, RUNNING, WAITING, DONE, FAILED, CANCELLED = (
+        "queued", "running", "waiting", "done", "failed", "cancelled")
+    STATES = [(s, s) for s in (QUEUED, RUNNING, WAITING, DONE, FAILED, CANCELLED)]
+
+    kind = models.CharField(max_length=16, choices=KINDS)
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)
+    collections = models.ManyToManyField(Collection, blank=True, related_name="jobs")
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.SET_NULL)
+    params = models.JSONField(default=dict)
+    requested_by_id = models.BigIntegerField(null=True)  # OMERO experimenter id
+    requested_by_name = models.CharField(max_length=255, default="")
+    wait_reason = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    files_done = models.BigIntegerField(default=0)
+    files_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True)
+    finished = models.DateTimeField(null=True)
+    log_dir = models.CharField(max_length=4096, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "kind"])]
+
+
+class Request(models.Model):
+    """A user's request to archive or restore a collection, awaiting an admin."""
+
+    ARCHIVE, RESTORE = "archive", "restore"
+    PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
+
+    kind = models.CharField(max_length=8, choices=[(ARCHIVE, ARCHIVE), (RESTORE, RESTORE)])
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="requests")
+    state = models.CharField(
+        max_length=8, default=PENDING,
+        choices=[(PENDING, PENDING), (APPROVED, APPROVED), (DECLINED, DECLINED)])
+    requested_by_id = models.BigIntegerField()
+    comment = models.TextField(blank=True, default="")
+    decided_by_id = models.BigIntegerField(null=True)
+    created = models.DateTimeField(auto_now_add=True)
+    decided = models.DateTimeField(null=True)
+
+
+class Quota(models.Model):
+    """A storage quota: the default for all users or groups (omero_id NULL) or an exception."""
+
+    USER, GROUP = "user", "group"
+    scope = models.CharField(max_length=5, choices=[(USER, USER), (GROUP, GROUP)])
+    omero_id = models.BigIntegerField(null=True)
+    max_bytes = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "omero_id"], name="sm_quota_unique"),
+        ]

@@ -1,0 +1,156 @@
+"""Every setting of the app, read from `omero config` as `omero.web.storagemanager.*`.
+
+OMERO.web imports `<app>.settings` for each app in `omero.web.apps` and runs
+`process_custom_settings` on it, which sets the module attributes named below from
+`$OMERODIR/etc/grid/config.xml` (or the defaults). This is the only module that reads
+configuration; everything else imports the resolved values from here.
+
+Set them as an OMERO admin would:
+
+    omero config set omero.web.storagemanager.data_dir /OMERO
+    omero config set omero.web.storagemanager.omero_db '{"host": "db", "name": "omero"}'
+
+This module is imported while Django's settings are being built: it must not import
+Django models or anything that needs the app registry.
+"""
+import json
+import os
+import sys
+
+from omeroweb.settings import CUSTOM_SETTINGS, process_custom_settings
+
+PREFIX = "omero.web.storagemanager."
+
+
+def parse_boolean(value):
+    """true/false (also 1/0, yes/no, on/off). Stricter than omeroweb's parse_boolean,
+    which reads any typo as false: a typo here must stop start-up, not flip a switch."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "t", "yes", "y", "on"):
+        return True
+    if text in ("false", "0", "f", "no", "n", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def parse_db(value):
+    """The OMERO database: a JSON object of libpq keywords, or "" for omero.db.*.
+
+    Accepted keys: host, port, name (or dbname), user, password (or pass), and any
+    other libpq keyword such as sslmode. Unknown non-string values are refused.
+    """
+    if value in ("", None):
+        return {}
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict):
+        raise ValueError("must be a JSON object such as {\"host\": \"db\", \"name\": \"omero\"}")
+    for key, item in parsed.items():
+        if not isinstance(item, (str, int)):
+            raise ValueError(f"value of {key!r} must be a string or a number")
+    return parsed
+
+
+def parse_path(value):
+    """An absolute directory path, or "" to fall back to OMERO's own setting."""
+    value = (value or "").strip()
+    if value and not os.path.isabs(value):
+        raise ValueError("must be an absolute path")
+    return os.path.normpath(value) if value else ""
+
+
+def parse_positive_int(value):
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be 1 or more")
+    return number
+
+
+# key: [module attribute, default (as written in config.xml), parser, description]
+CUSTOM_SETTINGS_MAPPINGS = {
+    PREFIX + "omero_db": [
+        "OMERO_DB",
+        "",
+        parse_db,
+        "Connection to the OMERO database, read only (a read-only role is "
+        "recommended): a JSON object with host, port, name, user, password and other "
+        "libpq keywords. Empty: use the server's omero.db.* settings when OMERO.web "
+        "shares the server's configuration.",
+    ],
+    PREFIX + "data_dir": [
+        "DATA_DIR",
+        "",
+        parse_path,
+        "OMERO's binary repository (omero.data.dir). Empty: omero.data.dir, else /OMERO.",
+    ],
+    PREFIX + "managed_dir": [
+        "MANAGED_DIR",
+        "",
+        parse_path,
+        "The managed repository of FS imports (omero.managed.dir). Empty: "
+        "omero.managed.dir, else <data_dir>/ManagedRepository.",
+    ],
+    PREFIX + "var_dir": [
+        "VAR_DIR",
+        "",
+        parse_path,
+        "Where the app keeps job logs and database backups. Empty: "
+        "$OMERODIR/var/storagemanager.",
+    ],
+    PREFIX + "include_attachments": [
+        "INCLUDE_ATTACHMENTS",
+        "true",
+        parse_boolean,
+        "Count file attachments on a Project or Screen and its children as part of it.",
+    ],
+    PREFIX + "copies_required": [
+        "COPIES_REQUIRED",
+        "1",
+        parse_positive_int,
+        "Verified copies a file needs before purge may delete its primary copy.",
+    ],
+    PREFIX + "demo": [
+        "DEMO",
+        "false",
+        parse_boolean,
+        "Set only by the demo settings module: labels every page as a demo.",
+    ],
+}
+
+process_custom_settings(sys.modules[__name__])
+
+
+def omero_setting(key, default=""):
+    """A server-side OMERO setting (omero.db.*, omero.data.dir) from the shared config."""
+    return CUSTOM_SETTINGS.get(key, default)
+
+
+def omero_db_params():
+    """libpq keywords for the OMERO database: app setting first, then omero.db.*."""
+    params = dict(OMERO_DB)  # noqa: F821 (set by process_custom_settings)
+    if "name" in params:
+        params["dbname"] = params.pop("name")
+    if "pass" in params:
+        params["password"] = params.pop("pass")
+    if not params:
+        params = {
+            "host": omero_setting("omero.db.host", "localhost"),
+            "port": omero_setting("omero.db.port", "5432"),
+            "dbname": omero_setting("omero.db.name", "omero"),
+            "user": omero_setting("omero.db.user", "omero"),
+            "password": omero_setting("omero.db.pass", ""),
+        }
+    return {key: str(value) for key, value in params.items() if value not in ("", None)}
+
+
+def data_dir():
+    return DATA_DIR or os.path.normpath(omero_setting("omero.data.dir", "/OMERO"))  # noqa: F821
+
+
+def managed_dir():
+    return MANAGED_DIR or os.path.normpath(  # noqa: F821
+        omero_setting("omero.managed.dir", "") or os.path.join(data_dir(), "ManagedRepository")
+    )
+
+
+def var_dir():
+    return VAR_DIR or os.path.join(os.environ.get("OMERODIR", "."), "var", "storagemanager")  # noqa: F821

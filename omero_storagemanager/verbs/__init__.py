@@ -1,0 +1,5 @@
+"""Verbs of the admin command line (`manage.py storagemanager <verb>`), one module each.
+
+Each module has HELP, add_arguments(parser) and run(command, options) -> exit code.
+"""
+VERBS = ("check", "sync", "scan", "inventory", "stats")

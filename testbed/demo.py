@@ -1,0 +1,185 @@
+"""The demo: a real OMERO.web with this app, on an embedded PostgreSQL, from nothing.
+
+    scripts/demo.sh [--port 4080] [--dir var/demo] [--seed 1]
+
+It starts PostgreSQL, generates an OMERO database and binary repository that look like
+a facility's, creates an archive location on local disk, migrates the app's database,
+starts a django-q2 cluster and OMERO.web (gunicorn on omeroweb.wsgi) on 127.0.0.1,
+prints the URL and the demo users, and stops everything on Ctrl-C.
+"""
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from testbed.omerodir import django_db, libpq_params, web_config, write_config
+from testbed.pg import PostgresServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4080)
+    parser.add_argument("--dir", default=str(REPO / "var" / "demo"),
+                        help="where the demo keeps its data (wiped at each start)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated facility")
+    parser.add_argument("--workers", type=int, default=2, help="django-q2 workers")
+    parser.add_argument("--check", action="store_true",
+                        help="start, check that the app answers, then stop (for tests)")
+    return parser.parse_args(argv)
+
+
+def say(message):
+    print(f"[demo] {message}", flush=True)
+
+
+def prepare(base, seed):
+    """PostgreSQL, the OMERO database and repository, the OMERODIR. Returns the server."""
+    from testbed.generator import generate_facility
+    from testbed.omerodb import create_omero_database
+
+    if base.exists():
+        stale = PostgresServer(base / "pg", port=1)
+        stale.stop()  # a demo killed hard may have left its server running
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    base.chmod(0o755)
+    server = PostgresServer(base / "pg").start()
+    say(f"PostgreSQL on {server.host}:{server.port}")
+    omero_dsn = create_omero_database(server, "omero")
+    started = time.monotonic()
+    truth = generate_facility(omero_dsn, base / "facility", seed=seed)
+    truth.save(base / "facility" / "truth.json")
+    say(f"generated facility (seed {seed}): {len(truth.collections)} Projects and Screens "
+        f"in {time.monotonic() - started:.1f} s")
+    server.create_database("omeroweb")
+    archive = base / "archive"
+    archive.mkdir()
+    write_config(base / "omerodir", web_config(
+        app_db=django_db(server, "omeroweb"),
+        omero_db=libpq_params(server, "omero"),
+        data_dir=truth.data_dir,
+        managed_dir=truth.managed_dir,
+        var_dir=base / "var",
+        extra={"omero.web.storagemanager.demo": "true",
+               "omero.web.caches": {"default": {
+                   "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                   "LOCATION": str(base / "cache")}}},
+    ))
+    return server, truth, archive
+
+
+def setup_app_database(archive):
+    """Migrate, and register the demo's archive location (<mount>/<id>/read|write)."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    from omero_storagemanager.models import Location
+
+    location = Location.objects.create(
+        name="Demo archive disk", type=Location.HDD, mount=str(archive),
+        max_bytes=10 * 1024**3, current=True)
+    for sub in ("read", "write"):
+        (archive / str(location.pk) / sub).mkdir(parents=True)
+    say(f"archive location {location.name!r} (id {location.pk}) at {archive}")
+
+
+def wait_for(url, deadline):
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"OMERO.web did not answer at {url}")
+
+
+def sign_in_and_fetch(url, user_id, path="/storagemanager/"):
+    """Sign in at /demo/ as a visitor would (cookie, CSRF token, POST) and fetch `path`.
+
+    Returns (HTTP status, body). Used by --check and the tests.
+    """
+    import http.cookiejar
+    import re
+    import urllib.parse
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(url + "/demo/", timeout=30) as response:
+        form = response.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    data = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "user_id": user_id,
+                                   "url": path}).encode()
+    request = urllib.request.Request(url + "/demo/", data=data,
+                                     headers={"Referer": url + "/demo/"})
+    with opener.open(request, timeout=30) as response:
+        return response.status, response.read().decode()
+
+
+def main(argv=None):
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    base = Path(args.dir).resolve()
+    server, truth, archive = prepare(base, args.seed)
+    children = []
+    try:
+        env = dict(os.environ, OMERODIR=str(base / "omerodir"),
+                   DJANGO_SETTINGS_MODULE="testbed.demo_settings",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        os.environ.update(env)
+        setup_app_database(archive)
+        import omeroweb
+
+        manage = str(Path(omeroweb.__file__).parent / "manage.py")
+        logs = base / "var" / "log"
+        logs.mkdir(parents=True, exist_ok=True)
+        children.append(subprocess.Popen(
+            [sys.executable, manage, "qcluster"], env=env, cwd=str(REPO),
+            stdout=open(logs / "qcluster.log", "ab"), stderr=subprocess.STDOUT))
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "omeroweb.wsgi:application",
+             "--bind", f"{args.host}:{args.port}", "--workers", "2", "--timeout", "60"],
+            env=env, cwd=str(REPO),
+            stdout=open(logs / "gunicorn.log", "ab"), stderr=subprocess.STDOUT))
+        url = f"http://{args.host}:{args.port}"
+        wait_for(url + "/demo/", time.monotonic() + 60)
+        say(f"OMERO.web with omero-storagemanager: {url}/storagemanager/")
+        say("demo users (sign in at /demo/, no password):")
+        for uid, user in sorted(truth.users.items(), key=lambda item: int(item[0])):
+            say(f"  {user['omename']:<10} id {uid}  {user['firstname']} {user['lastname']}")
+        say(f"logs: {logs}; Ctrl-C stops everything")
+        if args.check:
+            admin = next(uid for uid, u in truth.users.items() if 0 in u["groups"])
+            status, body = sign_in_and_fetch(url, admin)
+            say(f"check: /storagemanager/ answered {status} for user {admin}")
+            return 0 if status == 200 and "Storage" in body else 1
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        say("a demo process ended unexpectedly; see the logs above")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        say("stopping")
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        server.stop()
+        say("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
