@@ -160,7 +160,12 @@ def main(argv=None):
             admin = next(uid for uid, u in truth.users.items() if 0 in u["groups"])
             status, body = sign_in_and_fetch(url, admin)
             say(f"check: /storagemanager/ answered {status} for user {admin}")
-            return 0 if status == 200 and "Storage" in body else 1
+            from django_q.tasks import async_task, result
+
+            # A task through the real broker proves the cluster takes work.
+            answer = result(async_task("math.floor", 2.5), wait=60_000)
+            say(f"check: django-q2 cluster ran a task: math.floor(2.5) = {answer}")
+            return 0 if status == 200 and "Storage" in body and answer == 2 else 1
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -1,7 +1,7 @@
 """Projects and Screens as OMERO has them: id, name, owner, group, creation time."""
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Optional
 
 KINDS = ("project", "screen")
@@ -18,6 +18,13 @@ def parse_key(text):
     if not match:
         raise ValueError(f"not a collection: {text!r} (write Project:<id> or Screen:<id>)")
     return match.group(1).lower(), int(match.group(2))
+
+
+def as_utc(value):
+    """OMERO stores `timestamp without time zone`; the app keeps aware datetimes (UTC)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
 
 
 def format_key(kind, oid):
@@ -66,7 +73,7 @@ def list_collections(conn, kinds=KINDS, ids=None):
                 query += " WHERE c.id = ANY(%(ids)s)"
                 params["ids"] = wanted
             cur.execute(query + " ORDER BY c.id", params)
-            rows.extend(CollectionRow(*row) for row in cur.fetchall())
+            rows.extend(CollectionRow(*row[:7], as_utc(row[7])) for row in cur.fetchall())
     return rows
 
 

@@ -168,8 +168,8 @@ class InventoryReader:
         cid = int(cid)
         image_ids = sorted(r[0] for r in self._rows(_IMAGES[kind], [cid]))
         images = self._rows(
-            "SELECT i.id, i.fileset, p.id, (p.sizex::numeric * p.sizey * p.sizez * p.sizec"
-            " * p.sizet * coalesce(pt.bitsize, 8) + 7) / 8"
+            "SELECT i.id, i.fileset, p.id, div(p.sizex::numeric * p.sizey * p.sizez * p.sizec"
+            " * p.sizet * coalesce(pt.bitsize, 8) + 7, 8)"
             " FROM image i LEFT JOIN pixels p ON p.image = i.id"
             " LEFT JOIN pixelstype pt ON pt.id = p.pixelstype WHERE i.id = ANY(%s)",
             [image_ids])

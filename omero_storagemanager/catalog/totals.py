@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
+from .collections import as_utc
+
 # Every image of every collection, once per (collection, image).
 COLLECTION_IMAGES = """
 SELECT 'project'::text AS kind, pdl.parent AS cid, dil.child AS image
@@ -56,8 +58,8 @@ IMAGES = f"""
 WITH ci AS ({COLLECTION_IMAGES}),
 holders AS (SELECT image, count(*) AS n FROM ci GROUP BY image),
 px AS (SELECT p.id, p.image,
-              (p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
-               * coalesce(pt.bitsize, 8) + 7) / 8 AS bytes
+              div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
+               * coalesce(pt.bitsize, 8) + 7, 8) AS bytes
          FROM pixels p LEFT JOIN pixelstype pt ON pt.id = p.pixelstype),
 thumbs AS (SELECT pixels, count(*) AS n FROM thumbnail GROUP BY pixels)
 SELECT ci.kind, ci.cid, count(DISTINCT ci.image),
@@ -158,19 +160,19 @@ def collection_figures(conn, include_attachments=True):
         cur.execute(FILESETS)
         for kind, cid, files, nbytes, newest, unhashed, shared, shared_filesets in cur:
             f = figures[(kind, cid)]
-            f.files += files
+            f.files += int(files)
             f.bytes += int(nbytes or 0)
-            f.newest_file = _newest(f.newest_file, newest)
-            f.unhashed_files += unhashed
+            f.newest_file = _newest(f.newest_file, as_utc(newest))
+            f.unhashed_files += int(unhashed)
             f.shared_bytes += int(shared)
-            f.shared_filesets += shared_filesets
+            f.shared_filesets += int(shared_filesets)
         cur.execute(IMAGES)
         for kind, cid, images, pixel_files, pixel_bytes, shared, thumbs in cur:
             f = figures[(kind, cid)]
-            f.images = images
-            f.files += pixel_files
+            f.images = int(images)
+            f.files += int(pixel_files)
             f.bytes += int(pixel_bytes)
-            f.unhashed_files += pixel_files  # OMERO records no checksum for Pixels/ files
+            f.unhashed_files += int(pixel_files)  # OMERO records no checksum for Pixels/ files
             f.shared_bytes += int(shared)
             f.thumbnails = int(thumbs)
         queries = [ORIGINALS] + ([ATTACHMENTS] if include_attachments else [])
@@ -178,10 +180,10 @@ def collection_figures(conn, include_attachments=True):
             cur.execute(query)
             for kind, cid, files, nbytes, newest, unhashed, shared in cur:
                 f = figures[(kind, cid)]
-                f.files += files
+                f.files += int(files)
                 f.bytes += int(nbytes or 0)
-                f.newest_file = _newest(f.newest_file, newest)
-                f.unhashed_files += unhashed
+                f.newest_file = _newest(f.newest_file, as_utc(newest))
+                f.unhashed_files += int(unhashed)
                 f.shared_bytes += int(shared)
     return dict(figures)
 
@@ -210,8 +212,8 @@ files AS (
      WHERE %(attachments)s),
 pixel_files AS (
     SELECT DISTINCT wi.who, p.id,
-           (p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
-            * coalesce(pt.bitsize, 8) + 7) / 8 AS bytes
+           div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
+            * coalesce(pt.bitsize, 8) + 7, 8) AS bytes
       FROM wi JOIN image i ON i.id = wi.image AND i.fileset IS NULL
       JOIN pixels p ON p.image = wi.image LEFT JOIN pixelstype pt ON pt.id = p.pixelstype)
 SELECT who, sum(n), sum(b) FROM (

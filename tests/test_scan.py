@@ -1,0 +1,266 @@
+"""Scan against the generated facility's ground truth, for every kind of content.
+
+The truth (testbed/generator.py) is computed from the generator's own construction,
+never from the database, so each figure here is checked against an independent oracle.
+"""
+import os
+
+import psycopg2
+import pytest
+
+from omero_storagemanager.catalog.collections import UnknownCollection, parse_key
+from omero_storagemanager.catalog.inventory import InventoryReader
+from omero_storagemanager.catalog.paths import RepositoryPaths, numbered
+from omero_storagemanager.catalog.totals import collection_figures, union_totals
+from omero_storagemanager.engine.disk import RepositoryUnreadable, stat_inventory
+from omero_storagemanager.engine.scan import scan
+from omero_storagemanager.engine.stats import usage_statistics
+from omero_storagemanager.engine.sync import sync_collections
+from omero_storagemanager.models import Collection, Quota, ScanResult
+
+DB_ONLY_KINDS = {"fileset_entry", "import_log", "pixels", "original", "attachment"}
+
+
+@pytest.fixture(scope="module")
+def omero(facility):
+    conn = psycopg2.connect(facility.dsn)
+    conn.set_session(readonly=True, autocommit=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def paths(facility):
+    return RepositoryPaths(facility.truth.data_dir, facility.truth.managed_dir)
+
+
+def recorded_size(f):
+    """The size OMERO's database holds for a truth file."""
+    return f.get("db_size", f["size"])
+
+
+def expected_catalog(col):
+    files = [f for f in col["files"] if f["kind"] in DB_ONLY_KINDS]
+    return {
+        "files": len(files),
+        "bytes": sum(recorded_size(f) for f in files),
+        "shared_bytes": sum(recorded_size(f) for f in files if f["shared_with"]),
+        "images": len(col["image_ids"]),
+        "thumbnails": len(col["thumbnails"]),
+        "unhashed_files": sum(1 for f in files if not f["hash"]),
+    }
+
+
+def expected_stat(col):
+    present = [f for f in col["files"] if not f["missing"]]
+    return {
+        "files": len(col["files"]),
+        "bytes": sum(f["size"] for f in present),
+        "missing_files": sum(1 for f in col["files"] if f["missing"]),
+        "size_mismatches": sum(1 for f in present if "db_size" in f),
+        "symlinks": sum(1 for f in col["files"] if f["symlink_target"]),
+        "pyramids": sum(1 for f in col["files"] if f["kind"] in ("pyramid", "pyramid_lock")),
+        "thumbnail_bytes": sum(t["size"] for t in col["thumbnails"]),
+        "newest_file": max((f["mtime"] for f in present), default=None),
+        "last_access": max((f["atime"] for f in present), default=None),
+    }
+
+
+def test_numbered_paths_follow_omero():
+    assert [numbered(i) for i in (999, 1000, 123456, 1234567, 1234567890)] == [
+        "999", "Dir-001/1000", "Dir-123/123456", "Dir-001/Dir-234/1234567",
+        "Dir-001/Dir-234/Dir-567/1234567890"]
+
+
+def test_collection_keys_are_written_the_omero_way():
+    assert parse_key("Project:12") == ("project", 12)
+    assert parse_key(" screen : 3 ") == ("screen", 3)
+    for bad in ("Dataset:1", "Project:", "Project:-1", "Project:1;DROP TABLE x", ""):
+        with pytest.raises(ValueError, match="Project:<id> or Screen:<id>"):
+            parse_key(bad)
+
+
+def test_inventory_of_every_collection_matches_the_truth(facility, omero, paths):
+    reader = InventoryReader(omero, paths)
+    kinds_seen = set()
+    for key, col in facility.truth.collections.items():
+        inventory = reader.read(*parse_key(key))
+        stat_inventory(inventory, paths)
+        got = {f.path: f for f in inventory.files}
+        want = {f["path"]: f for f in col["files"]}
+        assert sorted(got) == sorted(want), key
+        for path, f in want.items():
+            g = got[path]
+            kinds_seen.add(g.kind)
+            assert g.kind == f["kind"], path
+            assert g.shared_with == f["shared_with"], path
+            assert g.symlink_target == f["symlink_target"], path
+            assert g.exists is (not f["missing"]), path
+            if not f["missing"]:
+                assert g.disk_size == f["size"], path
+            assert g.hash == f.get("db_hash", f["hash"]), path
+            if f["kind"] in DB_ONLY_KINDS:
+                assert g.size == recorded_size(f), path
+        assert inventory.image_ids == col["image_ids"], key
+        assert sorted(t.path for t in inventory.thumbnails) == \
+            sorted(t["path"] for t in col["thumbnails"]), key
+        assert [t.disk_size for t in sorted(inventory.thumbnails, key=lambda t: t.path)] == \
+            [t["size"] for t in sorted(col["thumbnails"], key=lambda t: t["path"])], key
+    # The facility exercises every kind of content the inventory knows.
+    assert kinds_seen == DB_ONLY_KINDS | {"pyramid", "pyramid_lock"}
+
+
+def test_catalog_figures_of_all_collections_match_the_truth(facility, omero):
+    figures = collection_figures(omero)
+    for key, col in facility.truth.collections.items():
+        f = figures.get(parse_key(key))
+        got = {k: getattr(f, k) if f else 0 for k in expected_catalog(col)}
+        assert got == expected_catalog(col), key
+    shared = [k for k, c in facility.truth.collections.items()
+              if any(f["shared_with"] for f in c["files"])]
+    assert len(shared) >= 2, "the facility must hold a fileset shared by two collections"
+
+
+def test_owner_and_group_totals_never_count_a_file_twice(facility, omero):
+    truth = facility.truth
+    for by, attr in (("owner", "owner_id"), ("group", "group_id")):
+        totals = union_totals(omero, by)
+        groups = {}
+        for key, col in truth.collections.items():
+            groups.setdefault(col[attr], []).append(key)
+        for who, keys in groups.items():
+            files = {f["path"]: f for k in keys for f in truth.collections[k]["files"]
+                     if f["kind"] in DB_ONLY_KINDS}
+            expected = (len(files), sum(recorded_size(f) for f in files.values()))
+            assert totals.get(who, (0, 0)) == expected, (by, who)
+    # The shared fileset sits in two projects of one owner: the union is smaller than
+    # the sum, which is what "never count a file twice" is about.
+    by_owner = union_totals(omero, "owner")
+    summed = {}
+    for figures_key, f in collection_figures(omero).items():
+        kind, cid = figures_key
+        owner = truth.collections[f"{kind.capitalize()}:{cid}"]["owner_id"]
+        summed[owner] = summed.get(owner, 0) + f.bytes
+    assert any(by_owner[o][1] < summed[o] for o in by_owner)
+
+
+def test_catalog_scan_stores_figures_for_every_collection(facility, omero, paths, app_db):
+    report = scan(omero, paths, "catalog")
+    assert report.collections == len(facility.truth.collections)
+    for key, col in facility.truth.collections.items():
+        kind, cid = parse_key(key)
+        c = Collection.objects.get(kind=kind, omero_id=cid)
+        want = expected_catalog(col)
+        assert (c.files, c.bytes, c.images, c.shared_bytes) == (
+            want["files"], want["bytes"], want["images"], want["shared_bytes"]), key
+        assert c.name == col["name"] and c.owner_id == col["owner_id"]
+        assert c.scan_mode == "catalog" and c.scanned_at is not None
+        result = ScanResult.objects.get(collection=c)
+        assert result.figures["files"] == want["files"]
+
+
+def test_catalog_scan_of_named_collections_agrees_with_the_scan_of_all(
+        facility, omero, paths, app_db):
+    scan(omero, paths, "catalog")
+    everything = {c.key: (c.files, c.bytes, c.shared_bytes) for c in Collection.objects.all()}
+    keys = [parse_key(k) for k in facility.truth.collections]
+    scan(omero, paths, "catalog", keys=keys)
+    named = {c.key: (c.files, c.bytes, c.shared_bytes) for c in Collection.objects.all()}
+    assert named == everything
+    assert ScanResult.objects.count() == 2 * len(keys)
+
+
+def test_stat_scan_finds_missing_files_mismatches_symlinks_and_times(
+        facility, omero, paths, app_db):
+    report = scan(omero, paths, "stat")
+    truth = facility.truth
+    for key, col in truth.collections.items():
+        f = report.figures[key]
+        want = expected_stat(col)
+        got = {k: getattr(f, k) for k in want}
+        got["newest_file"] = f.newest_file and f.newest_file.timestamp()
+        got["last_access"] = f.last_access and f.last_access.timestamp()
+        assert got == want, key
+    anomalies = {a["path"]: a for a in truth.anomalies}
+    reported = {p["path"]: (key, p["problem"]) for key, found in report.problems.items()
+                for p in found}
+    assert {path: problem for path, (_, problem) in reported.items()} == {
+        path: a["kind"].replace("_", " ") for path, a in anomalies.items()}
+    stored = Collection.objects.get(kind="project", omero_id=parse_key(
+        truth.anomalies[0]["collections"][0])[1])
+    assert stored.missing_files + ScanResult.objects.filter(
+        collection=stored).count() >= 1
+
+
+def test_verify_scan_catches_a_checksum_mismatch_and_keeps_atimes(
+        facility, omero, paths, app_db):
+    files = [f["path"] for f in facility.truth.all_files() if not f["missing"]]
+    before = {p: os.stat(p).st_atime_ns for p in files}
+    report = scan(omero, paths, "verify")
+    after = {p: os.stat(p).st_atime_ns for p in files}
+    assert after == before, "verifying must not change any file's access time"
+    mismatched = {p["path"] for found in report.problems.values() for p in found
+                  if p["problem"] == "checksum mismatch"}
+    expected = {f["path"] for f in facility.truth.all_files()
+                if "db_hash" in f and not f["missing"]}
+    assert mismatched == expected and expected, "the facility has one damaged file"
+    assert sum(f.checksum_mismatches for f in report.figures.values()) == len(expected)
+
+
+def test_sync_follows_renames_new_and_deleted_collections(facility, omero, app_db):
+    sync_collections(omero)
+    writer = psycopg2.connect(facility.dsn)
+    try:
+        with writer, writer.cursor() as cur:
+            cur.execute("SELECT id, name FROM project ORDER BY id LIMIT 1")
+            pid, old_name = cur.fetchone()
+            cur.execute("UPDATE project SET name = %s WHERE id = %s", ["Renamed ünïcode", pid])
+            cur.execute("SELECT max(id) + 1 FROM project")
+            new_id = cur.fetchone()[0]
+            cur.execute("INSERT INTO project (id, permissions, name, creation_id, group_id,"
+                        " owner_id, update_id) SELECT %s, permissions, 'brand new',"
+                        " creation_id, group_id, owner_id, update_id FROM project"
+                        " WHERE id = %s", [new_id, pid])
+        report = sync_collections(omero)
+        assert report.added == [f"Project:{new_id}"]
+        assert f"Project:{pid}" in report.changed
+        assert Collection.objects.get(kind="project", omero_id=pid).name == "Renamed ünïcode"
+        with writer, writer.cursor() as cur:
+            cur.execute("DELETE FROM project WHERE id = %s", [new_id])
+            cur.execute("UPDATE project SET name = %s WHERE id = %s", [old_name, pid])
+        report = sync_collections(omero)
+        assert report.gone == [f"Project:{new_id}"]
+        gone = Collection.objects.get(kind="project", omero_id=new_id)
+        assert gone.gone is True  # kept, marked: its copies must stay findable
+    finally:
+        writer.close()
+
+
+def test_statistics_per_user_and_group_flag_over_quota(facility, omero, paths, app_db):
+    scan(omero, paths, "catalog")
+    truth = facility.truth
+    owner_totals = union_totals(omero, "owner")
+    biggest = max(owner_totals, key=lambda o: owner_totals[o][1])
+    Quota.objects.create(scope="user", omero_id=None, max_bytes=10**12)  # default: generous
+    Quota.objects.create(scope="user", omero_id=biggest, max_bytes=owner_totals[biggest][1] - 1)
+    stats = usage_statistics(omero)
+    users = {u["id"]: u for u in stats["users"]}
+    assert users[biggest]["over_quota"] is True
+    assert [u["id"] for u in stats["users"] if u["over_quota"]] == [biggest]
+    for who, (files, nbytes) in owner_totals.items():
+        assert users[who]["online_bytes"] == nbytes
+        assert users[who]["collections"] == sum(
+            1 for c in truth.collections.values() if c["owner_id"] == who)
+    groups = {g["id"]: g for g in stats["groups"]}
+    assert sum(g["collections"] for g in groups.values()) == len(truth.collections)
+
+
+def test_unknown_collection_and_unreadable_repository_are_refused(omero, paths, tmp_path,
+                                                                   app_db):
+    with pytest.raises(UnknownCollection, match="Project:987654"):
+        scan(omero, paths, "catalog", keys=[("project", 987654)])
+    gone = RepositoryPaths(str(tmp_path / "unmounted"), str(tmp_path / "unmounted" / "MR"))
+    with pytest.raises(RepositoryUnreadable, match="not readable"):
+        scan(omero, gone, "stat")
+    with pytest.raises(ValueError, match="unknown scan mode"):
+        scan(omero, paths, "fast")
