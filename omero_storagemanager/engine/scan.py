@@ -20,6 +20,7 @@ from ..catalog.collections import UnknownCollection, format_key
 from ..catalog.inventory import InventoryReader
 from ..catalog.totals import Figures, collection_figures
 from ..models import Collection, ScanResult
+from .bulk import collection_figures_from_disk
 from .disk import check_repository, stat_inventory, verify_record
 from .figures import figures_from_inventory, problems
 from .progress import NullProgress
@@ -41,7 +42,7 @@ class ScanReport:
 
 
 def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progress=None,
-         workers=8):
+         workers=4):
     """Scan the collections named by `keys` ((kind, id) pairs), or all of them.
 
     conn: a read-only connection to the OMERO database; paths: RepositoryPaths.
@@ -66,13 +67,21 @@ def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progr
         collections = list(collections)
     report = ScanReport(mode, started)
     progress.start(len(collections))
-    if mode == "catalog" and keys is None:
-        # Everything at once, in the database: one query per kind of content.
-        all_figures = collection_figures(conn, include_attachments)
+    if keys is None:
+        # Every collection at once: in the database (catalog) or with each file of the
+        # repository touched once (stat, verify). Same figures as one by one.
+        if mode == "catalog":
+            all_figures = collection_figures(conn, include_attachments)
+            empty = Figures
+        else:
+            all_figures, report.problems = collection_figures_from_disk(
+                conn, paths, mode == "verify", include_attachments, workers, progress)
+            empty = _empty_disk_figures(mode)
         for c in collections:
-            report.figures[c.key] = all_figures.get((c.kind, c.omero_id), Figures())
-        progress.advance(len(collections), sum(f.files for f in report.figures.values()),
-                         sum(f.bytes for f in report.figures.values()))
+            report.figures[c.key] = all_figures.get((c.kind, c.omero_id)) or empty()
+        progress.advance(len(collections), *(
+            (sum(f.files for f in report.figures.values()),
+             sum(f.bytes for f in report.figures.values())) if mode == "catalog" else (0, 0)))
     else:
         reader = InventoryReader(conn, paths, include_attachments)
         for c in collections:
@@ -95,6 +104,15 @@ def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progr
     store(collections, report)
     progress.done()
     return report
+
+
+def _empty_disk_figures(mode):
+    def make():
+        f = Figures(missing_files=0, size_mismatches=0, symlinks=0, pyramids=0,
+                    thumbnail_bytes=0)
+        f.checksum_mismatches = 0 if mode == "verify" else None
+        return f
+    return make
 
 
 _UPDATE = """
