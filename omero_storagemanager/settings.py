@@ -58,6 +58,17 @@ def parse_path(value):
     return os.path.normpath(value) if value else ""
 
 
+def parse_optional_id(value):
+    """An OMERO id, or "" for none."""
+    text = str(value).strip()
+    if not text:
+        return None
+    number = int(text)
+    if number < 0:
+        raise ValueError("must be an OMERO id (0 or more) or empty")
+    return number
+
+
 def parse_positive_int(value):
     number = int(value)
     if number < 1:
@@ -108,6 +119,52 @@ CUSTOM_SETTINGS_MAPPINGS = {
         parse_positive_int,
         "Verified copies a file needs before purge may delete its primary copy.",
     ],
+    PREFIX + "purge_rename": [
+        "PURGE_RENAME",
+        "false",
+        parse_boolean,
+        "After a purge, prefix the Project or Screen name with \"(archived) \" (manual 6.4).",
+    ],
+    PREFIX + "archive_user_id": [
+        "ARCHIVE_USER_ID",
+        "",
+        parse_optional_id,
+        "After a purge, give the Project or Screen to this OMERO user (the original owner "
+        "is remembered and restored). Empty: keep the owner.",
+    ],
+    PREFIX + "archive_group_id": [
+        "ARCHIVE_GROUP_ID",
+        "",
+        parse_optional_id,
+        "After a purge, move the Project or Screen to this OMERO group (remembered and "
+        "restored). Empty: keep the group.",
+    ],
+    PREFIX + "copy_workers": [
+        "COPY_WORKERS",
+        "4",
+        parse_positive_int,
+        "Files copied at once by archive and restore (threads overlap fsync and I/O).",
+    ],
+    PREFIX + "gateway_factory": [
+        "GATEWAY_FACTORY",
+        "omero_storagemanager.gateway.blitz.service_gateway",
+        str,
+        "Dotted path of a function returning the Gateway that workers and the command "
+        "line use to make OMERO changes (rename, owner, group, state annotation). The "
+        "default logs in to OMERO.server with the service account below.",
+    ],
+    PREFIX + "service_user": [
+        "SERVICE_USER",
+        "",
+        str,
+        "OMERO admin account the workers use for OMERO changes (never shown in logs).",
+    ],
+    PREFIX + "service_password": [
+        "SERVICE_PASSWORD",
+        "",
+        str,
+        "Password of the service account (never shown in logs or pages).",
+    ],
     PREFIX + "demo": [
         "DEMO",
         "false",
@@ -140,6 +197,13 @@ def omero_db_params():
             "password": omero_setting("omero.db.pass", ""),
         }
     return {key: str(value) for key, value in params.items() if value not in ("", None)}
+
+
+def omero_server():
+    """(host, port) of OMERO.server: the first of omero.web.server_list."""
+    servers = json.loads(omero_setting("omero.web.server_list", '[["localhost", 4064, "omero"]]'))
+    host, port = servers[0][0], int(servers[0][1])
+    return host, port
 
 
 def data_dir():

@@ -47,6 +47,8 @@ def web_config(*, app_db, omero_db, data_dir, managed_dir, var_dir=None, extra=N
         "omero.web.storagemanager.omero_db": omero_db,
         "omero.web.storagemanager.data_dir": str(data_dir),
         "omero.web.storagemanager.managed_dir": str(managed_dir),
+        # No OMERO server here: OMERO changes go through the stand-in gateway.
+        "omero.web.storagemanager.gateway_factory": "testbed.standin.admin_gateway",
     }
     if var_dir:
         config["omero.web.storagemanager.var_dir"] = str(var_dir)

@@ -254,3 +254,10 @@ class StandInGateway(Gateway):
                 self._delete_annotations(cur, kind, self._state_annotation_ids(cur, kind, oid))
         finally:
             conn.close()
+
+
+def admin_gateway():
+    """gateway_factory of the tests and the demo: the stand-in, as OMERO's root."""
+    from omero_storagemanager import settings
+
+    return StandInGateway(settings.omero_db_params(), 0)

@@ -89,3 +89,21 @@ class BlitzGatewayAdapter(Gateway):
         old = self._state_annotations(self._object(kind, oid))
         if old:
             self.conn.deleteObjects("Annotation", [a.getId() for a in old], wait=True)
+
+
+def service_gateway():
+    """A Gateway logged in to OMERO.server as the configured service account."""
+    from omero.gateway import BlitzGateway
+
+    from .. import settings
+
+    if not settings.SERVICE_USER:
+        raise GatewayError("no OMERO service account: set omero.web.storagemanager.service_user"
+                           " and .service_password")
+    host, port = settings.omero_server()
+    conn = BlitzGateway(settings.SERVICE_USER, settings.SERVICE_PASSWORD, host=host, port=port,
+                        secure=True)
+    if not conn.connect():
+        raise GatewayError(f"cannot log in to OMERO.server {host}:{port} as "
+                           f"{settings.SERVICE_USER}")
+    return BlitzGatewayAdapter(conn)

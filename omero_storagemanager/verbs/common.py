@@ -22,3 +22,32 @@ def parse_keys(texts):
         return [parse_key(text) for text in texts]
     except ValueError as exc:
         raise CommandError(str(exc))
+
+
+def collections_for(conn, texts):
+    """Collection rows for keys like Project:12, synced with OMERO first."""
+    from ..catalog.collections import UnknownCollection, format_key
+    from ..engine.sync import sync_collections
+    from ..models import Collection
+
+    keys = parse_keys(texts)
+    sync_collections(conn, keys)
+    found = {(c.kind, c.omero_id): c for c in Collection.objects.filter(
+        omero_id__in=[oid for _, oid in keys], gone=False)}
+    missing = [format_key(*k) for k in keys if k not in found]
+    if missing:
+        raise CommandError(str(UnknownCollection("not in OMERO: " + ", ".join(missing))))
+    return [found[k] for k in keys]
+
+
+def admin_gateway():
+    """The gateway for OMERO changes made from the command line (rename, chown, chgrp,
+    state annotation): configured by the deployment (see settings.gateway_factory)."""
+    from .. import settings
+    from importlib import import_module
+
+    factory = settings.GATEWAY_FACTORY
+    if not factory:
+        return None
+    module, _, name = factory.rpartition(".")
+    return getattr(import_module(module), name)()

@@ -1,0 +1,262 @@
+"""Archive: a verified BagIt copy of a collection's files at the current location.
+
+Incremental: only files that have no verified copy at this location yet are copied (a
+collection unchanged since its last copy is not copied again). Each file is copied
+with copy_verified (one read pass with its checksum, checked against OMERO's; temporary
+name, fsync, read back, rename). A CopyFile row is written per verified file, so a
+killed archive resumes where it stopped; the bag is written in a ".partial" directory
+and renamed when complete, and the Copy counts as VERIFIED only after that and after
+the backend published it (read cache, XML order).
+"""
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from django.db import transaction
+from django.db.models import Sum
+
+from ..backends.bag import BagWriter, validate_bag
+from ..backends.base import LocationError, Order, bag_relpath
+from ..catalog.inventory import InventoryReader
+from ..models import Collection, Copy, CopyFile, PurgedFile
+from .copyfile import MANIFEST_ALGORITHM, CopyError
+from .copyfile import copy_verified
+from .disk import stat_inventory
+from .progress import NullProgress
+
+BATCH = 256  # CopyFile rows written per batch: one row per file, few round trips
+
+
+class ArchiveError(Exception):
+    """The archive of a collection cannot go on; nothing of it counts as archived."""
+
+
+class LocationFull(ArchiveError):
+    pass
+
+
+@dataclass
+class ArchiveResult:
+    collection: str
+    state: str  # "archived" or "unchanged"
+    copy_id: int = None
+    files: int = 0
+    bytes: int = 0
+
+
+def _already_copied(collection, location):
+    """relpath -> CopyFile of this collection's verified copies at this location."""
+    rows = CopyFile.objects.filter(copy__collection=collection, copy__location=location,
+                                   copy__state=Copy.VERIFIED).order_by("copy__created")
+    return {row.relpath: row for row in rows}
+
+
+def _needs_copy(record, relpath, copied):
+    """A file needs copying unless a verified copy of this very content exists."""
+    previous = copied.get(relpath)
+    if previous is None or previous.size != record.disk_size:
+        return True
+    if record.hash and record.hasher == MANIFEST_ALGORITHM:
+        return record.hash.lower() != previous.checksum
+    return previous.source_mtime is None or abs(previous.source_mtime - record.mtime) > 1e-6
+
+
+def plan(conn, paths, collection, location, include_attachments=True):
+    """(inventory, [(record, relpath)] to copy) for one collection at one location."""
+    inventory = InventoryReader(conn, paths, include_attachments).read(
+        collection.kind, collection.omero_id)
+    stat_inventory(inventory, paths)
+    purged = set(PurgedFile.objects.filter(collection=collection).exclude(
+        state=PurgedFile.RESTORED).values_list("path", flat=True))
+    missing = [r.path for r in inventory.files if r.exists is False and r.path not in purged]
+    if missing:
+        raise ArchiveError(f"{collection.key}: {len(missing)} file(s) missing from the "
+                           f"repository, e.g. {missing[0]}; scan it, fix it, then archive")
+    copied = _already_copied(collection, location)
+    todo = []
+    for record in inventory.files:
+        if record.path in purged:
+            continue  # its copy exists already: that is how it could be purged
+        relpath = paths.relative(record.path)
+        if _needs_copy(record, relpath, copied):
+            todo.append((record, relpath))
+    return inventory, todo
+
+
+def order_of(copy):
+    """The archiver's order for a copy, from its bag path (the ids it was archived under:
+    a purge may have moved the collection to another owner and group since)."""
+    return Order.from_relpath(copy.bag_path)
+
+
+def _check_capacity(location, nbytes):
+    used = (Copy.objects.filter(location=location, state__in=[Copy.WRITING, Copy.VERIFIED])
+            .aggregate(total=Sum("bytes"))["total"] or 0)
+    if used + nbytes > location.max_bytes:
+        raise LocationFull(
+            f"location {location.name!r} (id {location.pk}) would exceed its maximum size: "
+            f"{used} + {nbytes} > {location.max_bytes} bytes; add a location and make it current")
+
+
+def _bag_info(collection, inventory, copy):
+    info = {
+        "External-Identifier": collection.key,
+        "External-Description": collection.name,
+        "OMERO-Collection-Kind": collection.kind,
+        "OMERO-Collection-Id": str(collection.omero_id),
+        "OMERO-Collection-Name": collection.name,
+        "OMERO-Owner": f"{collection.owner_name} (id {collection.owner_id})",
+        "OMERO-Group": f"{collection.group_name} (id {collection.group_id})",
+        "OMERO-Image-Ids": " ".join(str(i) for i in inventory.image_ids),
+        "Source-Organization": "OMERO (omero-storagemanager)",
+    }
+    if copy.parent_id:
+        info["OMERO-Parent-Bag"] = copy.parent.bag_path
+    return info
+
+
+def _open_copy(collection, location, backend, now):
+    """The Copy being written for this collection here (a killed run's), or a new one."""
+    copy = (Copy.objects.filter(collection=collection, location=location, state=Copy.WRITING)
+            .order_by("-created").first())
+    if copy is None:
+        parent = (Copy.objects.filter(collection=collection, location=location,
+                                      state=Copy.VERIFIED).order_by("-created").first())
+        # Bag names have one-second resolution: never reuse one (two archives of a
+        # collection within a second would otherwise share a bag directory).
+        while True:
+            relpath = bag_relpath(collection.kind, collection.group_id, collection.owner_id,
+                                  collection.omero_id, now)
+            final = str(backend.bag_dir(relpath))
+            taken = Copy.objects.filter(location=location, bag_path=relpath).exists()
+            if not (taken or os.path.lexists(final) or os.path.lexists(final + ".partial")):
+                break
+            now += timedelta(seconds=1)
+        copy = Copy.objects.create(collection=collection, location=location, parent=parent,
+                                   bag_path=relpath, state=Copy.WRITING, created=now)
+    return copy
+
+
+def _resume_writer(copy, final_dir):
+    """A BagWriter for the copy, re-recording the files verified before a crash and
+    removing anything written but never recorded (it was not verified)."""
+    if os.path.isdir(str(final_dir) + ".partial"):
+        writer = BagWriter.resume(final_dir)
+    else:
+        writer = BagWriter(final_dir)
+    recorded = {}
+    for row in copy.entries.all():
+        target = writer.payload_path(row.relpath)
+        if os.path.isfile(target) and os.path.getsize(target) == row.size:
+            writer.record(row.relpath, row.checksum, row.size)
+            recorded[row.relpath] = row
+        else:
+            row.delete()
+    data = os.path.join(writer.work_dir, "data")
+    for top, _, names in os.walk(data):
+        for name in names:
+            rel = os.path.relpath(os.path.join(top, name), data)
+            if rel not in recorded:
+                os.unlink(os.path.join(top, name))
+    return writer, recorded
+
+
+def archive_collection(conn, paths, collection, location, include_attachments=True,
+                       workers=4, progress=None, log=print, now=None):
+    """Archive one collection to one location. Idempotent: safe to run again at any time."""
+    progress = progress or NullProgress()
+    backend = location.backend()
+    backend.check_online()
+    inventory, todo = plan(conn, paths, collection, location, include_attachments)
+    pending = Copy.objects.filter(collection=collection, location=location,
+                                  state=Copy.WRITING).exists()
+    if not todo and not pending:
+        if collection.state == Collection.ONLINE:
+            Collection.objects.filter(pk=collection.pk).update(state=Collection.ARCHIVED)
+        log(f"{collection.key}: unchanged since its last verified copy, nothing to copy")
+        return ArchiveResult(collection.key, "unchanged")
+    now = now or datetime.now(timezone.utc)
+    copy = _open_copy(collection, location, backend, now)
+    if not pending:
+        _check_capacity(location, sum(r.disk_size for r, _ in todo))
+    final_dir = backend.bag_dir(copy.bag_path)
+    if os.path.isdir(final_dir):  # killed after the bag was complete: just check it
+        problems = validate_bag(final_dir, check_hashes=True)
+        if problems:
+            raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
+    else:
+        writer, recorded = _resume_writer(copy, final_dir)
+        todo = [(r, rel) for r, rel in todo if rel not in recorded]
+        log(f"{collection.key}: copying {len(todo)} file(s) to {final_dir}"
+            + (f" ({len(recorded)} already verified)" if recorded else ""))
+        _copy_files(todo, writer, copy, workers, progress)
+        # Each payload file was fsynced by copy_verified; finish() fsyncs the directories.
+        writer.finish(_bag_info(collection, inventory, copy), fsync_payload=False)
+        problems = validate_bag(final_dir, check_hashes=False)
+        if problems:
+            raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
+    backend.publish(copy.bag_path, order_of(copy))
+    with transaction.atomic():
+        copy.state = Copy.VERIFIED
+        copy.verified_at = datetime.now(timezone.utc)
+        copy.files = copy.entries.count()
+        copy.bytes = copy.entries.aggregate(total=Sum("size"))["total"] or 0
+        copy.save()
+        if collection.state == Collection.ONLINE:
+            Collection.objects.filter(pk=collection.pk).update(state=Collection.ARCHIVED)
+    log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
+        f"{copy.files} files, {copy.bytes} bytes")
+    return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
+
+
+def _copy_one(item, writer):
+    record, relpath = item
+    result = copy_verified(record.path, writer.payload_path(relpath), record.hash,
+                           record.hasher, fsync_dir=False)
+    return record, relpath, result
+
+
+def _copy_files(todo, writer, copy, workers, progress):
+    """Copy in parallel (threads overlap fsync and I/O waits), a bounded window of files
+    in flight so memory stays flat; verified files are recorded in batches."""
+    progress.start(len(todo))
+    batch = []
+
+    def flush():
+        CopyFile.objects.bulk_create(batch)
+        for row in batch:
+            writer.record(row.relpath, row.checksum, row.size)
+        batch.clear()
+
+    window = max(1, workers) * 4
+    items = iter(todo)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        running = deque(pool.submit(_copy_one, item, writer) for item in islice(items, window))
+        try:
+            while running:
+                record, relpath, result = running.popleft().result()
+                nxt = next(items, None)
+                if nxt is not None:
+                    running.append(pool.submit(_copy_one, nxt, writer))
+                batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
+                                      checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
+                                      mode=result.mode, verified=True,
+                                      source_mtime=record.mtime))
+                progress.advance(1, 1, result.size)
+                if len(batch) >= BATCH:
+                    flush()
+        except (CopyError, LocationError) as exc:
+            raise ArchiveError(str(exc)) from exc
+        except OSError as exc:
+            raise ArchiveError(
+                f"copy to {writer.work_dir} failed: {exc.strerror or exc} "
+                f"({getattr(exc, 'filename', '') or ''}); the primary files are untouched") from exc
+        finally:
+            for future in running:
+                future.cancel()
+            if batch:
+                flush()
+    progress.done()

@@ -1,0 +1,185 @@
+"""Archive locations: add, remove, purge the read cache, rescan, audit.
+
+A location is only written to when its <mount>/<id>/ directory is there (checked by the
+backend); adding a location creates it, removing one is refused while it holds copies.
+"""
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import List
+
+from django.db import transaction
+
+from ..backends.bag import validate_bag
+from ..backends.base import BadLocation, LocationError, validate_mount
+from ..models import Collection, Copy, CopyFile, Location
+from .hashing import hash_file
+
+
+class LocationInUse(LocationError):
+    pass
+
+
+def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled=False,
+                 xml_folder="", current=False):
+    """Create a location and its <mount>/<id>/{read,write}; nothing is left on failure."""
+    mount = validate_mount(mount)
+    if type not in dict(Location.TYPES):
+        raise BadLocation(f"unknown location type {type!r} (one of "
+                          + ", ".join(dict(Location.TYPES)) + ")")
+    if type == Location.AUTOMATED:
+        if not xml_folder:
+            raise BadLocation("an automated location needs an XML folder for its orders")
+        xml_folder = validate_mount(xml_folder)
+    if max_bytes <= 0 or not 0 < purge_watermark <= 100:
+        raise BadLocation("maximum size must be positive and the watermark 1-100 %")
+    with transaction.atomic():
+        location = Location.objects.create(
+            name=name, type=type, mount=mount, max_bytes=max_bytes,
+            purge_watermark=purge_watermark, purge_enabled=purge_enabled,
+            xml_folder=xml_folder, current=False)
+        location.backend().initialize()
+        if current:
+            make_current(location)
+    return location
+
+
+def make_current(location):
+    with transaction.atomic():
+        Location.objects.exclude(pk=location.pk).update(current=False)
+        Location.objects.filter(pk=location.pk).update(current=True)
+    location.current = True
+
+
+def current_location():
+    location = Location.objects.filter(current=True).first()
+    if location is None:
+        raise LocationError("no current archive location: add one and make it current")
+    return location
+
+
+def remove_location(location):
+    if Copy.objects.filter(location=location).exists():
+        raise LocationInUse(f"location {location.name!r} (id {location.pk}) holds copies; "
+                            "it can be removed only when empty")
+    location.delete()
+
+
+@dataclass
+class CachePurge:
+    evicted: List[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    cache_bytes: int = 0
+
+
+def purge_read_cache(location):
+    """Evict the oldest bags from a tape/automated read cache down to the watermark."""
+    backend = location.backend()
+    if not backend.has_read_cache:
+        raise LocationError(f"location {location.name!r} is of type {location.type}: "
+                            "it has no read cache to purge")
+    if not location.purge_enabled:
+        raise LocationError(f"purging is not enabled for location {location.name!r}")
+    backend.check_online()
+    bags = backend.cache_bags()
+    result = CachePurge(cache_bytes=sum(b.bytes for b in bags))
+    limit = location.max_bytes * location.purge_watermark // 100
+    used = result.cache_bytes
+    for bag in bags:  # oldest first
+        if used <= limit:
+            break
+        backend.evict(bag.relpath)
+        used -= bag.bytes
+        result.evicted.append(bag.relpath)
+        result.freed_bytes += bag.bytes
+    return result
+
+
+@dataclass
+class AuditReport:
+    audited: int = 0
+    failed: List[str] = field(default_factory=list)
+    unreachable: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+
+
+def audit(location=None, fraction=1.0, now=None):
+    """Re-hash copies against their manifests: all, or the `fraction` least recently
+    audited (a rolling audit). A copy that fails is marked FAILED_AUDIT and its bad
+    files unverified, so purge and restore stop relying on them."""
+    now = now or datetime.now(timezone.utc)
+    copies = Copy.objects.filter(state__in=[Copy.VERIFIED, Copy.FAILED_AUDIT])
+    if location is not None:
+        copies = copies.filter(location=location)
+    copies = list(copies.select_related("location").order_by("last_audit", "created"))
+    report = AuditReport()
+    for copy in copies[:math.ceil(len(copies) * fraction)]:
+        backend = copy.location.backend()
+        bag = backend.restore_source(copy.bag_path) if backend.is_online() else None
+        if bag is None:
+            report.unreachable.append(f"{copy.location.name}: {copy.bag_path}")
+            continue
+        # Each file against the app's own record of it, then the bag's structure.
+        bad = []
+        for entry in copy.entries.all():
+            try:
+                digest, _ = hash_file(os.path.join(bag, "data", entry.relpath), "SHA1-160")
+            except OSError as exc:
+                bad.append((entry, exc.strerror or "unreadable"))
+                continue
+            if digest != entry.checksum:
+                bad.append((entry, "checksum mismatch"))
+        problems = [f"{e.relpath}: {why}" for e, why in bad]
+        problems += validate_bag(bag, check_hashes=False)
+        report.audited += 1
+        with transaction.atomic():
+            copy.last_audit, copy.last_audit_ok = now, not problems
+            if problems:
+                copy.state = Copy.FAILED_AUDIT
+                report.failed.append(f"{copy.location.name}: {copy.bag_path}")
+                report.problems.extend(f"{copy.bag_path}: {p}" for p in problems)
+                CopyFile.objects.filter(pk__in=[e.pk for e, _ in bad]).update(verified=False)
+            copy.save()
+    return report
+
+
+def rescan(location):
+    """Rebuild the catalogue of a location's copies from the bags on its disk (manual 7.6).
+
+    Known copies are left as they are; bags the app does not know are validated and
+    added (VERIFIED when every hash matches, else FAILED_AUDIT)."""
+    backend = location.backend()
+    backend.check_online()
+    known = set(Copy.objects.filter(location=location).values_list("bag_path", flat=True))
+    added = []
+    for found in backend.find_bags():
+        if found.relpath in known:
+            continue
+        info = found.contents.info
+        kind = info.get("OMERO-Collection-Kind", [""])[0]
+        oid = int(info.get("OMERO-Collection-Id", ["0"])[0])
+        if kind not in ("project", "screen") or not oid:
+            continue
+        collection, _ = Collection.objects.get_or_create(
+            kind=kind, omero_id=oid,
+            defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": 0,
+                      "group_id": 0, "gone": True})
+        problems = validate_bag(found.contents.path, check_hashes=True)
+        when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
+        copy = Copy.objects.create(
+            collection=collection, location=location, bag_path=found.relpath,
+            state=Copy.FAILED_AUDIT if problems else Copy.VERIFIED,
+            created=when.replace(tzinfo=timezone.utc), verified_at=datetime.now(timezone.utc))
+        entries = []
+        for relpath, sha1 in found.contents.manifest.items():
+            path = os.path.join(found.contents.path, "data", relpath)
+            size = os.path.getsize(path) if os.path.exists(path) else 0
+            entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
+                                    verified=not problems, mode=0o644))
+        CopyFile.objects.bulk_create(entries, batch_size=1000)
+        copy.files, copy.bytes = len(entries), sum(e.size for e in entries)
+        copy.save()
+        known.add(found.relpath)
+        added.append(found.relpath)
+    return added

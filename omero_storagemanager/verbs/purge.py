@@ -1,0 +1,49 @@
+"""purge: free primary storage of collections that have verified copies.
+
+    storagemanager purge Project:12 [--dry-run]
+
+Deletes (or, for copies at a symlink location, replaces by links) only files with
+enough verified copies of exactly their content, never a file another online
+collection needs, never an in-place import's target. --dry-run lists what would be
+freed and what blocks the rest, and changes nothing.
+"""
+import humanize
+
+from .. import settings
+from ..engine.purge import plan_purge, purge_collection
+from .common import admin_gateway, collections_for, open_catalog, repository_paths
+
+HELP = "purge collections (needs verified copies); --dry-run to see what would happen"
+
+
+def add_arguments(parser):
+    parser.add_argument("collections", nargs="+", metavar="COLLECTION")
+    parser.add_argument("--dry-run", action="store_true", help="change nothing, report only")
+
+
+def run(command, options):
+    conn = open_catalog()
+    try:
+        collections = collections_for(conn, options["collections"])
+        along = {c.key for c in collections}  # purged together: may share files
+        gateway = None if options["dry_run"] else admin_gateway()
+        for collection in collections:
+            if options["dry_run"]:
+                plan = plan_purge(conn, repository_paths(), collection,
+                                  settings.COPIES_REQUIRED, along, settings.INCLUDE_ATTACHMENTS)
+                command.stdout.write(
+                    f"{collection.key}: would free {len(plan.freed)} file(s), "
+                    f"{humanize.naturalsize(plan.freed_bytes, binary=True)} "
+                    f"({plan.freed_bytes} bytes); {len(plan.blocked)} blocked; "
+                    f"{plan.already} already purged")
+            else:
+                plan = purge_collection(
+                    conn, repository_paths(), collection, gateway, settings.COPIES_REQUIRED,
+                    along, settings.PURGE_RENAME, settings.ARCHIVE_USER_ID,
+                    settings.ARCHIVE_GROUP_ID, settings.INCLUDE_ATTACHMENTS,
+                    log=command.stdout.write)
+            for path, reason in plan.blocked:
+                command.stdout.write(f"  blocked: {path}: {reason}")
+    finally:
+        conn.close()
+    return 0

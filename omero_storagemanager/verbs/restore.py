@@ -1,0 +1,36 @@
+"""restore: bring purged files back to their original paths, verified.
+
+    storagemanager restore Project:12
+
+When a copy is not reachable (a disk not connected, a tape copy not in the read cache)
+it says what it waits for and exits 3; run it again when the files are there.
+"""
+from ..engine.restore import RestoreError, RestoreWaiting, restore_collection
+from .common import admin_gateway, collections_for, open_catalog
+
+HELP = "restore purged collections"
+WAITING = 3
+
+
+def add_arguments(parser):
+    parser.add_argument("collections", nargs="+", metavar="COLLECTION")
+
+
+def run(command, options):
+    conn = open_catalog()
+    try:
+        collections = collections_for(conn, options["collections"])
+    finally:
+        conn.close()
+    gateway = admin_gateway()
+    code = 0
+    for collection in collections:
+        try:
+            restore_collection(collection, gateway, log=command.stdout.write)
+        except RestoreWaiting as exc:
+            command.stdout.write(f"{collection.key}: waiting: {exc}")
+            code = max(code, WAITING)
+        except RestoreError as exc:
+            command.stderr.write(f"{collection.key}: {exc}")
+            code = 1
+    return code

@@ -1,0 +1,1 @@
+"""Tests of omero_storagemanager.backends, one module per backend module."""
