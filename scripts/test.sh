@@ -4,5 +4,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/dev-env.sh"
+"$here/scripts/system-deps.sh"
 cd "$here"
 exec "${SM_VENV:-$here/.venv}/bin/python" -m pytest "$@"

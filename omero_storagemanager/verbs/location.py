@@ -8,6 +8,7 @@
     storagemanager location purge-cache ID
     storagemanager location remove ID
 """
+import argparse
 import json
 import re
 
@@ -24,9 +25,10 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 
 
 def parse_size(text):
+    """'4TB' -> bytes. An argparse type: a bad size is a usage error, not a crash."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
     if not match or match.group(2).upper() not in _UNITS:
-        raise CommandError(f"not a size: {text!r} (e.g. 500GB, 4TB, 2TiB)")
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500GB, 4TB, 2TiB)")
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 

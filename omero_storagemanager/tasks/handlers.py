@@ -1,0 +1,165 @@
+"""One function per job kind: read the job's targets, call the engine, summarise.
+
+Each is idempotent (the engine is): a job resumed after its worker died runs its
+handler again and picks up where the last run stopped.
+"""
+from .. import catalog, settings
+from ..catalog.paths import RepositoryPaths
+from ..engine.archive import archive_collection
+from ..engine.locations import audit, current_location, purge_read_cache, rescan
+from ..engine.purge import purge_collection
+from ..engine.restore import restore_collection
+from ..engine.scan import scan
+from ..engine.sync import sync_collections
+from ..models import Location
+from .backup import backup_job
+from .policy import auto_archive, quota_check
+
+
+def _paths():
+    return RepositoryPaths(settings.data_dir(), settings.managed_dir())
+
+
+def _gateway():
+    from ..verbs.common import admin_gateway
+
+    return admin_gateway()
+
+
+class _Catalog:
+    """A read-only OMERO database connection for the length of a job."""
+
+    def __enter__(self):
+        self.conn = catalog.connect()
+        return self.conn
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
+
+def _collections(job):
+    return list(job.collections.order_by("kind", "omero_id"))
+
+
+def sync(job, handle):
+    with _Catalog() as conn:
+        report = sync_collections(conn)
+    handle.log(f"{report.total} collections: {len(report.added)} new, "
+               f"{len(report.changed)} changed, {len(report.gone)} gone")
+    return {"total": report.total, "added": len(report.added), "gone": len(report.gone)}
+
+
+def scan_job(job, handle):
+    mode = job.params.get("mode", "catalog")
+    targets = _collections(job)
+    keys = [(c.kind, c.omero_id) for c in targets] or None
+    with _Catalog() as conn:
+        report = scan(conn, _paths(), mode, keys, settings.INCLUDE_ATTACHMENTS, handle)
+    for key, problems in sorted(report.problems.items()):
+        for p in problems:
+            handle.error(f"{key}: {p['problem']}: {p['path']}")
+    handle.log(f"{mode} scan of {report.collections} collections: {report.files} files, "
+               f"{report.bytes} bytes")
+    return {"mode": mode, "collections": report.collections, "files": report.files,
+            "bytes": report.bytes, "problems": sum(len(p) for p in report.problems.values())}
+
+
+def archive(job, handle):
+    location = job.location or current_location()
+    results = []
+    with _Catalog() as conn:
+        for collection in _collections(job):
+            handle.check_cancel()
+            result = archive_collection(conn, _paths(), collection, location,
+                                        settings.INCLUDE_ATTACHMENTS, settings.COPY_WORKERS,
+                                        handle, log=handle.log)
+            results.append({"collection": result.collection, "state": result.state,
+                            "files": result.files, "bytes": result.bytes})
+            if result.copy_id:
+                handle.files(f"{collection.key}\t{e.relpath}\t{e.size}\t{e.checksum}"
+                             for e in result_entries(result.copy_id))
+    return {"location": location.name, "collections": results}
+
+
+def result_entries(copy_id):
+    from ..models import CopyFile
+
+    return CopyFile.objects.filter(copy_id=copy_id).order_by("relpath").iterator()
+
+
+def purge(job, handle):
+    collections = _collections(job)
+    along = {c.key for c in collections}
+    gateway = _gateway()
+    results = []
+    with _Catalog() as conn:
+        for collection in collections:
+            handle.check_cancel()
+            plan = purge_collection(
+                conn, _paths(), collection, gateway, settings.COPIES_REQUIRED, along,
+                settings.PURGE_RENAME, settings.ARCHIVE_USER_ID, settings.ARCHIVE_GROUP_ID,
+                settings.INCLUDE_ATTACHMENTS, log=handle.log)
+            handle.files(f"{collection.key}\t{r.path}\tpurged" for r, _, _ in plan.freed)
+            for path, reason in plan.blocked:
+                handle.log(f"{collection.key}: kept {path}: {reason}")
+            results.append({"collection": collection.key, "freed_files": len(plan.freed),
+                            "freed_bytes": plan.freed_bytes, "blocked": len(plan.blocked)})
+    return {"collections": results}
+
+
+def restore(job, handle):
+    gateway = _gateway()
+    results = []
+    for collection in _collections(job):
+        handle.check_cancel()
+        result = restore_collection(collection, gateway, log=handle.log)
+        results.append({"collection": result.collection, "files": result.restored,
+                        "bytes": result.bytes})
+    return {"collections": results}
+
+
+def cache_purge(job, handle):
+    locations = [job.location] if job.location else list(
+        Location.objects.filter(purge_enabled=True, type__in=[Location.TAPE, Location.AUTOMATED]))
+    evicted = {}
+    for location in locations:
+        result = purge_read_cache(location)
+        evicted[location.name] = len(result.evicted)
+        handle.log(f"{location.name}: evicted {len(result.evicted)} bag(s), "
+                   f"{result.freed_bytes} bytes")
+    return {"evicted": evicted}
+
+
+def location_rescan(job, handle):
+    added = rescan(job.location)
+    handle.log(f"{job.location.name}: {len(added)} bag(s) added to the catalogue")
+    return {"added": len(added)}
+
+
+def audit_job(job, handle):
+    report = audit(job.location, job.params.get("fraction", 1.0))
+    for problem in report.problems:
+        handle.error(problem)
+    handle.log(f"audited {report.audited} copies, {len(report.failed)} failed, "
+               f"{len(report.unreachable)} not reachable")
+    if report.failed:
+        from .notify import audit_failed
+
+        audit_failed(job, report)
+    return {"audited": report.audited, "failed": report.failed,
+            "unreachable": len(report.unreachable)}
+
+
+HANDLERS = {
+    "sync": sync,
+    "scan": scan_job,
+    "archive": archive,
+    "purge": purge,
+    "restore": restore,
+    "cache_purge": cache_purge,
+    "location_rescan": location_rescan,
+    "audit": audit_job,
+    "backup": backup_job,
+    "quota_check": quota_check,
+    "auto_archive": auto_archive,
+}

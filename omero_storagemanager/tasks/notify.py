@@ -1,0 +1,124 @@
+"""E-mail notifications (manual 6.7), through OMERO's own mail settings.
+
+Kinds, each switchable with omero.web.storagemanager.notify: question (a disk to
+connect, a tape to restore), error, warning, info (archived, purged, restored; to the
+admins and to the collection's owner), quota. A failure to send is logged, never
+raised: a job's outcome does not depend on the mail server.
+"""
+import logging
+
+from django.core.mail import EmailMessage, get_connection
+
+from .. import settings
+
+logger = logging.getLogger(__name__)
+SUBJECT_PREFIX = "[OMERO storage] "
+
+
+def admin_recipients():
+    if settings.ADMIN_EMAILS:
+        return list(settings.ADMIN_EMAILS)
+    from django.conf import settings as django_settings
+
+    return [address for _, address in getattr(django_settings, "ADMINS", [])]
+
+
+def owner_emails(collections):
+    """E-mail addresses of the collections' owners, from OMERO."""
+    owners = sorted({c.original_owner_id or c.owner_id for c in collections})
+    if not owners:
+        return []
+    from .. import catalog
+
+    try:
+        conn = catalog.connect()
+    except catalog.CatalogUnavailable:
+        return []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT email FROM experimenter WHERE id = ANY(%s) AND email LIKE %s",
+                        [owners, "%@%"])
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def send(kind, subject, body, extra_recipients=()):
+    """Send one notification of `kind` if enabled; returns True when sent."""
+    if kind not in settings.NOTIFY:
+        return False
+    recipients = sorted(set(admin_recipients()) | set(extra_recipients))
+    if not recipients:
+        logger.warning("no recipients for %s e-mail %r: set "
+                       "omero.web.storagemanager.admin_emails", kind, subject)
+        return False
+    params, sender = settings.mail_settings()
+    if not params["host"]:
+        logger.warning("no mail server: set omero.mail.host to send %s e-mails", kind)
+        return False
+    try:
+        EmailMessage(SUBJECT_PREFIX + subject, body, sender, recipients,
+                     connection=get_connection(timeout=30, **params)).send()
+        return True
+    except Exception as exc:  # the mail server must not decide a job's fate
+        logger.error("could not send %s e-mail %r to %s: %s", kind, subject, recipients, exc)
+        return False
+
+
+def _targets(job):
+    return ", ".join(c.key for c in job.collections.all()) or (
+        job.location.name if job.location else "all")
+
+
+def job_done(job, summary):
+    if job.kind in ("archive", "purge", "restore"):
+        collections = list(job.collections.all())
+        send("info", f"{job.kind} done: {_targets(job)}",
+             f"The {job.kind} job {job.pk} finished.\n\n{_describe(summary)}\n",
+             owner_emails(collections))
+
+
+def job_failed(job, error):
+    send("error", f"{job.kind} failed: {_targets(job)}",
+         f"Job {job.pk} ({job.kind} of {_targets(job)}) failed:\n\n{error}\n\n"
+         f"The job log is in {job.log_dir}. Retry it from the Storage tab or with "
+         f"`storagemanager jobs retry {job.pk}`.\n")
+
+
+def job_waiting(job, reason):
+    send("question", f"{job.kind} of {_targets(job)} is waiting",
+         f"Job {job.pk} ({job.kind} of {_targets(job)}) is waiting:\n\n{reason}\n\n"
+         "It goes on by itself once this is done.\n")
+
+
+def audit_failed(job, report):
+    send("warning", f"audit found {len(report.failed)} damaged copies",
+         "Copies that failed their audit (they are no longer relied on):\n\n"
+         + "\n".join(report.failed) + "\n\n" + "\n".join(report.problems[:50]) + "\n")
+
+
+def quota_exceeded(entries):
+    lines = [f"{e['scope']} {e['name']} (id {e['id']}): {e['online_bytes']} bytes online, "
+             f"quota {e['quota_bytes']}" for e in entries]
+    send("quota", f"{len(entries)} over quota", "Over quota:\n\n" + "\n".join(lines) + "\n")
+
+
+def test_email():
+    """The admin page's "send test e-mail": sends whatever the switches say."""
+    params, sender = settings.mail_settings()
+    recipients = admin_recipients()
+    if not recipients:
+        raise ValueError("no recipients: set omero.web.storagemanager.admin_emails")
+    if not params["host"]:
+        raise ValueError("no mail server: set omero.mail.host (and omero.mail.port)")
+    EmailMessage(SUBJECT_PREFIX + "test e-mail",
+                 "This is a test e-mail from the OMERO storage manager.\n", sender, recipients,
+                 connection=get_connection(timeout=30, **params)).send()
+    return recipients
+
+
+def _describe(summary):
+    lines = []
+    for item in summary.get("collections", []):
+        lines.append(", ".join(f"{k}: {v}" for k, v in item.items()))
+    return "\n".join(lines) or str(summary)

@@ -1,0 +1,121 @@
+"""The task django-q2 workers run: `run_job(job_id)`.
+
+A task only asks to run its job. Under a cluster-wide lock the runner claims the job if
+it is QUEUED, WAITING (time to look again) or RUNNING with a dead worker (no heartbeat:
+resumed); anything else (done, cancelled, running elsewhere, a second delivery of the
+same task) is left alone. Attempts are counted here, not by django-q2, which retries a
+killed task forever. Handlers are idempotent, so resuming a job simply runs it again.
+"""
+import os
+import socket
+import traceback
+from datetime import datetime, timedelta, timezone
+
+from django.db import close_old_connections, transaction
+
+from .. import settings
+from ..backends.base import LocationOffline
+from ..engine.restore import RestoreWaiting
+from ..models import Job
+from .handle import JobCancelled, JobHandle, log_dir_for
+from .handlers import HANDLERS
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def stale(job, now=None):
+    """A running job whose worker stopped beating: taken for dead."""
+    now = now or _now()
+    limit = timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    return job.state == Job.RUNNING and (job.heartbeat is None or now - job.heartbeat > limit)
+
+
+def claim(job_id, now=None):
+    """Mark the job RUNNING for this worker and return it, or None if it must not run."""
+    from .queue import blocker, claim_lock
+
+    now = now or _now()
+    with transaction.atomic():
+        claim_lock()
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.cancel_requested:
+            return None
+        runnable = (job.state == Job.QUEUED
+                    or (job.state == Job.WAITING and (job.next_check or now) <= now)
+                    or stale(job, now))
+        if not runnable:
+            return None
+        reason = blocker(job)
+        if reason:
+            if job.state != Job.QUEUED or job.wait_reason != reason:
+                job.state, job.wait_reason = Job.QUEUED, reason
+                job.save(update_fields=["state", "wait_reason"])
+            return None
+        if job.attempts >= settings.MAX_ATTEMPTS:
+            job.state, job.finished = Job.FAILED, now
+            job.error = (f"gave up after {job.attempts} attempts (a worker died each time?); "
+                         "see the job log, then retry")
+            job.save()
+            return None
+        job.attempts += 1
+        job.state, job.wait_reason, job.heartbeat = Job.RUNNING, "", now
+        job.worker = f"{socket.gethostname()}:{os.getpid()}"
+        job.started = job.started or now
+        job.log_dir = job.log_dir or log_dir_for(job)
+        job.save()
+    return job
+
+
+def _finish(job, state, **fields):
+    fields.update(state=state, heartbeat=None)
+    if state in (Job.DONE, Job.FAILED, Job.CANCELLED):
+        fields["finished"] = _now()
+    # Only while this worker still owns the job (the monitor may have handed it on).
+    Job.objects.filter(pk=job.pk, worker=job.worker).update(**fields)
+
+
+def run_job(job_id):
+    """django-q2 entry point. Returns the job's final state (for django-q2's result)."""
+    close_old_connections()
+    job = claim(job_id)
+    if job is None:
+        return "not claimed"
+    handle = JobHandle(job)
+    with handle:
+        handle.log(f"attempt {job.attempts} on {job.worker}"
+                   + (" (resuming)" if job.attempts > 1 else ""))
+        try:
+            summary = HANDLERS[job.kind](job, handle) or {}
+        except JobCancelled:
+            handle.log("cancelled")
+            _finish(job, Job.CANCELLED)
+            state = Job.CANCELLED
+        except (RestoreWaiting, LocationOffline) as exc:
+            handle.log(f"waiting: {exc}")
+            _finish(job, Job.WAITING, wait_reason=str(exc),
+                    next_check=_now() + timedelta(seconds=settings.WAIT_RECHECK))
+            state = Job.WAITING
+            from .notify import job_waiting
+
+            job_waiting(job, str(exc))
+        except Exception as exc:  # a job fails; the worker goes on with the next one
+            handle.error(f"{type(exc).__name__}: {exc}")
+            handle.log(traceback.format_exc())
+            _finish(job, Job.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+            state = Job.FAILED
+            from .notify import job_failed
+
+            job_failed(job, str(exc))
+        else:
+            handle.log("done")
+            _finish(job, Job.DONE, summary=summary, wait_reason="")
+            state = Job.DONE
+            from .notify import job_done
+
+            job_done(job, summary)
+    from .queue import dispatch_ready
+
+    dispatch_ready()  # whatever this job was holding up may run now
+    return state
