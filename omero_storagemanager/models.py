@@ -269,3 +269,12 @@ class Quota(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["scope", "omero_id"], name="sm_quota_unique"),
         ]
+
+
+class Preference(models.Model):
+    """A preference changed from the admin page (preferences.py): overrides its default."""
+
+    key = models.CharField(max_length=64, unique=True)
+    value = models.JSONField()
+    changed_by = models.CharField(max_length=255, blank=True, default="")
+    changed = models.DateTimeField(auto_now=True)

@@ -3,7 +3,7 @@
 Each is idempotent (the engine is): a job resumed after its worker died runs its
 handler again and picks up where the last run stopped.
 """
-from .. import catalog, settings
+from .. import catalog, preferences, settings
 from ..catalog.paths import RepositoryPaths
 from ..engine.archive import archive_collection
 from ..engine.locations import audit, current_location, purge_read_cache, rescan
@@ -96,9 +96,10 @@ def purge(job, handle):
         for collection in collections:
             handle.check_cancel()
             plan = purge_collection(
-                conn, _paths(), collection, gateway, settings.COPIES_REQUIRED, along,
-                settings.PURGE_RENAME, settings.ARCHIVE_USER_ID, settings.ARCHIVE_GROUP_ID,
-                settings.INCLUDE_ATTACHMENTS, log=handle.log)
+                conn, _paths(), collection, gateway, preferences.get("copies_required"),
+                along, preferences.get("purge_rename"), preferences.get("archive_user_id"),
+                preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
+                log=handle.log)
             handle.files(f"{collection.key}\t{r.path}\tpurged" for r, _, _ in plan.freed)
             for path, reason in plan.blocked:
                 handle.log(f"{collection.key}: kept {path}: {reason}")

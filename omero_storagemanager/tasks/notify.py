@@ -9,15 +9,16 @@ import logging
 
 from django.core.mail import EmailMessage, get_connection
 
-from .. import settings
+from .. import preferences, settings
 
 logger = logging.getLogger(__name__)
 SUBJECT_PREFIX = "[OMERO storage] "
 
 
 def admin_recipients():
-    if settings.ADMIN_EMAILS:
-        return list(settings.ADMIN_EMAILS)
+    chosen = preferences.get("admin_emails")
+    if chosen:
+        return list(chosen)
     from django.conf import settings as django_settings
 
     return [address for _, address in getattr(django_settings, "ADMINS", [])]
@@ -45,7 +46,7 @@ def owner_emails(collections):
 
 def send(kind, subject, body, extra_recipients=()):
     """Send one notification of `kind` if enabled; returns True when sent."""
-    if kind not in settings.NOTIFY:
+    if kind not in preferences.get("notify"):
         return False
     recipients = sorted(set(admin_recipients()) | set(extra_recipients))
     if not recipients:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from django.db.models import Exists, OuterRef
 
-from .. import catalog, settings
+from .. import catalog, preferences, settings
 from ..engine.stats import usage_statistics
 from ..models import Collection, Copy, CopyFile, Job
 from .notify import quota_exceeded
@@ -18,8 +18,8 @@ from .notify import quota_exceeded
 def candidates(now=None, users=None, min_age_hours=None):
     """Collections the automatic archive should copy now."""
     now = now or datetime.now(timezone.utc)
-    users = settings.AUTO_ARCHIVE_USERS if users is None else users
-    min_age = timedelta(hours=settings.AUTO_ARCHIVE_MIN_AGE_HOURS
+    users = preferences.get("auto_archive_users") if users is None else users
+    min_age = timedelta(hours=preferences.get("auto_archive_min_age_hours")
                         if min_age_hours is None else min_age_hours)
     active = Job.objects.filter(state__in=Job.ACTIVE, kind="archive",
                                 collections=OuterRef("pk"))

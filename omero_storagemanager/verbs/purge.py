@@ -9,7 +9,7 @@ freed and what blocks the rest, and changes nothing.
 """
 import humanize
 
-from .. import settings
+from .. import preferences, settings
 from ..engine.purge import plan_purge, purge_collection
 from .common import admin_gateway, collections_for, open_catalog, repository_paths
 
@@ -30,7 +30,7 @@ def run(command, options):
         for collection in collections:
             if options["dry_run"]:
                 plan = plan_purge(conn, repository_paths(), collection,
-                                  settings.COPIES_REQUIRED, along, settings.INCLUDE_ATTACHMENTS)
+                                  preferences.get("copies_required"), along, settings.INCLUDE_ATTACHMENTS)
                 command.stdout.write(
                     f"{collection.key}: would free {len(plan.freed)} file(s), "
                     f"{humanize.naturalsize(plan.freed_bytes, binary=True)} "
@@ -38,9 +38,9 @@ def run(command, options):
                     f"{plan.already} already purged")
             else:
                 plan = purge_collection(
-                    conn, repository_paths(), collection, gateway, settings.COPIES_REQUIRED,
-                    along, settings.PURGE_RENAME, settings.ARCHIVE_USER_ID,
-                    settings.ARCHIVE_GROUP_ID, settings.INCLUDE_ATTACHMENTS,
+                    conn, repository_paths(), collection, gateway, preferences.get("copies_required"),
+                    along, preferences.get("purge_rename"), preferences.get("archive_user_id"),
+                    preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
                     log=command.stdout.write)
             for path, reason in plan.blocked:
                 command.stdout.write(f"  blocked: {path}: {reason}")
