@@ -33,6 +33,10 @@ def connect(params=None):
         raise CatalogUnavailable(
             f"OMERO database {describe(params)} unreachable: {first_line}") from None
     conn.set_session(readonly=True, autocommit=True)
+    with conn.cursor() as cur:
+        # Whole-catalogue aggregations hash hundreds of thousands of rows: let them do it
+        # in memory rather than in batches on disk (per sort/hash node, this session only).
+        cur.execute("SET work_mem = '64MB'")
     return conn
 
 

@@ -1,9 +1,9 @@
 """Figures of every Project and Screen at once, aggregated in the OMERO database.
 
 The per-collection inventory (inventory.py) lists files one by one; scanning ten
-thousand collections that way would take ten thousand round trips. Here each kind of
-content is summed per collection in one set-based query, a shared fileset is found by
-counting the collections that hold it, and only about one row per collection comes back.
+thousand collections that way would take ten thousand round trips. Here everything is
+summed in two set-based statements (FIGURES, and ATTACHMENTS), a shared fileset is found
+by counting the collections that hold it, and one row per collection comes back.
 The figures agree with the inventory's (tests/test_scan.py holds them to it), except
 pyramids, which are not in the database and are counted by the stat and verify modes.
 """
@@ -24,12 +24,18 @@ SELECT 'screen', spl.parent, ws.image
   JOIN wellsample ws ON ws.well = w.id
 """
 
-# Filesets (entries and import logs), whole, per collection.
-FILESETS = f"""
-WITH ci AS ({COLLECTION_IMAGES}),
-cf AS (SELECT DISTINCT ci.kind, ci.cid, i.fileset FROM ci JOIN image i ON i.id = ci.image
-        WHERE i.fileset IS NOT NULL),
-holders AS (SELECT fileset, count(*) AS n FROM cf GROUP BY fileset),
+# Everything but attachments, per collection, in one statement: the collections' images
+# are computed once (MATERIALIZED) and every kind of content is first summed per fileset
+# or per image, then per collection, so the planner works with hash joins and never
+# with per-row lookups. Filesets count whole (entries and import logs); Pixels/ files of
+# OMERO 4 images are sized from their dimensions; a fileset or image held by more than
+# one collection makes its bytes shared.
+FIGURES = f"""WITH ci AS MATERIALIZED ({COLLECTION_IMAGES}),
+cimg AS MATERIALIZED (SELECT ci.kind, ci.cid, ci.image, i.fileset
+                        FROM ci JOIN image i ON i.id = ci.image),
+image_holders AS (SELECT image, count(*) AS n FROM cimg GROUP BY image),
+cf AS (SELECT DISTINCT kind, cid, fileset FROM cimg WHERE fileset IS NOT NULL),
+fileset_holders AS (SELECT fileset, count(*) AS n FROM cf GROUP BY fileset),
 entries AS (SELECT fe.fileset, count(*) AS files, sum(o."size") AS bytes,
                    max(o.mtime) AS newest, count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
               FROM filesetentry fe JOIN originalfile o ON o.id = fe.originalfile
@@ -44,47 +50,51 @@ per_fileset AS (
            coalesce(e.bytes, 0) + coalesce(l.bytes, 0) AS bytes,
            greatest(e.newest, l.newest) AS newest,
            coalesce(e.unhashed, 0) + coalesce(l.unhashed, 0) AS unhashed
-      FROM holders h LEFT JOIN entries e ON e.fileset = h.fileset
-      LEFT JOIN logs l ON l.fileset = h.fileset)
-SELECT cf.kind, cf.cid, sum(f.files), sum(f.bytes), max(f.newest), sum(f.unhashed),
-       coalesce(sum(f.bytes) FILTER (WHERE f.n > 1), 0),
-       count(*) FILTER (WHERE f.n > 1)
-  FROM cf JOIN per_fileset f ON f.fileset = cf.fileset
- GROUP BY cf.kind, cf.cid
+      FROM fileset_holders h LEFT JOIN entries e ON e.fileset = h.fileset
+      LEFT JOIN logs l ON l.fileset = h.fileset),
+fs_figures AS (
+    SELECT cf.kind, cf.cid, sum(f.files) AS files, sum(f.bytes) AS bytes,
+           max(f.newest) AS newest, sum(f.unhashed) AS unhashed,
+           coalesce(sum(f.bytes) FILTER (WHERE f.n > 1), 0) AS shared,
+           count(*) FILTER (WHERE f.n > 1) AS shared_filesets
+      FROM cf JOIN per_fileset f ON f.fileset = cf.fileset GROUP BY cf.kind, cf.cid),
+thumbs AS (SELECT pixels, count(*) AS n FROM thumbnail GROUP BY pixels),
+originals AS (SELECT p.image, count(*) AS files, sum(o."size") AS bytes, max(o.mtime) AS newest,
+                     count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
+                FROM pixelsoriginalfilemap pom JOIN pixels p ON p.id = pom.child
+                JOIN originalfile o ON o.id = pom.parent GROUP BY p.image),
+per_image AS (SELECT p.image, count(*) AS pixel_files,
+                     sum(div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
+                             * coalesce(pt.bitsize, 8) + 7, 8)) AS pixel_bytes,
+                     coalesce(sum(t.n), 0) AS thumbs
+                FROM pixels p LEFT JOIN pixelstype pt ON pt.id = p.pixelstype
+                LEFT JOIN thumbs t ON t.pixels = p.id GROUP BY p.image),
+img_figures AS (
+    SELECT c.kind, c.cid, count(*) AS images,
+           coalesce(sum(pi.pixel_files) FILTER (WHERE c.fileset IS NULL), 0)
+             + coalesce(sum(og.files), 0) AS files,
+           coalesce(sum(pi.pixel_bytes) FILTER (WHERE c.fileset IS NULL), 0)
+             + coalesce(sum(og.bytes), 0) AS bytes,
+           coalesce(sum(pi.pixel_files) FILTER (WHERE c.fileset IS NULL), 0)
+             + coalesce(sum(og.unhashed), 0) AS unhashed,
+           coalesce(sum(pi.pixel_bytes) FILTER (WHERE c.fileset IS NULL AND h.n > 1), 0)
+             + coalesce(sum(og.bytes) FILTER (WHERE h.n > 1), 0) AS shared,
+           max(og.newest) AS newest,
+           coalesce(sum(pi.thumbs), 0) AS thumbs
+      FROM cimg c JOIN image_holders h ON h.image = c.image
+      LEFT JOIN per_image pi ON pi.image = c.image
+      LEFT JOIN originals og ON og.image = c.image
+     GROUP BY c.kind, c.cid)
+SELECT coalesce(f.kind, i.kind), coalesce(f.cid, i.cid),
+       coalesce(i.images, 0), coalesce(f.files, 0) + coalesce(i.files, 0),
+       coalesce(f.bytes, 0) + coalesce(i.bytes, 0),
+       greatest(f.newest, i.newest),
+       coalesce(f.unhashed, 0) + coalesce(i.unhashed, 0),
+       coalesce(f.shared, 0) + coalesce(i.shared, 0),
+       coalesce(f.shared_filesets, 0), coalesce(i.thumbs, 0)
+  FROM fs_figures f FULL JOIN img_figures i ON i.kind = f.kind AND i.cid = f.cid
 """
 
-# Images, OMERO 4 Pixels/ files (size from the dimensions) and thumbnails.
-IMAGES = f"""
-WITH ci AS ({COLLECTION_IMAGES}),
-holders AS (SELECT image, count(*) AS n FROM ci GROUP BY image),
-px AS (SELECT p.id, p.image,
-              div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
-               * coalesce(pt.bitsize, 8) + 7, 8) AS bytes
-         FROM pixels p LEFT JOIN pixelstype pt ON pt.id = p.pixelstype),
-thumbs AS (SELECT pixels, count(*) AS n FROM thumbnail GROUP BY pixels)
-SELECT ci.kind, ci.cid, count(DISTINCT ci.image),
-       count(px.id) FILTER (WHERE i.fileset IS NULL),
-       coalesce(sum(px.bytes) FILTER (WHERE i.fileset IS NULL), 0),
-       coalesce(sum(px.bytes) FILTER (WHERE i.fileset IS NULL AND h.n > 1), 0),
-       coalesce(sum(t.n), 0)
-  FROM ci JOIN image i ON i.id = ci.image JOIN holders h ON h.image = ci.image
-  LEFT JOIN px ON px.image = ci.image LEFT JOIN thumbs t ON t.pixels = px.id
- GROUP BY ci.kind, ci.cid
-"""
-
-# OMERO 4 archived originals (pixelsoriginalfilemap).
-ORIGINALS = f"""
-WITH ci AS ({COLLECTION_IMAGES}),
-holders AS (SELECT image, count(*) AS n FROM ci GROUP BY image),
-orig AS (SELECT DISTINCT ci.kind, ci.cid, ci.image, pom.parent AS file
-           FROM ci JOIN pixels p ON p.image = ci.image
-           JOIN pixelsoriginalfilemap pom ON pom.child = p.id)
-SELECT orig.kind, orig.cid, count(*), sum(o."size"), max(o.mtime),
-       count(*) FILTER (WHERE o.hash IS NULL),
-       coalesce(sum(o."size") FILTER (WHERE h.n > 1), 0)
-  FROM orig JOIN originalfile o ON o.id = orig.file JOIN holders h ON h.image = orig.image
- GROUP BY orig.kind, orig.cid
-"""
 
 # File attachments on a collection, its datasets, plates, wells and images: (kind, cid,
 # file) rows. Needs a CTE `ci` of collection images (kind, cid, image).
@@ -157,27 +167,16 @@ def collection_figures(conn, include_attachments=True):
     """{(kind, id): Figures} for every Project and Screen that holds anything."""
     figures = defaultdict(Figures)
     with conn.cursor() as cur:
-        cur.execute(FILESETS)
-        for kind, cid, files, nbytes, newest, unhashed, shared, shared_filesets in cur:
+        cur.execute(FIGURES)
+        for (kind, cid, images, files, nbytes, newest, unhashed, shared, shared_filesets,
+             thumbs) in cur:
             f = figures[(kind, cid)]
-            f.files += int(files)
-            f.bytes += int(nbytes or 0)
-            f.newest_file = _newest(f.newest_file, as_utc(newest))
-            f.unhashed_files += int(unhashed)
-            f.shared_bytes += int(shared)
-            f.shared_filesets += int(shared_filesets)
-        cur.execute(IMAGES)
-        for kind, cid, images, pixel_files, pixel_bytes, shared, thumbs in cur:
-            f = figures[(kind, cid)]
-            f.images = int(images)
-            f.files += int(pixel_files)
-            f.bytes += int(pixel_bytes)
-            f.unhashed_files += int(pixel_files)  # OMERO records no checksum for Pixels/ files
-            f.shared_bytes += int(shared)
-            f.thumbnails = int(thumbs)
-        queries = [ORIGINALS] + ([ATTACHMENTS] if include_attachments else [])
-        for query in queries:
-            cur.execute(query)
+            f.images, f.files, f.bytes = int(images), int(files), int(nbytes)
+            f.newest_file = as_utc(newest)
+            f.unhashed_files, f.shared_bytes = int(unhashed), int(shared)
+            f.shared_filesets, f.thumbnails = int(shared_filesets), int(thumbs)
+        if include_attachments:
+            cur.execute(ATTACHMENTS)
             for kind, cid, files, nbytes, newest, unhashed, shared in cur:
                 f = figures[(kind, cid)]
                 f.files += int(files)
