@@ -14,6 +14,7 @@ mode hash) them, and each unit's figures are added to each collection holding it
 result equals the per-collection path (engine/scan.py with keys), which the tests check.
 """
 import os
+import stat
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,17 +119,53 @@ def _records(row, paths):
 
 
 def _check_batch(rows, paths, verify):
-    """Worker: stat (and hash) the files of a batch of rows; returns (unit, record, result)."""
-    out = []
+    """Worker: stat (and hash) the files of a batch of rows, summed per unit.
+
+    Returns ({unit: UnitFigures}, files, bytes). The common case (an original file, no
+    hashing) is inlined: a million of them must not cost a million objects."""
+    units = {}
+    managed = paths.managed_dir + os.sep
+    lstat, is_link = os.lstat, stat.S_ISLNK
     for row in rows:
-        for record in _records(row, paths):
-            stat_record(record)
-            result = verify_record(record) if verify and record.kind != "thumbnail" else None
-            out.append(((row[0], row[1]), record, result))
-    return out
+        key = (row[0], row[1])
+        unit = units.get(key)
+        if unit is None:
+            unit = units[key] = UnitFigures()
+        kind, path, name, repo, ident, size, digest = row[2:9]
+        if verify or kind in ("pixels", "pixels_fs", "thumbnail"):
+            for record in _records(row, paths):
+                stat_record(record)
+                result = verify_record(record) if verify and record.kind != "thumbnail" else None
+                _add(unit, record, result)
+            continue
+        where = (managed + path.lstrip("/") + ("" if path.endswith("/") or not path else "/")
+                 + name) if repo else paths.files(ident)
+        unit.files += 1
+        if not digest:
+            unit.unhashed += 1
+        try:
+            st = lstat(where)
+            if is_link(st.st_mode):
+                unit.symlinks += 1
+                st = os.stat(where)
+        except OSError:
+            unit.missing += 1
+            unit.problems.append({"path": where, "problem": "missing"})
+            continue
+        unit.bytes += st.st_size
+        if size is not None and st.st_size != size:
+            unit.mismatched_sizes += 1
+            unit.problems.append({"path": where, "problem": "size mismatch",
+                                  "omero_size": size, "disk_size": st.st_size})
+        if unit.newest is None or st.st_mtime > unit.newest:
+            unit.newest = st.st_mtime
+        if unit.accessed is None or st.st_atime > unit.accessed:
+            unit.accessed = st.st_atime
+    return units
 
 
 def _add(unit, record, result):
+    """Add one FileRecord (stat'ed, maybe hashed) to its unit: the general path."""
     if record.kind == "thumbnail":
         unit.thumbnails += 1
         unit.thumbnail_bytes += record.disk_size or 0
@@ -153,6 +190,17 @@ def _add(unit, record, result):
     if result in ("mismatch", "unreadable", "unsupported"):
         unit.problems.append({"path": record.path, "problem": f"checksum {result}",
                               "algorithm": record.hasher})
+
+
+def _merge(into, unit):
+    for name in ("files", "bytes", "unhashed", "missing", "mismatched_sizes", "symlinks",
+                 "pyramids", "thumbnails", "thumbnail_bytes", "checksum_mismatches"):
+        setattr(into, name, getattr(into, name) + getattr(unit, name))
+    for name in ("newest", "accessed"):
+        mine, theirs = getattr(into, name), getattr(unit, name)
+        if theirs is not None and (mine is None or theirs > mine):
+            setattr(into, name, theirs)
+    into.problems.extend(unit.problems)
 
 
 def _stream(conn, query, size=BATCH):
@@ -188,11 +236,13 @@ def unit_figures(conn, paths, verify=False, include_attachments=True, workers=4,
 
 def _collect(future, units, progress):
     files = nbytes = 0
-    for key, record, result in future.result():
-        _add(units[key], record, result)
-        if record.kind != "thumbnail":
-            files += 1
-            nbytes += record.disk_size or 0
+    for key, unit in future.result().items():
+        if key in units:
+            _merge(units[key], unit)
+        else:
+            units[key] = unit
+        files += unit.files
+        nbytes += unit.bytes
     if progress:
         progress.advance(0, files, nbytes)
 
