@@ -18,8 +18,9 @@ from datetime import datetime, timedelta, timezone
 from django.db import transaction
 from django.db.models import Sum
 
-from ..backends.bag import BagWriter, validate_bag
+from ..backends.bag import BagError, BagWriter, validate_bag
 from ..backends.base import LocationError, Order, bag_relpath
+from ..backends.layout import safe_relpath
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, CopyFile, PurgedFile
 from .copyfile import MANIFEST_ALGORITHM, CopyError
@@ -188,13 +189,19 @@ def archive_collection(conn, paths, collection, location, include_attachments=Tr
         if problems:
             raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
     else:
-        writer, recorded = _resume_writer(copy, final_dir)
-        todo = [(r, rel) for r, rel in todo if rel not in recorded]
-        log(f"{collection.key}: copying {len(todo)} file(s) to {final_dir}"
-            + (f" ({len(recorded)} already verified)" if recorded else ""))
-        _copy_files(todo, writer, copy, workers, progress)
-        # Each payload file was fsynced by copy_verified; finish() fsyncs the directories.
-        writer.finish(_bag_info(collection, inventory, copy), fsync_payload=False)
+        try:
+            writer, recorded = _resume_writer(copy, final_dir)
+            todo = [(r, rel) for r, rel in todo if rel not in recorded]
+            log(f"{collection.key}: copying {len(todo)} file(s) to {final_dir}"
+                + (f" ({len(recorded)} already verified)" if recorded else ""))
+            _copy_files(todo, writer, copy, workers, progress)
+            # Each payload file was fsynced by copy_verified; finish() fsyncs the directories.
+            writer.finish(_bag_info(collection, inventory, copy), fsync_payload=False)
+        except (ArchiveError, BagError, OSError) as exc:
+            backend.check_online()  # the location went away mid-copy: say that
+            if isinstance(exc, ArchiveError):
+                raise
+            raise ArchiveError(_write_failure(final_dir, exc)) from exc
         problems = validate_bag(final_dir, check_hashes=False)
         if problems:
             raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
@@ -212,10 +219,45 @@ def archive_collection(conn, paths, collection, location, include_attachments=Tr
     return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
 
 
-def _copy_one(item, writer):
+def _write_failure(where, exc):
+    if isinstance(exc, OSError):
+        return (f"writing {where} failed: {exc.strerror or exc} "
+                f"({getattr(exc, 'filename', '') or ''}); the primary files are untouched")
+    return f"{exc}; the primary files are untouched"
+
+
+def _payload_target(writer, relpath, made):
+    """The payload path of relpath, its folders made one by one below the bag's data/
+    (never with parents: if the location went away mid-copy, this fails instead of
+    re-creating <mount>/<id>/... on the bare mount point, i.e. on the wrong disk).
+    made: the folders known to exist already (then a vanished location makes the
+    copy's own open() fail)."""
+    parts = safe_relpath(relpath, "payload path").parts
+    folder = os.path.join(writer.work_dir, "data", *parts[:-1])
+    if folder not in made:
+        folder = os.path.join(writer.work_dir, "data")
+        for part in parts[:-1]:
+            folder = os.path.join(folder, part)
+            if folder not in made and not os.path.isdir(folder):
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    pass  # another copy thread made it
+            made.add(folder)
+    return os.path.join(folder, parts[-1])
+
+
+def _copy_one(item, writer, made):
     record, relpath = item
-    result = copy_verified(record.path, writer.payload_path(relpath), record.hash,
-                           record.hasher, fsync_dir=False)
+    target = _payload_target(writer, relpath, made)
+    try:
+        result = copy_verified(record.path, target, record.hash, record.hasher,
+                               fsync_dir=False, make_dirs=False)
+    except OSError as exc:  # name the file: a write error (ENOSPC) carries no name
+        raise CopyError(f"copying {record.path} to {target} failed: "
+                        f"{exc.strerror or exc}"
+                        + (f" ({exc.filename})" if exc.filename else "")
+                        + "; the primary files are untouched") from exc
     return record, relpath, result
 
 
@@ -233,14 +275,16 @@ def _copy_files(todo, writer, copy, workers, progress):
 
     window = max(1, workers) * 4
     items = iter(todo)
+    made = set()  # payload folders made so far
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        running = deque(pool.submit(_copy_one, item, writer) for item in islice(items, window))
+        running = deque(pool.submit(_copy_one, item, writer, made)
+                        for item in islice(items, window))
         try:
             while running:
                 record, relpath, result = running.popleft().result()
                 nxt = next(items, None)
                 if nxt is not None:
-                    running.append(pool.submit(_copy_one, nxt, writer))
+                    running.append(pool.submit(_copy_one, nxt, writer, made))
                 batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
                                       checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
                                       mode=result.mode, verified=True,

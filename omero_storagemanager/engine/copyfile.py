@@ -9,6 +9,7 @@
 So a file under its final name has always been verified, and a crash at any instant
 leaves at most a temporary file (suffix TMP_SUFFIX) that the next run removes.
 """
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -58,6 +59,18 @@ def _read_into_hashers(f, hashers, sink=None):
         size += n
 
 
+def _writer(f, name):
+    """f.write until all of the chunk is written: an unbuffered write may write less
+    (a disk filling up), and the next call then reports why (ENOSPC)."""
+    def write(chunk):
+        while chunk:
+            n = f.write(chunk)
+            if not n:
+                raise OSError(errno.EIO, "the disk accepted no more bytes", name)
+            chunk = chunk[n:]
+    return write
+
+
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -78,17 +91,19 @@ def read_back_sha1(path):
 
 
 def copy_verified(source, target, expected=None, expected_algorithm=None, mode=None,
-                  fsync_dir=True):
+                  fsync_dir=True, make_dirs=True):
     """Copy `source` to `target` verified; returns CopyResult(sha1, size, mode).
 
     expected / expected_algorithm: the checksum OMERO (or a bag manifest) recorded for
     the source, checked on the same read pass. mode: permission bits for the target
     (default: the source's). Raises a CopyError subclass and leaves no target behind
-    when anything is wrong; never touches `source`.
+    when anything is wrong; never touches `source`. make_dirs=False: the target's
+    folder must exist already (archive: never re-create an unmounted location's tree).
     """
     source, target = os.fspath(source), os.fspath(target)
     tmp = target + TMP_SUFFIX
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if make_dirs:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
     if os.path.lexists(tmp):
         os.unlink(tmp)  # left by a run that was killed: never trusted
     hashers = [hashlib.sha1()]
@@ -99,7 +114,7 @@ def copy_verified(source, target, expected=None, expected_algorithm=None, mode=N
             before = os.fstat(src.fileno())
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb", buffering=0) as dst:
-                size = _read_into_hashers(src, hashers, dst.write)
+                size = _read_into_hashers(src, hashers, _writer(dst, tmp))
                 dst.flush()
                 os.fsync(dst.fileno())
             after = os.fstat(src.fileno())
