@@ -331,3 +331,37 @@ def test_audit_catches_a_flipped_bit_and_restore_uses_the_good_copy(world):
     world.purge(key, copies_required=1)
     world.restore(key)
     assert world.files(key) == before
+
+
+def test_one_archive_purge_or_restore_at_a_time_per_collection(world):
+    """The engine's own lock: a second run on the same collection is refused at once,
+    whoever started the first (another process, the command line, a job)."""
+    import threading
+
+    from django.db import connection
+
+    from omero_storagemanager.engine.locks import CollectionBusy, collection_lock
+
+    key = world.key_where(clean)
+    location = world.location("hdd")
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():
+        with collection_lock(world.collection(key), "archive"):
+            held.set()
+            release.wait(30)
+        connection.close()  # this thread's own database session
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(CollectionBusy, match="another archive, purge or restore"):
+            world.archive(key, location)
+        with pytest.raises(CollectionBusy):
+            world.purge(key)
+        assert not Copy.objects.exists()
+    finally:
+        release.set()
+        thread.join()
+    assert world.archive(key, location).state == "archived"  # free again

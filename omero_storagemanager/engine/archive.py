@@ -23,6 +23,7 @@ from ..backends.base import LocationError, Order, bag_relpath
 from ..backends.layout import safe_relpath
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, CopyFile, PurgedFile
+from .locks import collection_lock
 from .copyfile import MANIFEST_ALGORITHM, CopyError
 from .copyfile import copy_verified
 from .disk import stat_inventory
@@ -165,7 +166,7 @@ def _resume_writer(copy, final_dir):
     return writer, recorded
 
 
-def archive_collection(conn, paths, collection, location, include_attachments=True,
+def _archive_collection(conn, paths, collection, location, include_attachments=True,
                        workers=4, progress=None, log=print, now=None):
     """Archive one collection to one location. Idempotent: safe to run again at any time."""
     progress = progress or NullProgress()
@@ -304,3 +305,11 @@ def _copy_files(todo, writer, copy, workers, progress):
             if batch:
                 flush()
     progress.done()
+
+
+def archive_collection(conn, paths, collection, location, include_attachments=True, workers=4, progress=None,
+                       log=print, now=None):
+    """Archive under the collection's lock (locks.py): refused at once while
+    another archive, purge or restore of the same collection runs (CollectionBusy)."""
+    with collection_lock(collection, "archive"):
+        return _archive_collection(conn, paths, collection, location, include_attachments, workers, progress, log, now)

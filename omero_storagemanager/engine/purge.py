@@ -16,6 +16,7 @@ from typing import List, Tuple
 
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, CopyFile, Location, PurgedFile
+from .locks import collection_lock
 from .copyfile import MANIFEST_ALGORITHM, _fsync_dir
 from .disk import stat_inventory
 from .hashing import hash_file
@@ -128,7 +129,7 @@ def _free(row):
     _fsync_dir(os.path.dirname(row.path))
 
 
-def purge_collection(conn, paths, collection, gateway=None, copies_required=1,
+def _purge_collection(conn, paths, collection, gateway=None, copies_required=1,
                      along_with=(), rename=False, archive_user_id=None, archive_group_id=None,
                      include_attachments=True, log=print):
     """Purge what can be purged; returns the PurgePlan that was carried out."""
@@ -187,3 +188,14 @@ def mark_purged_in_omero(gateway, collection, rename, archive_user_id, archive_g
         gateway.chown(collection.kind, collection.omero_id, archive_user_id)
     gateway.set_state(collection.kind, collection.omero_id,
                       state_pairs(collection, collection.state))
+
+
+def purge_collection(conn, paths, collection, gateway=None, copies_required=1, along_with=(),
+                     rename=False, archive_user_id=None, archive_group_id=None,
+                     include_attachments=True, log=print):
+    """Purge under the collection's lock (locks.py): refused at once while
+    another archive, purge or restore of the same collection runs (CollectionBusy)."""
+    with collection_lock(collection, "purge"):
+        return _purge_collection(conn, paths, collection, gateway, copies_required,
+                                 along_with, rename, archive_user_id, archive_group_id,
+                                 include_attachments, log)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 from ..models import Collection, Copy, CopyFile, PurgedFile
+from .locks import collection_lock
 from .copyfile import MANIFEST_ALGORITHM, CopyError, copy_verified
 from .purge import ARCHIVED_PREFIX, state_pairs
 
@@ -56,7 +57,7 @@ def _source(copy, cache, order_for):
     return cache[copy.pk]
 
 
-def restore_collection(collection, gateway=None, log=print, order_for=None):
+def _restore_collection(collection, gateway=None, log=print, order_for=None):
     """Bring back the purged files of a collection; raises RestoreWaiting if some wait."""
     from .archive import order_of
 
@@ -117,3 +118,10 @@ def undo_omero_changes(gateway, collection):
         original_name=None, original_owner_id=None, original_group_id=None)
     gateway.set_state(collection.kind, collection.omero_id,
                       state_pairs(collection, Collection.ARCHIVED))
+
+
+def restore_collection(collection, gateway=None, log=print, order_for=None):
+    """Restore under the collection's lock (locks.py): refused at once while
+    another archive, purge or restore of the same collection runs (CollectionBusy)."""
+    with collection_lock(collection, "restore"):
+        return _restore_collection(collection, gateway, log, order_for)

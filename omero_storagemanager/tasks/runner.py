@@ -15,6 +15,7 @@ from django.db import close_old_connections, transaction
 
 from .. import settings
 from ..backends.base import LocationOffline
+from ..engine.locks import CollectionBusy
 from ..engine.restore import RestoreWaiting
 from ..models import Job
 from .handle import JobCancelled, JobHandle, log_dir_for
@@ -92,7 +93,7 @@ def run_job(job_id):
             handle.log("cancelled")
             _finish(job, Job.CANCELLED)
             state = Job.CANCELLED
-        except (RestoreWaiting, LocationOffline) as exc:
+        except (RestoreWaiting, LocationOffline, CollectionBusy) as exc:
             handle.log(f"waiting: {exc}")
             _finish(job, Job.WAITING, wait_reason=str(exc),
                     next_check=_now() + timedelta(seconds=settings.WAIT_RECHECK))

@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from .. import settings
 from ..backends.base import LocationError
 from ..engine.archive import ArchiveError, archive_collection
+from ..engine.locks import CollectionBusy
 from ..engine.locations import current_location
 from ..engine.progress import ConsoleProgress
 from ..models import Location
@@ -48,7 +49,7 @@ def run(command, options):
                 archive_collection(conn, repository_paths(), collection, location,
                                    settings.INCLUDE_ATTACHMENTS, settings.COPY_WORKERS,
                                    progress, log=command.stdout.write)
-            except (ArchiveError, LocationError) as exc:
+            except (ArchiveError, LocationError, CollectionBusy) as exc:
                 failures += 1
                 command.stderr.write(f"{collection.key}: {exc}")
     finally:

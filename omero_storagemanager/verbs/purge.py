@@ -8,8 +8,10 @@ collection needs, never an in-place import's target. --dry-run lists what would 
 freed and what blocks the rest, and changes nothing.
 """
 import humanize
+from django.core.management.base import CommandError
 
 from .. import preferences, settings
+from ..engine.locks import CollectionBusy
 from ..engine.purge import plan_purge, purge_collection
 from .common import admin_gateway, collections_for, open_catalog, repository_paths
 
@@ -30,18 +32,23 @@ def run(command, options):
         for collection in collections:
             if options["dry_run"]:
                 plan = plan_purge(conn, repository_paths(), collection,
-                                  preferences.get("copies_required"), along, settings.INCLUDE_ATTACHMENTS)
+                                  preferences.get("copies_required"), along,
+                                  settings.INCLUDE_ATTACHMENTS)
                 command.stdout.write(
                     f"{collection.key}: would free {len(plan.freed)} file(s), "
                     f"{humanize.naturalsize(plan.freed_bytes, binary=True)} "
                     f"({plan.freed_bytes} bytes); {len(plan.blocked)} blocked; "
                     f"{plan.already} already purged")
             else:
-                plan = purge_collection(
-                    conn, repository_paths(), collection, gateway, preferences.get("copies_required"),
-                    along, preferences.get("purge_rename"), preferences.get("archive_user_id"),
-                    preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
-                    log=command.stdout.write)
+                try:
+                    plan = purge_collection(
+                        conn, repository_paths(), collection, gateway,
+                        preferences.get("copies_required"), along,
+                        preferences.get("purge_rename"), preferences.get("archive_user_id"),
+                        preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
+                        log=command.stdout.write)
+                except CollectionBusy as exc:
+                    raise CommandError(str(exc))
             for path, reason in plan.blocked:
                 command.stdout.write(f"  blocked: {path}: {reason}")
     finally:

@@ -5,6 +5,7 @@
 When a copy is not reachable (a disk not connected, a tape copy not in the read cache)
 it says what it waits for and exits 3; run it again when the files are there.
 """
+from ..engine.locks import CollectionBusy
 from ..engine.restore import RestoreError, RestoreWaiting, restore_collection
 from .common import admin_gateway, collections_for, open_catalog
 
@@ -30,7 +31,7 @@ def run(command, options):
         except RestoreWaiting as exc:
             command.stdout.write(f"{collection.key}: waiting: {exc}")
             code = max(code, WAITING)
-        except RestoreError as exc:
+        except (RestoreError, CollectionBusy) as exc:
             command.stderr.write(f"{collection.key}: {exc}")
             code = 1
     return code
