@@ -8,13 +8,19 @@ are tried last. When no copy is reachable the restore waits (RestoreWaiting) ins
 failing: the location's backend says what to do (connect a disk, restore a tape, an
 XML order written), and running the restore again resumes it.
 """
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List
 
 from ..models import Collection, Copy, CopyFile, PurgedFile
+from .copyfile import MANIFEST_ALGORITHM, CopyError, copy_verified, fsync_dirs
 from .locks import collection_lock
-from .copyfile import MANIFEST_ALGORITHM, CopyError, copy_verified
 from .purge import ARCHIVED_PREFIX, state_pairs
+
+
+BATCH = 256  # files whose restored state is recorded at once
 
 
 class RestoreWaiting(Exception):
@@ -38,13 +44,19 @@ class RestoreResult:
     problems: List[str] = field(default_factory=list)
 
 
-def _candidates(row):
-    """Copies holding this file's content: audited-good first, failed audits last."""
-    rows = (CopyFile.objects.filter(relpath=row.relpath, checksum=row.sha1, verified=True,
-                                    copy__state__in=[Copy.VERIFIED, Copy.FAILED_AUDIT])
-            .select_related("copy__location").order_by("copy__created"))
-    return sorted(rows, key=lambda c: (c.copy.state == Copy.FAILED_AUDIT,
-                                       c.copy.last_audit_ok is False))
+def _candidates(rows):
+    """(relpath, sha1) -> CopyFiles holding that content, for all rows in one query:
+    audited-good copies first, failed audits last."""
+    found = defaultdict(list)
+    query = (CopyFile.objects.filter(relpath__in={r.relpath for r in rows}, verified=True,
+                                     copy__state__in=[Copy.VERIFIED, Copy.FAILED_AUDIT])
+             .select_related("copy__location").order_by("copy__created"))
+    for entry in query.iterator():
+        found[(entry.relpath, entry.checksum)].append(entry)
+    for entries in found.values():
+        entries.sort(key=lambda c: (c.copy.state == Copy.FAILED_AUDIT,
+                                    c.copy.last_audit_ok is False))
+    return found
 
 
 def _source(copy, cache, order_for):
@@ -57,7 +69,21 @@ def _source(copy, cache, order_for):
     return cache[copy.pk]
 
 
-def _restore_collection(collection, gateway=None, log=print, order_for=None):
+def _restore_one(row, sources):
+    """Copy one file back from the first source that gives a verified copy.
+    Returns (row, restored?, problems)."""
+    problems = []
+    for bag, entry in sources:
+        try:
+            copy_verified(f"{bag}/data/{row.relpath}", row.path, row.sha1, MANIFEST_ALGORITHM,
+                          mode=row.mode, fsync_dir=False)
+            return row, True, problems
+        except (CopyError, OSError) as exc:
+            problems.append(f"{row.path}: copy {entry.copy.bag_path} unusable: {exc}")
+    return row, False, problems
+
+
+def _restore_collection(collection, gateway=None, log=print, order_for=None, workers=4):
     """Bring back the purged files of a collection; raises RestoreWaiting if some wait."""
     from .archive import order_of
 
@@ -67,30 +93,50 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None):
     if rows and collection.state != Collection.RESTORING:
         Collection.objects.filter(pk=collection.pk).update(state=Collection.RESTORING)
     result, waiting, cache = RestoreResult(collection.key), [], {}
+    candidates = _candidates(rows)
+    plans = []
     for row in rows:
-        reasons, done = [], False
-        for candidate in _candidates(row):
-            bag, reason = _source(candidate.copy, cache, order_for)
+        sources, reasons = [], []
+        for entry in candidates.get((row.relpath, row.sha1), []):
+            bag, reason = _source(entry.copy, cache, order_for)
             if bag is None:
                 reasons.append(reason)
-                continue
-            try:
-                copy_verified(f"{bag}/data/{row.relpath}", row.path, row.sha1,
-                              MANIFEST_ALGORITHM, mode=row.mode)
-            except (CopyError, OSError) as exc:
-                result.problems.append(f"{row.path}: copy {candidate.copy.bag_path} "
-                                       f"unusable: {exc}")
-                continue
-            PurgedFile.objects.filter(pk=row.pk).update(state=PurgedFile.RESTORED)
-            result.restored += 1
-            result.bytes += row.size
-            done = True
-            break
-        if not done:
-            if not reasons:
-                raise RestoreError(f"{row.path}: no usable verified copy: "
-                                   + "; ".join(result.problems[-3:] or ["none recorded"]))
+            else:
+                sources.append((bag, entry))
+        if sources:
+            plans.append((row, sources, reasons))
+        elif reasons:
             waiting.extend(reasons)
+        else:
+            raise RestoreError(f"{row.path}: no verified copy holds it")
+    failed = []
+    done = []
+
+    def flush():
+        # Directories first, then the records: a row says RESTORED only once the
+        # file's name is durable too.
+        fsync_dirs(os.path.dirname(r.path) for r in done)
+        PurgedFile.objects.filter(pk__in=[r.pk for r in done]).update(state=PurgedFile.RESTORED)
+        done.clear()
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for row, ok, problems in pool.map(lambda p: _restore_one(p[0], p[1]), plans):
+            result.problems.extend(problems)
+            if ok:
+                done.append(row)
+                result.restored += 1
+                result.bytes += row.size
+                if len(done) >= BATCH:
+                    flush()
+            else:
+                failed.append(row)
+    flush()
+    for row in failed:
+        reasons = next(r for p_row, _, r in plans if p_row is row)
+        if not reasons:
+            raise RestoreError(f"{row.path}: no usable verified copy: "
+                               + "; ".join(result.problems[-3:] or ["none recorded"]))
+        waiting.extend(reasons)
     if waiting:
         log(f"{collection.key}: restored {result.restored} file(s); waiting: "
             + "; ".join(sorted(set(waiting))))
@@ -120,8 +166,8 @@ def undo_omero_changes(gateway, collection):
                       state_pairs(collection, Collection.ARCHIVED))
 
 
-def restore_collection(collection, gateway=None, log=print, order_for=None):
+def restore_collection(collection, gateway=None, log=print, order_for=None, workers=4):
     """Restore under the collection's lock (locks.py): refused at once while
     another archive, purge or restore of the same collection runs (CollectionBusy)."""
     with collection_lock(collection, "restore"):
-        return _restore_collection(collection, gateway, log, order_for)
+        return _restore_collection(collection, gateway, log, order_for, workers)

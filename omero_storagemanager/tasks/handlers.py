@@ -113,7 +113,8 @@ def restore(job, handle):
     results = []
     for collection in _collections(job):
         handle.check_cancel()
-        result = restore_collection(collection, gateway, log=handle.log)
+        result = restore_collection(collection, gateway, log=handle.log,
+                                    workers=settings.COPY_WORKERS)
         results.append({"collection": result.collection, "files": result.restored,
                         "bytes": result.bytes})
     return {"collections": results}

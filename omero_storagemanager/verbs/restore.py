@@ -5,6 +5,7 @@
 When a copy is not reachable (a disk not connected, a tape copy not in the read cache)
 it says what it waits for and exits 3; run it again when the files are there.
 """
+from .. import settings
 from ..engine.locks import CollectionBusy
 from ..engine.restore import RestoreError, RestoreWaiting, restore_collection
 from .common import admin_gateway, collections_for, open_catalog
@@ -27,7 +28,8 @@ def run(command, options):
     code = 0
     for collection in collections:
         try:
-            restore_collection(collection, gateway, log=command.stdout.write)
+            restore_collection(collection, gateway, log=command.stdout.write,
+                               workers=settings.COPY_WORKERS)
         except RestoreWaiting as exc:
             command.stdout.write(f"{collection.key}: waiting: {exc}")
             code = max(code, WAITING)
