@@ -219,15 +219,16 @@ def validate_bag(path, check_hashes: bool = True) -> List[str]:
     if not path.is_dir():
         return [f"{path} is not a directory"]
     try:
-        read_bag(path)
+        contents = read_bag(path)
         manifests = {alg: parse_manifest(p, payload=True)
                      for alg, p in _manifests(path, "manifest-").items()}
         tagmanifests = {alg: parse_manifest(p, payload=False)
                         for alg, p in _manifests(path, "tagmanifest-").items()}
     except (BagError, OSError) as exc:
         return [str(exc)]
-    problems = [f"manifest-{a}.txt: unknown algorithm" for a in
-                list(manifests) + list(tagmanifests) if a not in hashlib.algorithms_available]
+    problems = [f"{kind}-{a}.txt: unknown algorithm {a!r}"
+                for kind, found in (("manifest", manifests), ("tagmanifest", tagmanifests))
+                for a in found if a not in hashlib.algorithms_available]
     if problems:
         return problems
     if not (path / "data").is_dir():
@@ -252,7 +253,7 @@ def validate_bag(path, check_hashes: bool = True) -> List[str]:
                 if got[alg] != wanted[alg]:
                     problems.append(f"data/{encode_path(rel)}: {alg} is {got[alg]}, "
                                     f"the manifest says {wanted[alg]}")
-    problems += _check_oxum(read_bag(path).info, on_disk)
+    problems += _check_oxum(contents.info, on_disk)
     for alg, entries in sorted(tagmanifests.items()):
         for name, expected in sorted(entries.items()):
             target = path / name

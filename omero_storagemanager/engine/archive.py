@@ -23,10 +23,10 @@ from ..backends.base import LocationError, Order, bag_relpath
 from ..backends.layout import safe_relpath
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, CopyFile, PurgedFile
-from .locks import collection_lock
 from .copyfile import MANIFEST_ALGORITHM, CopyError
 from .copyfile import copy_verified
 from .disk import stat_inventory
+from .locks import collection_lock
 from .progress import NullProgress
 
 BATCH = 256  # CopyFile rows written per batch: one row per file, few round trips
