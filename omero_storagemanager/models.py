@@ -240,7 +240,8 @@ class Job(models.Model):
 
 
 class Request(models.Model):
-    """A user's request to archive or restore a collection, awaiting an admin."""
+    """A user's request to archive or restore a collection, awaiting an admin or group
+    owner (tasks/approvals.py). Approving it submits the job on the requester's behalf."""
 
     ARCHIVE, RESTORE = "archive", "restore"
     PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
@@ -251,10 +252,19 @@ class Request(models.Model):
         max_length=8, default=PENDING,
         choices=[(PENDING, PENDING), (APPROVED, APPROVED), (DECLINED, DECLINED)])
     requested_by_id = models.BigIntegerField()
+    requested_by_name = models.CharField(max_length=255, blank=True, default="")
     comment = models.TextField(blank=True, default="")
     decided_by_id = models.BigIntegerField(null=True)
+    decided_by_name = models.CharField(max_length=255, blank=True, default="")
+    decision_comment = models.TextField(blank=True, default="")
+    # The job an approval submitted, so the requester can follow it.
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="requests")
     created = models.DateTimeField(auto_now_add=True)
     decided = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "collection"])]
 
 
 class Quota(models.Model):

@@ -1,12 +1,60 @@
 """URLs, mounted by OMERO.web under /<app label>/ (/storagemanager/).
 
-URL names carry the app prefix so they never clash with OMERO.web's own.
+URL names carry the app prefix so they never clash with OMERO.web's own. The JSON API
+lives under api/v1/ and is described in docs/api.md.
 """
-from django.urls import path
+from django.urls import path, re_path
 
-from . import views
+from .views import admin, api, approvals, jobs, pages, plugins
+
+_KEY = r"(?P<key>(?i:project|screen):\d{1,18})"
 
 urlpatterns = [
-    path("", views.index, name="storagemanager_index"),
-    path("api/v1/status/", views.api_status, name="storagemanager_api_status"),
+    # Pages of the Storage tab
+    path("", pages.index, name="storagemanager_index"),
+    path("collections/", pages.collections, name="storagemanager_collections"),
+    path("statistics/", pages.statistics, name="storagemanager_statistics"),
+    path("jobs/", pages.jobs, name="storagemanager_jobs"),
+    path("admin/", pages.admin_settings, name="storagemanager_admin"),
+    path("admin/locations/", pages.admin_locations, name="storagemanager_admin_locations"),
+    path("admin/quotas/", pages.admin_quotas, name="storagemanager_admin_quotas"),
+    path("admin/tasks/", pages.admin_tasks, name="storagemanager_admin_tasks"),
+    path("admin/requests/", pages.admin_requests, name="storagemanager_admin_requests"),
+
+    # JSON API v1
+    path("api/v1/", api.root, name="storagemanager_api_root"),
+    path("api/v1/status/", api.api_status, name="storagemanager_api_status"),
+    path("api/v1/usage/", api.usage, name="storagemanager_api_usage"),
+    path("api/v1/collections/", api.collections, name="storagemanager_api_collections"),
+    re_path(r"^api/v1/collections/" + _KEY + "/$", api.collection,
+            name="storagemanager_api_collection"),
+    path("api/v1/actions/", api.actions, name="storagemanager_api_actions"),
+    path("api/v1/statistics/", api.statistics, name="storagemanager_api_statistics"),
+    path("api/v1/objects/<str:dtype>/<int:oid>/", plugins.objects,
+         name="storagemanager_api_object"),
+    path("api/v1/breakdown/", plugins.breakdown_view, name="storagemanager_api_breakdown"),
+    path("api/v1/jobs/", jobs.jobs, name="storagemanager_api_jobs"),
+    path("api/v1/jobs/<int:pk>/", jobs.job, name="storagemanager_api_job"),
+    path("api/v1/jobs/<int:pk>/log/", jobs.job_log, name="storagemanager_api_job_log"),
+    path("api/v1/jobs/<int:pk>/cancel/", jobs.job_cancel, name="storagemanager_api_job_cancel"),
+    path("api/v1/jobs/<int:pk>/retry/", jobs.job_retry, name="storagemanager_api_job_retry"),
+    path("api/v1/requests/", approvals.requests, name="storagemanager_api_requests"),
+    path("api/v1/requests/<int:pk>/approve/", approvals.approve,
+         name="storagemanager_api_request_approve"),
+    path("api/v1/requests/<int:pk>/decline/", approvals.decline,
+         name="storagemanager_api_request_decline"),
+    # Admin API (OMERO administrators only)
+    path("api/v1/admin/preferences/", admin.preferences_view,
+         name="storagemanager_api_admin_preferences"),
+    path("api/v1/admin/locations/", admin.locations, name="storagemanager_api_admin_locations"),
+    path("api/v1/admin/locations/<int:pk>/", admin.location_edit,
+         name="storagemanager_api_admin_location"),
+    re_path(r"^api/v1/admin/locations/(?P<pk>\d{1,18})/(?P<action>current|rescan|purge-cache|remove)/$",
+            admin.location_action, name="storagemanager_api_admin_location_action"),
+    path("api/v1/admin/quotas/", admin.quotas, name="storagemanager_api_admin_quotas"),
+    path("api/v1/admin/schedules/", admin.schedules_view,
+         name="storagemanager_api_admin_schedules"),
+    path("api/v1/admin/schedules/<str:kind>/run/", admin.run_now,
+         name="storagemanager_api_admin_run_now"),
+    path("api/v1/admin/test-email/", admin.test_email, name="storagemanager_api_admin_test_email"),
 ]

@@ -91,6 +91,27 @@ def setup_app_database(archive):
     for sub in ("read", "write"):
         (archive / str(location.pk) / sub).mkdir(parents=True)
     say(f"archive location {location.name!r} (id {location.pk}) at {archive}")
+    scan_facility()
+
+
+def scan_facility():
+    """Sync and stat-scan every collection, so the Storage tab has figures at once, and
+    set demo quotas that put someone over (to show the red)."""
+    from omero_storagemanager import catalog, settings
+    from omero_storagemanager.catalog.paths import RepositoryPaths
+    from omero_storagemanager.engine.scan import scan
+    from omero_storagemanager.models import Quota
+
+    conn = catalog.connect()
+    try:
+        report = scan(conn, RepositoryPaths(settings.data_dir(), settings.managed_dir()), "stat",
+                      include_attachments=settings.INCLUDE_ATTACHMENTS)
+    finally:
+        conn.close()
+    Quota.objects.create(scope=Quota.USER, omero_id=None, max_bytes=8 * 1024**2)
+    Quota.objects.create(scope=Quota.GROUP, omero_id=None, max_bytes=32 * 1024**2)
+    say(f"scanned {report.collections} collections ({report.files} files); demo quotas: "
+        "8 MB per user, 32 MB per group")
 
 
 def wait_for(url, deadline):
@@ -152,6 +173,7 @@ def main(argv=None):
         url = f"http://{args.host}:{args.port}"
         wait_for(url + "/demo/", time.monotonic() + 60)
         say(f"OMERO.web with omero-storagemanager: {url}/storagemanager/")
+        say(f"webclient plugins (demo host page): {url}/demo/webclient/")
         say("demo users (sign in at /demo/, no password):")
         for uid, user in sorted(truth.users.items(), key=lambda item: int(item[0])):
             say(f"  {user['omename']:<10} id {uid}  {user['firstname']} {user['lastname']}")

@@ -14,6 +14,19 @@ DEFAULT_TOP_LINKS = [
 ]
 
 
+# OMERO.web's default right-hand plugins, then the app's (README: "webclient plugins").
+RIGHT_PLUGINS = [
+    ["Acquisition", "webclient/data/includes/right_plugin.acquisition.js.html", "metadata_tab"],
+    ["Preview", "webclient/data/includes/right_plugin.preview.js.html", "preview_tab"],
+    ["Storage", "omero_storagemanager/webclient_plugins/right_plugin.storage.js.html",
+     "storage_tab"],
+]
+CENTER_PLUGINS = [
+    ["Storage", "omero_storagemanager/webclient_plugins/center_plugin.storage.js.html",
+     "storage_center"],
+]
+
+
 def q_cluster(name="storagemanager", workers=2):
     """django-q2 settings: ORM broker on the app's database.
 
@@ -43,6 +56,8 @@ def web_config(*, app_db, omero_db, data_dir, managed_dir, var_dir=None, extra=N
         "omero.web.ui.top_links": DEFAULT_TOP_LINKS + [
             ["Storage", "storagemanager_index",
              {"title": "Storage usage, archives and restores"}]],
+        "omero.web.ui.right_plugins": RIGHT_PLUGINS,
+        "omero.web.ui.center_plugins": CENTER_PLUGINS,
         "omero.web.django_additional_settings": [["Q_CLUSTER", q_cluster()]],
         "omero.web.storagemanager.omero_db": omero_db,
         "omero.web.storagemanager.data_dir": str(data_dir),

@@ -57,10 +57,22 @@ class StandInGateway(Gateway):
             if "name" in self.db_params:
                 self.db_params["dbname"] = self.db_params.pop("name")
         self._user_id = int(user_id)
-        row = self._query_one("SELECT omename FROM experimenter WHERE id = %s", [self._user_id])
-        if row is None:
-            raise GatewayError(f"no OMERO user with id {self._user_id}")
-        self._user_name = row[0]
+        # Identity is read once, as a BlitzGateway reads its event context once per session.
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT omename FROM experimenter WHERE id = %s", [self._user_id])
+                row = cur.fetchone()
+                if row is None:
+                    raise GatewayError(f"no OMERO user with id {self._user_id}")
+                self._user_name = row[0]
+                cur.execute("SELECT parent, owner FROM groupexperimentermap WHERE child = %s"
+                            " ORDER BY parent", [self._user_id])
+                memberships = cur.fetchall()
+        finally:
+            conn.close()
+        self._member_of = [group for group, _ in memberships]
+        self._leader_of = [group for group, owner in memberships if owner]
 
     # -- plumbing -------------------------------------------------------------------
     def _connect(self):
@@ -72,15 +84,6 @@ class StandInGateway(Gateway):
             with conn.cursor() as cur:
                 cur.execute(query, params)
                 return cur.fetchone()
-        finally:
-            conn.close()
-
-    def _query_column(self, query, params):
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, params)
-                return [row[0] for row in cur.fetchall()]
         finally:
             conn.close()
 
@@ -121,14 +124,10 @@ class StandInGateway(Gateway):
         return self._user_name
 
     def member_of_groups(self):
-        return self._query_column(
-            "SELECT parent FROM groupexperimentermap WHERE child = %s ORDER BY parent",
-            [self._user_id])
+        return list(self._member_of)
 
     def leader_of_groups(self):
-        return self._query_column(
-            "SELECT parent FROM groupexperimentermap WHERE child = %s AND owner"
-            " ORDER BY parent", [self._user_id])
+        return list(self._leader_of)
 
     def is_admin(self):
         return SYSTEM_GROUP in self.member_of_groups()
