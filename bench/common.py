@@ -7,12 +7,17 @@ A dataset lives in `<workdir>/<key>/`, where the key names the generator's param
     facility/    the generated repository (facility/OMERO, facility/OMERO/ManagedRepository)
     omerodir/    the OMERODIR whose config.xml OMERO.web's settings are built from
     stamp.json   the parameters and the generator's summary, written last
+    files.list   the data dir's files for sha1sum (written by scan_bench at each run)
 
 Generating a million files takes minutes, so a dataset whose stamp matches the requested
 parameters is reused as it is; anything else in that directory (a half-finished
 generation, a stamp from another generator version) is wiped and generated again.
+A lock file beside the directory (`<key>.lock`) keeps a second bench run off a dataset
+in use; a server found running under a lock nobody holds was left by a run killed hard,
+and is stopped.
 """
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -56,6 +61,10 @@ class Params:
                 f"-{self.disk}-seed{self.seed}")
 
 
+class DatasetBusy(RuntimeError):
+    """Another bench run holds the dataset."""
+
+
 class Dataset:
     """One generated facility on disk and the server holding its databases."""
 
@@ -88,6 +97,10 @@ class Dataset:
         """Start the server on a cached dataset, or generate the dataset from scratch."""
         from testbed.pg import PostgresServer
 
+        self._lock()
+        # We hold the lock, so a server still running here was left by a bench run that
+        # was killed hard: stop it, or ours could not start on the same data directory.
+        _stop_stale_server(self.pg_dir)
         if self._stamp_matches():
             log(f"reusing the cached dataset {self.dir}")
             self.summary = json.loads(self.stamp_file.read_text())["summary"]
@@ -96,7 +109,6 @@ class Dataset:
             return self
         if self.dir.exists():
             log(f"{self.dir} holds no complete dataset of these parameters: wiping it")
-            _stop_stale_server(self.pg_dir)
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
         self.server = PostgresServer(self.pg_dir).start()
@@ -121,10 +133,29 @@ class Dataset:
             {"version": STAMP_VERSION, "params": asdict(p), "summary": summary}, indent=1))
         log(f"generated in {summary['seconds']} s")
 
+    def _lock(self):
+        """One bench run per dataset at a time: two would share (and stop) one server.
+
+        The lock file sits beside the dataset's directory, which may be wiped; the kernel
+        releases the lock when the process ends, however it ends.
+        """
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.dir.parent / f"{self.dir.name}.lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise DatasetBusy(f"another bench run is using {self.dir}; wait for it to end, "
+                              "or use another --workdir") from None
+
     def close(self):
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if getattr(self, "_lock_file", None) is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
     # -- what the scan needs ------------------------------------------------------------
     def omero_params(self):
@@ -156,12 +187,16 @@ class Dataset:
 
 
 def _stop_stale_server(pg_dir):
-    """A server left running in a directory we are about to wipe (bench killed hard)."""
+    """Stop a server left running in pg_dir by a bench run killed hard (if any).
+
+    pg_ctl stop is a no-op on a stale pid file (no server behind it), and raises if a
+    live server would not stop: then we cannot go on anyway.
+    """
     from testbed.pg import PostgresServer
 
     if (pg_dir / "data" / "postmaster.pid").exists():
-        with contextlib.suppress(Exception):
-            PostgresServer(pg_dir).stop()
+        log(f"stopping a server left running in {pg_dir}")
+        PostgresServer(pg_dir).stop()
 
 
 @contextlib.contextmanager
@@ -196,7 +231,19 @@ def migrate():
 
 
 def peak_rss_mb():
-    """This process's peak resident set size so far (ru_maxrss is in KiB on Linux)."""
+    """This process's peak resident set size so far, in MB.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child
+    started by a big parent would report the parent's peak (we saw 214 MB for a child
+    that never went past 100 MB). VmHWM belongs to the process's own address space.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -217,6 +264,20 @@ def drop_caches():
             f.write("3\n")
     except OSError as exc:
         raise CannotDropCaches(f"cannot write /proc/sys/vm/drop_caches: {exc}") from None
+
+
+def cache_drops():
+    """How many times anyone dropped the page cache since boot (None: not known).
+
+    The machine may be shared with other benchmarks that drop caches: a drop during a
+    warm run turns it into a cold one, and this counter is how we notice.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("drop_pagecache "):
+                    return int(line.split()[1])
+    return None
 
 
 def can_drop_caches():
