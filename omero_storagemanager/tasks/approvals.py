@@ -19,24 +19,6 @@ class RequestConflict(ValueError):
     """The request cannot be made or decided as asked (the message says why)."""
 
 
-def _emails_of(user_ids):
-    from .. import catalog
-
-    if not user_ids:
-        return []
-    try:
-        conn = catalog.connect()
-    except catalog.CatalogUnavailable:
-        return []
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT email FROM experimenter WHERE id = ANY(%s) AND email LIKE %s",
-                        [sorted(user_ids), "%@%"])
-            return [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
-
-
 def ask(kind, collections, requested_by, comment=""):
     """Record a request per collection, or submit the job at once when approval is off.
 
@@ -91,5 +73,5 @@ def decide(request, approve, decided_by, comment=""):
             + (f"\nJob {request.job.pk} is queued; follow it in OMERO.web under Storage > Jobs.\n"
                if approve else ""))
     notify.send("info", f"{request.kind} of {key} {verdict}", body,
-                _emails_of([request.requested_by_id]))
+                notify.emails_of([request.requested_by_id]))
     return request

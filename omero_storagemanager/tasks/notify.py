@@ -24,10 +24,9 @@ def admin_recipients():
     return [address for _, address in getattr(django_settings, "ADMINS", [])]
 
 
-def owner_emails(collections):
-    """E-mail addresses of the collections' owners, from OMERO."""
-    owners = sorted({c.original_owner_id or c.owner_id for c in collections})
-    if not owners:
+def emails_of(user_ids):
+    """E-mail addresses of OMERO users, from the OMERO database ([] when unreachable)."""
+    if not user_ids:
         return []
     from .. import catalog
 
@@ -38,10 +37,15 @@ def owner_emails(collections):
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT email FROM experimenter WHERE id = ANY(%s) AND email LIKE %s",
-                        [owners, "%@%"])
+                        [sorted(user_ids), "%@%"])
             return [row[0] for row in cur.fetchall()]
     finally:
         conn.close()
+
+
+def owner_emails(collections):
+    """E-mail addresses of the collections' owners (before any purge move), from OMERO."""
+    return emails_of({c.original_owner_id or c.owner_id for c in collections})
 
 
 def send(kind, subject, body, extra_recipients=()):
