@@ -20,6 +20,7 @@ from .locks import collection_lock
 from .copyfile import MANIFEST_ALGORITHM, _fsync_dir
 from .disk import stat_inventory
 from .hashing import hash_file
+from .progress import NullProgress
 
 ARCHIVED_PREFIX = "(archived) "
 
@@ -131,14 +132,16 @@ def _free(row):
 
 def _purge_collection(conn, paths, collection, gateway=None, copies_required=1,
                      along_with=(), rename=False, archive_user_id=None, archive_group_id=None,
-                     include_attachments=True, log=print):
+                     include_attachments=True, log=print, progress=None):
     """Purge what can be purged; returns the PurgePlan that was carried out."""
+    progress = progress or NullProgress()
     # A purge killed between INTENT and PURGED: finish those first (they were checked).
     for row in PurgedFile.objects.filter(collection=collection, state=PurgedFile.INTENT):
         _free(row)
         PurgedFile.objects.filter(pk=row.pk).update(state=PurgedFile.PURGED)
     result = plan_purge(conn, paths, collection, copies_required, along_with,
                         include_attachments)
+    progress.start(len(result.freed))
     for record, copy_file, link in result.freed:
         row = PurgedFile.objects.create(
             collection=collection, path=record.path, relpath=copy_file.relpath,
@@ -146,6 +149,8 @@ def _purge_collection(conn, paths, collection, gateway=None, copies_required=1,
             copy_file=copy_file, linked=link, state=PurgedFile.INTENT)
         _free(row)
         PurgedFile.objects.filter(pk=row.pk).update(state=PurgedFile.PURGED)
+        progress.advance(0, 1, record.disk_size or 0)
+    progress.done()
     state = Collection.PARTIALLY_PURGED if result.blocked else Collection.PURGED
     if not result.freed and not result.already and result.blocked:
         state = collection.state  # nothing freed: nothing changes
@@ -192,10 +197,10 @@ def mark_purged_in_omero(gateway, collection, rename, archive_user_id, archive_g
 
 def purge_collection(conn, paths, collection, gateway=None, copies_required=1, along_with=(),
                      rename=False, archive_user_id=None, archive_group_id=None,
-                     include_attachments=True, log=print):
+                     include_attachments=True, log=print, progress=None):
     """Purge under the collection's lock (locks.py): refused at once while
     another archive, purge or restore of the same collection runs (CollectionBusy)."""
     with collection_lock(collection, "purge"):
         return _purge_collection(conn, paths, collection, gateway, copies_required,
                                  along_with, rename, archive_user_id, archive_group_id,
-                                 include_attachments, log)
+                                 include_attachments, log, progress)

@@ -17,6 +17,7 @@ from typing import List
 from ..models import Collection, Copy, CopyFile, PurgedFile
 from .copyfile import MANIFEST_ALGORITHM, CopyError, copy_verified, fsync_dirs
 from .locks import collection_lock
+from .progress import NullProgress
 from .purge import ARCHIVED_PREFIX, state_pairs
 
 
@@ -83,8 +84,10 @@ def _restore_one(row, sources):
     return row, False, problems
 
 
-def _restore_collection(collection, gateway=None, log=print, order_for=None, workers=4):
+def _restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
+                        progress=None):
     """Bring back the purged files of a collection; raises RestoreWaiting if some wait."""
+    progress = progress or NullProgress()
     from .archive import order_of
 
     order_for = order_for or order_of
@@ -119,6 +122,7 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
         PurgedFile.objects.filter(pk__in=[r.pk for r in done]).update(state=PurgedFile.RESTORED)
         done.clear()
 
+    progress.start(len(plans))
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for row, ok, problems in pool.map(lambda p: _restore_one(p[0], p[1]), plans):
             result.problems.extend(problems)
@@ -126,11 +130,13 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
                 done.append(row)
                 result.restored += 1
                 result.bytes += row.size
+                progress.advance(0, 1, row.size)
                 if len(done) >= BATCH:
                     flush()
             else:
                 failed.append(row)
     flush()
+    progress.done()
     for row in failed:
         reasons = next(r for p_row, _, r in plans if p_row is row)
         if not reasons:
@@ -166,8 +172,9 @@ def undo_omero_changes(gateway, collection):
                       state_pairs(collection, Collection.ARCHIVED))
 
 
-def restore_collection(collection, gateway=None, log=print, order_for=None, workers=4):
+def restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
+                       progress=None):
     """Restore under the collection's lock (locks.py): refused at once while
     another archive, purge or restore of the same collection runs (CollectionBusy)."""
     with collection_lock(collection, "restore"):
-        return _restore_collection(collection, gateway, log, order_for, workers)
+        return _restore_collection(collection, gateway, log, order_for, workers, progress)

@@ -55,8 +55,15 @@ class JobHandle:
             f.writelines(line + "\n" for line in lines)
 
     # -- progress (the engine's progress protocol) --------------------------------------
+    # Jobs whose engine counts files in start(total); a scan counts collections there.
+    FILE_COUNTED = ("archive", "purge", "restore")
+
     def start(self, total):
         self.check_cancel()
+        if self.job.kind in self.FILE_COUNTED:
+            # Several collections in one job: the total grows as each one starts.
+            self.job.files_total += total
+            self.save_progress()
 
     def advance(self, items=1, files=0, nbytes=0):
         self.job.files_done += files

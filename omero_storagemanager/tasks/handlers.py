@@ -99,7 +99,7 @@ def purge(job, handle):
                 conn, _paths(), collection, gateway, preferences.get("copies_required"),
                 along, preferences.get("purge_rename"), preferences.get("archive_user_id"),
                 preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
-                log=handle.log)
+                log=handle.log, progress=handle)
             handle.files(f"{collection.key}\t{r.path}\tpurged" for r, _, _ in plan.freed)
             for path, reason in plan.blocked:
                 handle.log(f"{collection.key}: kept {path}: {reason}")
@@ -114,7 +114,7 @@ def restore(job, handle):
     for collection in _collections(job):
         handle.check_cancel()
         result = restore_collection(collection, gateway, log=handle.log,
-                                    workers=settings.COPY_WORKERS)
+                                    workers=settings.COPY_WORKERS, progress=handle)
         results.append({"collection": result.collection, "files": result.restored,
                         "bytes": result.bytes})
     return {"collections": results}
