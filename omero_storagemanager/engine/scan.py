@@ -9,6 +9,9 @@ Modes:
 A scan never changes OMERO or any file. Its results go to the app's database: the
 latest figures on each Collection, and one ScanResult per collection and scan.
 """
+import csv
+import io
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List
@@ -138,20 +141,26 @@ def store(collections, report):
     UPDATE ... FROM (VALUES ...) instead of the ORM's per-row CASE expressions.
     Catalog mode measures no disk figures: the stored disk figures are kept.
     """
-    rows, results = [], []
+    rows = []
+    results = io.StringIO()
+    writer = csv.writer(results)
     for c in collections:
         f = report.figures[c.key]
         rows.append((c.pk, f.files, f.bytes, f.images, f.shared_bytes, f.thumbnail_bytes,
                      f.missing_files, f.newest_file, f.last_access, report.finished,
                      report.mode))
-        results.append(ScanResult(collection_id=c.pk, mode=report.mode, started=report.started,
-                                  finished=report.finished, figures=_jsonable(f),
-                                  errors=report.problems.get(c.key, [])))
+        writer.writerow((c.pk, report.mode, report.started.isoformat(),
+                         report.finished.isoformat(), json.dumps(_jsonable(f)),
+                         json.dumps(report.problems.get(c.key, []))))
+    results.seek(0)
     with transaction.atomic():
         with connection.cursor() as cur:
             execute_values(cur.cursor, _UPDATE.format(table=Collection._meta.db_table), rows,
                            template=_TEMPLATE, page_size=2000)
-        ScanResult.objects.bulk_create(results, batch_size=2000)
+            # COPY: ten thousand ScanResult rows in one round trip.
+            cur.cursor.copy_expert(
+                f"COPY {ScanResult._meta.db_table} (collection_id, mode, started, finished,"
+                " figures, errors) FROM STDIN WITH (FORMAT csv)", results)
 
 
 def _jsonable(figures):
