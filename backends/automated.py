@@ -72,14 +72,7 @@ class AutomatedBackend(ReadCacheBackend):
     def _after_evict(self, relpath):
         self._drop_restore_order(relpath)
 
-    def request_restore(self, relpath, order):
-        order = self.order_folders(relpath, order)
-        if not self.is_online():
-            # No order: the archiver would restore onto the bare mount point's disk.
-            return f"mount {self.describe()}: {self._missing()} is missing"
-        state = self._cache_state(relpath)
-        if state == "ready":
-            return f"the copy is ready in the read cache at {order.destination_folder}"
+    def _ask_for(self, order, state):
         path = self.order_path("restore", order)
         if os.path.lexists(path):
             since = datetime.fromtimestamp(os.path.getmtime(path)).strftime("%Y-%m-%d %H:%M")

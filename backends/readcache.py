@@ -115,6 +115,22 @@ class ReadCacheBackend(Backend):
             return None
         return self._usable(self.read_root / rel)
 
+    def request_restore(self, relpath, order):
+        """What a restore of a copy not in the cache waits for. The checks common to
+        every read cache come first; `_ask_for(order, state)` says what is missing."""
+        order = self.order_folders(relpath, order)
+        if not self.is_online():
+            # Nothing is asked for: a copy restored now would land on the bare mount
+            # point's disk.
+            return f"mount {self.describe()}: {self._missing()} is missing"
+        state = self._cache_state(relpath)
+        if state == "ready":
+            return f"the copy is ready in the read cache at {order.destination_folder}"
+        return self._ask_for(order, state)
+
+    def _ask_for(self, order, state) -> str:
+        raise NotImplementedError
+
     def _cache_state(self, relpath: str) -> str:
         """'ready', 'arriving' (something is there but not whole yet) or 'absent'."""
         path = self.read_root / self._relpath(relpath)

@@ -12,13 +12,7 @@ class TapeBackend(ReadCacheBackend):
     type = "tape"
     noun = "tape cache"
 
-    def request_restore(self, relpath, order):
-        order = self.order_folders(relpath, order)
-        if not self.is_online():
-            return f"mount {self.describe()}: {self._missing()} is missing"
-        state = self._cache_state(relpath)
-        if state == "ready":
-            return f"the copy is ready in the read cache at {order.destination_folder}"
+    def _ask_for(self, order, state):
         if state == "arriving":
             return (f"{order.destination_folder} is there but not complete yet: finish "
                     f"restoring {order.source_folder} from tape into it")
