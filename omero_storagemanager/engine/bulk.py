@@ -9,76 +9,97 @@ files are grouped in *units* that always move together and whose collections are
                                                              -> collections of the image
     ("a", file id)      a file attachment                    -> collections it is linked to
 
-One streamed query lists every file with its unit; worker threads stat (and in verify
-mode hash) them, and each unit's figures are added to each collection holding it. The
-result equals the per-collection path (engine/scan.py with keys), which the tests check.
+One COPY statement streams every file with its unit, in PostgreSQL's text format, to
+worker processes (engine/statworker.py, one per core) that stat (and in verify mode
+hash) them and sum figures per unit; each unit's figures are then added to each
+collection holding it. Pyramids are not in the database: one walk of Pixels/ finds
+them (a lookup beside every image would be two system calls per image). The result
+equals the per-collection path (engine/scan.py with keys), which the tests check.
 """
 import os
-import stat
+import pickle
+import re
+import subprocess
+import sys
+import threading
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List, Optional
 
 from ..catalog.collections import format_key
-from ..catalog.inventory import FileRecord
 from ..catalog.totals import ATTACHMENT_LINKS, COLLECTION_IMAGES, Figures
-from .disk import stat_record, verify_record
+from .statworker import FIELDS
 
-BATCH = 2000
+FLUSH_ROWS = 2000  # rows go to a worker in pieces of this many (about 300 KiB)
 
-_OF = ('o.path, o.name, o.repo, o.id, o."size", o.hash, ca.value')
+# The images of all collections, and their filesets, each computed once (MATERIALIZED)
+# so that every branch below joins them by hash, never by a lookup per row. (Measured:
+# filesets taken straight from the links are estimated so badly that the planner sorts
+# a million rows on disk.)
+_IMAGES = """imgs AS MATERIALIZED (
+  SELECT dil.child AS image FROM datasetimagelink dil
+    JOIN projectdatasetlink pdl ON pdl.child = dil.parent
+  UNION
+  SELECT ws.image FROM wellsample ws JOIN well w ON w.id = ws.well
+    JOIN screenplatelink spl ON spl.child = w.plate),
+fs AS MATERIALIZED (SELECT DISTINCT i.fileset FROM imgs JOIN image i ON i.id = imgs.image
+                     WHERE i.fileset IS NOT NULL)"""
+# The worker's row: unit type, unit id, kind, path relative to the managed repository
+# (NULL where OMERO derives the path from the id: Files/, Pixels/, Thumbnails/), file
+# id, OMERO's size, hash and algorithm. The path is joined as engine/scan.py does.
+_REL = ("CASE WHEN o.repo IS NULL THEN NULL ELSE ltrim(o.path, '/') || CASE WHEN "
+        "o.path = '' OR right(o.path, 1) = '/' THEN '' ELSE '/' END || o.name END")
+_OF = f'{_REL}, o.id, o."size", o.hash, ca.value'
 _OF_JOIN = "LEFT JOIN checksumalgorithm ca ON ca.id = o.hasher"
-
-# Every file of every collection, with its unit. Pixels rows carry the pixels id and
-# their size from the dimensions; thumbnails their id.
-FILES = f"""
-WITH ci AS ({COLLECTION_IMAGES}),
-images AS (SELECT DISTINCT image FROM ci),
--- Only filesets of images in some collection: orphaned images are nobody's collection.
-filesets AS (SELECT DISTINCT i.fileset FROM images JOIN image i ON i.id = images.image
-              WHERE i.fileset IS NOT NULL)
+ROWS = f"""WITH {_IMAGES}
 SELECT 'f', fe.fileset, 'fileset_entry', {_OF}
-  FROM filesets JOIN filesetentry fe ON fe.fileset = filesets.fileset
+  FROM fs JOIN filesetentry fe ON fe.fileset = fs.fileset
   JOIN originalfile o ON o.id = fe.originalfile {_OF_JOIN}
 UNION ALL
 SELECT 'f', fjl.parent, 'import_log', {_OF}
-  FROM filesets JOIN filesetjoblink fjl ON fjl.parent = filesets.fileset
+  FROM fs JOIN filesetjoblink fjl ON fjl.parent = fs.fileset
   JOIN joboriginalfilelink jol ON jol.parent = fjl.child
   JOIN originalfile o ON o.id = jol.child {_OF_JOIN}
 UNION ALL
 SELECT 'i', p.image, 'original', {_OF}
-  FROM images JOIN pixels p ON p.image = images.image
+  FROM imgs JOIN pixels p ON p.image = imgs.image
   JOIN pixelsoriginalfilemap pom ON pom.child = p.id
   JOIN originalfile o ON o.id = pom.parent {_OF_JOIN}
 UNION ALL
-SELECT 'i', p.image, CASE WHEN i.fileset IS NULL THEN 'pixels' ELSE 'pixels_fs' END,
-       NULL, NULL, NULL, p.id,
+SELECT 'i', p.image, 'pixels', NULL, p.id,
        div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
            * coalesce(pt.bitsize, 8) + 7, 8)::bigint, NULL, NULL
-  FROM images JOIN image i ON i.id = images.image JOIN pixels p ON p.image = i.id
+  FROM imgs JOIN image i ON i.id = imgs.image JOIN pixels p ON p.image = i.id
   LEFT JOIN pixelstype pt ON pt.id = p.pixelstype
+ WHERE i.fileset IS NULL
 UNION ALL
-SELECT 'i', p.image, 'thumbnail', NULL, NULL, NULL, t.id, NULL, NULL, NULL
-  FROM images JOIN pixels p ON p.image = images.image JOIN thumbnail t ON t.pixels = p.id
+SELECT 'i', p.image, 'thumbnail', NULL, t.id, NULL, NULL, NULL
+  FROM imgs JOIN pixels p ON p.image = imgs.image JOIN thumbnail t ON t.pixels = p.id
 """
-ATTACHMENT_FILES = f"""
+ATTACHMENT_ROWS = f"""
 WITH ci AS ({COLLECTION_IMAGES}), att AS ({ATTACHMENT_LINKS})
 SELECT 'a', o.id, 'attachment', {_OF}
   FROM (SELECT DISTINCT file FROM att) a JOIN originalfile o ON o.id = a.file {_OF_JOIN}
 """
-HOLDERS = f"""
-WITH ci AS ({COLLECTION_IMAGES})
-SELECT DISTINCT 'f', i.fileset, ci.kind, ci.cid FROM ci JOIN image i ON i.id = ci.image
- WHERE i.fileset IS NOT NULL
-UNION ALL
-SELECT 'i', ci.image, ci.kind, ci.cid FROM ci
+# Pyramids found on disk, with the image of their pixels (only those of a collection).
+PYRAMID_IMAGES = f"""WITH {_IMAGES}
+SELECT p.id, p.image FROM pixels p JOIN imgs ON imgs.image = p.image WHERE p.id = ANY(%s)
 """
+FILESET_HOLDERS = f"""
+WITH ci AS MATERIALIZED ({COLLECTION_IMAGES})
+SELECT DISTINCT i.fileset, ci.kind, ci.cid FROM ci JOIN image i ON i.id = ci.image
+ WHERE i.fileset IS NOT NULL
+"""
+IMAGE_COUNTS = f"SELECT kind, cid, count(*) FROM ({COLLECTION_IMAGES}) ci GROUP BY kind, cid"
+# Only images with something on disk of their own are units; their holders are asked
+# for by id (most facilities' images are FS images: a fileset unit holds their data).
+IMAGE_HOLDERS = f"SELECT image, kind, cid FROM ({COLLECTION_IMAGES}) ci WHERE image = ANY(%s)"
 ATTACHMENT_HOLDERS = f"""
 WITH ci AS ({COLLECTION_IMAGES}), att AS ({ATTACHMENT_LINKS})
-SELECT 'a', file, kind, cid FROM att
+SELECT file, kind, cid FROM att
 """
+_PYRAMID_NAME = re.compile(r"^(\d+)_pyramid(\.pyr_lock)?$")
 
 
 @dataclass
@@ -98,103 +119,167 @@ class UnitFigures:
     problems: List[dict] = field(default_factory=list)
 
 
-def _records(row, paths):
-    """FileRecords (kind, path) of one row of FILES; a pixels row also yields the
-    pyramid and its lock when they exist on disk."""
-    _, _, kind, path, name, repo, ident, size, digest, hasher = row
-    if kind in ("pixels", "pixels_fs"):
-        found = []
-        if kind == "pixels":
-            found.append(FileRecord(paths.pixels(ident), "pixels", size, pixels_id=ident))
-        for extra, where in (("pyramid", paths.pyramid(ident)),
-                             ("pyramid_lock", paths.pyramid_lock(ident))):
-            if os.path.lexists(where):
-                found.append(FileRecord(where, extra, None, pixels_id=ident))
-        return found
-    if kind == "thumbnail":
-        return [FileRecord(paths.thumbnail(ident), "thumbnail", None)]
-    where = paths.managed(path, name) if repo else paths.files(ident)
-    return [FileRecord(where, kind, size, digest or None, hasher if digest else None,
-                       originalfile_id=ident)]
+class StatWorkerFailed(RuntimeError):
+    """A stat/verify worker process died or answered nonsense."""
 
 
-def _check_batch(rows, paths, verify):
-    """Worker: stat (and hash) the files of a batch of rows, summed per unit.
+class WorkerPool:
+    """Stat worker processes fed with COPY rows; `write` is the COPY target.
 
-    Returns ({unit: UnitFigures}, files, bytes). The common case (an original file, no
-    hashing) is inlined: a million of them must not cost a million objects."""
-    units = {}
-    managed = paths.managed_dir + os.sep
-    lstat, is_link = os.lstat, stat.S_ISLNK
-    for row in rows:
-        key = (row[0], row[1])
-        unit = units.get(key)
-        if unit is None:
-            unit = units[key] = UnitFigures()
-        kind, path, name, repo, ident, size, digest = row[2:9]
-        if verify or kind in ("pixels", "pixels_fs", "thumbnail"):
-            for record in _records(row, paths):
-                stat_record(record)
-                result = verify_record(record) if verify and record.kind != "thumbnail" else None
-                _add(unit, record, result)
-            continue
-        where = (managed + path.lstrip("/") + ("" if path.endswith("/") or not path else "/")
-                 + name) if repo else paths.files(ident)
-        unit.files += 1
-        if not digest:
-            unit.unhashed += 1
+    Rows go round robin in pieces of FLUSH_ROWS (a unit split over two workers is merged
+    afterwards). Writes block when a worker's pipe is full, so memory stays flat
+    whatever the number of files. Progress comes back on the workers' stderr."""
+
+    def __init__(self, paths, verify, processes, progress=None):
+        mode = ["verify"] if verify else []
+        command = [sys.executable, "-m", "omero_storagemanager.engine.statworker",
+                   paths.managed_dir, paths.data_dir] + mode
+        self.procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE) for _ in range(processes)]
+        self.progress = progress
+        self.pending, self.next = [], 0
+        self.lock = threading.Lock()
+        self.done_files = self.done_bytes = 0
+        self.errors = [[] for _ in self.procs]
+        self.readers = [threading.Thread(target=self._read_stderr, args=(i,), daemon=True)
+                        for i in range(len(self.procs))]
+        for t in self.readers:
+            t.start()
+
+    def _read_stderr(self, index):
+        for line in self.procs[index].stderr:
+            if line.startswith(b"progress "):
+                _, files, nbytes = line.split()
+                with self.lock:
+                    self.done_files += int(files)
+                    self.done_bytes += int(nbytes)
+            else:
+                self.errors[index].append(line.decode(errors="replace"))
+
+    def report(self):
+        if self.progress is not None:
+            with self.lock:
+                files, nbytes = self.done_files, self.done_bytes
+                self.done_files = self.done_bytes = 0
+            if files:
+                self.progress.advance(0, files, nbytes)
+
+    def write(self, row):
+        # Called once per row by psycopg2: as little work as possible.
+        pending = self.pending
+        pending.append(row)
+        if len(pending) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self):
+        if not self.pending:
+            return
+        proc = self.procs[self.next]
+        self.next = (self.next + 1) % len(self.procs)
         try:
-            st = lstat(where)
-            if is_link(st.st_mode):
-                unit.symlinks += 1
-                st = os.stat(where)
-        except OSError:
-            unit.missing += 1
-            unit.problems.append({"path": where, "problem": "missing"})
-            continue
-        unit.bytes += st.st_size
-        if size is not None and st.st_size != size:
-            unit.mismatched_sizes += 1
-            unit.problems.append({"path": where, "problem": "size mismatch",
-                                  "omero_size": size, "disk_size": st.st_size})
-        if unit.newest is None or st.st_mtime > unit.newest:
-            unit.newest = st.st_mtime
-        if unit.accessed is None or st.st_atime > unit.accessed:
-            unit.accessed = st.st_atime
+            proc.stdin.write(b"".join(self.pending))
+            proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._failure(self.procs.index(proc)) from None
+        self.pending = []
+        self.report()
+
+    def finish(self):
+        """Close the input; [(units, problems)] of every worker."""
+        self.flush()
+        for index, proc in enumerate(self.procs):
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                raise self._failure(index) from None
+        results = []
+        for index, proc in enumerate(self.procs):
+            try:
+                results.append(pickle.load(proc.stdout))
+            except (EOFError, pickle.UnpicklingError):
+                proc.wait()
+                self.readers[index].join()
+                raise self._failure(index) from None
+            proc.wait()
+        for t in self.readers:
+            t.join()
+        self.report()
+        return results
+
+    def _failure(self, index):
+        proc = self.procs[index]
+        proc.wait()
+        self.readers[index].join(timeout=5)
+        tail = "".join(self.errors[index]).strip().splitlines()[-1:] or ["no message"]
+        return StatWorkerFailed(f"stat worker exited with {proc.returncode}: {tail[0]}")
+
+    def kill(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def pyramid_rows(conn, paths):
+    """COPY rows of the pyramids under Pixels/ (names `<pixels id>_pyramid[.pyr_lock]`)."""
+    found = defaultdict(list)
+    for root, _dirs, names in os.walk(os.path.join(paths.data_dir, "Pixels")):
+        for name in names:
+            match = _PYRAMID_NAME.match(name)
+            if match:
+                rel = os.path.relpath(os.path.join(root, name), paths.data_dir)
+                kind = "pyramid_lock" if match.group(2) else "pyramid"
+                found[int(match.group(1))].append((kind, rel))
+    if not found:
+        return []
+    with conn.cursor() as cur:
+        cur.execute(PYRAMID_IMAGES, (sorted(found),))
+        image_of = dict(cur.fetchall())
+    rows = []
+    for pixels_id, files in sorted(found.items()):
+        if pixels_id in image_of:
+            for kind, rel in files:
+                rows.append(b"\t".join([b"i", b"%d" % image_of[pixels_id], kind.encode(),
+                                        _copy_escape(os.fsencode(rel)), b"%d" % pixels_id,
+                                        b"\\N", b"\\N", b"\\N"]) + b"\n")
+    return rows
+
+
+def _copy_escape(value):
+    return (value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+            .replace(b"\r", b"\\r"))
+
+
+def unit_figures(conn, paths, verify=False, include_attachments=True, workers=None,
+                 progress=None):
+    """{unit: UnitFigures} for every unit of the repository with files of its own."""
+    processes = max(1, min(workers or os.cpu_count() or 1, os.cpu_count() or 1))
+    pool = WorkerPool(paths, verify, processes, progress)
+    try:
+        with conn.cursor() as cur:
+            cur.copy_expert(f"COPY ({ROWS}) TO STDOUT", pool)
+            if include_attachments:
+                cur.copy_expert(f"COPY ({ATTACHMENT_ROWS}) TO STDOUT", pool)
+        for row in pyramid_rows(conn, paths):
+            pool.write(row)
+        results = pool.finish()
+    finally:
+        pool.kill()
+    units = {}
+    for worker_units, worker_problems in results:
+        for (unit_type, unit_id), values in worker_units.items():
+            key = (unit_type.decode(), int(unit_id))
+            unit = UnitFigures(*values)
+            unit.problems = worker_problems.get((unit_type, unit_id), [])
+            if key in units:
+                _merge(units[key], unit)
+            else:
+                units[key] = unit
     return units
 
 
-def _add(unit, record, result):
-    """Add one FileRecord (stat'ed, maybe hashed) to its unit: the general path."""
-    if record.kind == "thumbnail":
-        unit.thumbnails += 1
-        unit.thumbnail_bytes += record.disk_size or 0
-        return
-    unit.files += 1
-    unit.unhashed += not record.hash
-    unit.pyramids += record.kind in ("pyramid", "pyramid_lock")
-    unit.symlinks += bool(record.symlink_target)
-    if record.exists is False:
-        unit.missing += 1
-        unit.problems.append({"path": record.path, "problem": "missing"})
-    else:
-        unit.bytes += record.disk_size or 0
-        if record.size is not None and record.disk_size != record.size:
-            unit.mismatched_sizes += 1
-            unit.problems.append({"path": record.path, "problem": "size mismatch",
-                                  "omero_size": record.size, "disk_size": record.disk_size})
-        unit.newest = record.mtime if unit.newest is None else max(unit.newest, record.mtime)
-        unit.accessed = record.atime if unit.accessed is None else max(unit.accessed, record.atime)
-    if result == "mismatch":
-        unit.checksum_mismatches += 1
-    if result in ("mismatch", "unreadable", "unsupported"):
-        unit.problems.append({"path": record.path, "problem": f"checksum {result}",
-                              "algorithm": record.hasher})
-
-
 def _merge(into, unit):
-    for name in ("files", "bytes", "unhashed", "missing", "mismatched_sizes", "symlinks",
-                 "pyramids", "thumbnails", "thumbnail_bytes", "checksum_mismatches"):
+    for name in FIELDS[:10]:
         setattr(into, name, getattr(into, name) + getattr(unit, name))
     for name in ("newest", "accessed"):
         mine, theirs = getattr(into, name), getattr(unit, name)
@@ -203,48 +288,27 @@ def _merge(into, unit):
     into.problems.extend(unit.problems)
 
 
-def _stream(conn, query, size=BATCH):
-    """Rows of a query in batches, through a server-side cursor (bounded memory).
-
-    WITH HOLD because catalog connections are in autocommit mode."""
-    with conn.cursor(name="storagemanager_bulk", withhold=True) as cur:
-        cur.itersize = size
-        cur.execute(query)
-        while True:
-            rows = cur.fetchmany(size)
-            if not rows:
-                return
-            yield rows
-
-
-def unit_figures(conn, paths, verify=False, include_attachments=True, workers=4,
-                 progress=None):
-    """{unit: UnitFigures} for every unit of the repository."""
-    units = defaultdict(UnitFigures)
-    queries = [FILES] + ([ATTACHMENT_FILES] if include_attachments else [])
-    with ThreadPoolExecutor(workers) as pool:
-        for query in queries:
-            pending = []
-            for rows in _stream(conn, query):
-                pending.append(pool.submit(_check_batch, rows, paths, verify))
-                if len(pending) >= workers * 2:  # bounded: memory stays flat
-                    _collect(pending.pop(0), units, progress)
-            for future in pending:
-                _collect(future, units, progress)
-    return units
-
-
-def _collect(future, units, progress):
-    files = nbytes = 0
-    for key, unit in future.result().items():
-        if key in units:
-            _merge(units[key], unit)
-        else:
-            units[key] = unit
-        files += unit.files
-        nbytes += unit.bytes
-    if progress:
-        progress.advance(0, files, nbytes)
+def holders_of(conn, units, include_attachments=True):
+    """{unit: {(kind, collection id)}} for the units given, and {(kind, id): images}."""
+    holders = defaultdict(set)
+    images = {}
+    with conn.cursor() as cur:
+        cur.execute(FILESET_HOLDERS)
+        for fileset, kind, cid in cur:
+            holders[("f", fileset)].add((kind, cid))
+        image_units = sorted(uid for utype, uid in units if utype == "i")
+        if image_units:
+            cur.execute(IMAGE_HOLDERS, (image_units,))
+            for image, kind, cid in cur:
+                holders[("i", image)].add((kind, cid))
+        if include_attachments:
+            cur.execute(ATTACHMENT_HOLDERS)
+            for file_id, kind, cid in cur:
+                holders[("a", file_id)].add((kind, cid))
+        cur.execute(IMAGE_COUNTS)
+        for kind, cid, count in cur:
+            images[(kind, cid)] = count
+    return holders, images
 
 
 def _when(timestamp):
@@ -252,22 +316,12 @@ def _when(timestamp):
 
 
 def collection_figures_from_disk(conn, paths, verify=False, include_attachments=True,
-                                 workers=4, progress=None):
+                                 workers=None, progress=None):
     """({(kind, id): Figures}, {key: problems}) of every collection, from the disk."""
-    holders = defaultdict(set)
-    with conn.cursor() as cur:
-        for query in [HOLDERS] + ([ATTACHMENT_HOLDERS] if include_attachments else []):
-            cur.execute(query)
-            for unit_type, unit_id, kind, cid in cur:
-                holders[(unit_type, unit_id)].add((kind, cid))
     units = unit_figures(conn, paths, verify, include_attachments, workers, progress)
+    holders, images = holders_of(conn, units, include_attachments)
     figures = defaultdict(Figures)
     found = defaultdict(list)
-    images = defaultdict(int)
-    for (unit_type, unit_id), keys in holders.items():
-        if unit_type == "i":
-            for key in keys:
-                images[key] += 1
     for unit_key, unit in units.items():
         keys = holders.get(unit_key, ())
         shared = len(keys) > 1
