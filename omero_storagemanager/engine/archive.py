@@ -9,8 +9,7 @@ and renamed when complete, and the Copy counts as VERIFIED only after that and a
 the backend published it (read cache, XML order).
 """
 import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from itertools import islice
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -264,7 +263,10 @@ def _copy_one(item, writer, made):
 
 def _copy_files(todo, writer, copy, workers, progress):
     """Copy in parallel (threads overlap fsync and I/O waits), a bounded window of files
-    in flight so memory stays flat; verified files are recorded in batches."""
+    in flight so memory stays flat; verified files are recorded in batches.
+
+    Results are taken as they complete, not in submission order: a 256 MiB file at the
+    head of the window must not leave the other threads idle behind it."""
     progress.start(len(todo))
     batch = []
 
@@ -278,19 +280,20 @@ def _copy_files(todo, writer, copy, workers, progress):
     items = iter(todo)
     made = set()  # payload folders made so far
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        running = deque(pool.submit(_copy_one, item, writer, made)
-                        for item in islice(items, window))
+        running = {pool.submit(_copy_one, item, writer, made) for item in islice(items, window)}
         try:
             while running:
-                record, relpath, result = running.popleft().result()
-                nxt = next(items, None)
-                if nxt is not None:
-                    running.append(pool.submit(_copy_one, nxt, writer, made))
-                batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
-                                      checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
-                                      mode=result.mode, verified=True,
-                                      source_mtime=record.mtime))
-                progress.advance(1, 1, result.size)
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    record, relpath, result = future.result()
+                    nxt = next(items, None)
+                    if nxt is not None:
+                        running.add(pool.submit(_copy_one, nxt, writer, made))
+                    batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
+                                          checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
+                                          mode=result.mode, verified=True,
+                                          source_mtime=record.mtime))
+                    progress.advance(1, 1, result.size)
                 if len(batch) >= BATCH:
                     flush()
         except (CopyError, LocationError) as exc:

@@ -14,7 +14,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from .hashing import CHUNK, new_hasher, open_noatime
+from .hashing import new_hasher, open_noatime, read_buffer
 
 TMP_SUFFIX = ".sm-partial"
 MANIFEST_ALGORITHM = "SHA1-160"  # bags list SHA1; OMERO's default, so one hash serves both
@@ -45,8 +45,7 @@ class CopyResult:
 
 def _read_into_hashers(f, hashers, sink=None):
     size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    buf, view = read_buffer()  # per thread; a sink must not keep the chunk
     while True:
         n = f.readinto(buf)
         if not n:

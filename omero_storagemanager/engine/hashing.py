@@ -1,9 +1,25 @@
 """Checksums in OMERO's algorithms, computed in one read pass."""
 import hashlib
 import os
+import threading
 import zlib
 
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough for memory
+
+
+_local = threading.local()
+
+
+def read_buffer():
+    """(bytearray, memoryview) of CHUNK bytes, one per thread, reused: allocating (and
+    zero-filling) a fresh MiB for each of a million small files costs more than
+    reading them."""
+    try:
+        return _local.buffer
+    except AttributeError:
+        buf = bytearray(CHUNK)
+        _local.buffer = (buf, memoryview(buf))
+        return _local.buffer
 
 
 class _Adler32:
@@ -78,9 +94,8 @@ def hash_file(path, algorithm=DEFAULT):
     """(hex digest, bytes read) of a file, read once in CHUNK-sized blocks."""
     hasher = new_hasher(algorithm)
     size = 0
+    buf, view = read_buffer()
     with open_noatime(path) as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
         while True:
             n = f.readinto(buf)
             if not n:

@@ -22,6 +22,7 @@ from .purge import ARCHIVED_PREFIX, state_pairs
 
 
 BATCH = 256  # files whose restored state is recorded at once
+CHUNK_ROWS = 2000  # purge records read (and planned) at once
 
 
 class RestoreWaiting(Exception):
@@ -70,6 +71,28 @@ def _source(copy, cache, order_for):
     return cache[copy.pk]
 
 
+def _plans(rows, cache, order_for, waiting):
+    """[(row, reachable sources, reasons to wait)] of rows that some copy can give back
+    now; the reasons of rows that none can go to `waiting`."""
+    candidates = _candidates(rows)
+    plans = []
+    for row in rows:
+        sources, reasons = [], []
+        for entry in candidates.get((row.relpath, row.sha1), []):
+            bag, reason = _source(entry.copy, cache, order_for)
+            if bag is None:
+                reasons.append(reason)
+            else:
+                sources.append((bag, entry))
+        if sources:
+            plans.append((row, sources, reasons))
+        elif reasons:
+            waiting.extend(reasons)
+        else:
+            raise RestoreError(f"{row.path}: no verified copy holds it")
+    return plans
+
+
 def _restore_one(row, sources):
     """Copy one file back from the first source that gives a verified copy.
     Returns (row, restored?, problems)."""
@@ -91,28 +114,13 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
     from .archive import order_of
 
     order_for = order_for or order_of
-    rows = list(PurgedFile.objects.filter(collection=collection)
-                .exclude(state=PurgedFile.RESTORED).order_by("path"))
-    if rows and collection.state != Collection.RESTORING:
+    pending = PurgedFile.objects.filter(collection=collection).exclude(
+        state=PurgedFile.RESTORED)
+    total = pending.count()
+    if total and collection.state != Collection.RESTORING:
         Collection.objects.filter(pk=collection.pk).update(state=Collection.RESTORING)
     result, waiting, cache = RestoreResult(collection.key), [], {}
-    candidates = _candidates(rows)
-    plans = []
-    for row in rows:
-        sources, reasons = [], []
-        for entry in candidates.get((row.relpath, row.sha1), []):
-            bag, reason = _source(entry.copy, cache, order_for)
-            if bag is None:
-                reasons.append(reason)
-            else:
-                sources.append((bag, entry))
-        if sources:
-            plans.append((row, sources, reasons))
-        elif reasons:
-            waiting.extend(reasons)
-        else:
-            raise RestoreError(f"{row.path}: no verified copy holds it")
-    failed = []
+    failed = []  # (row, reasons to wait) of files no reachable copy gave back
     done = []
 
     def flush():
@@ -122,23 +130,32 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
         PurgedFile.objects.filter(pk__in=[r.pk for r in done]).update(state=PurgedFile.RESTORED)
         done.clear()
 
-    progress.start(len(plans))
+    progress.start(total)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for row, ok, problems in pool.map(lambda p: _restore_one(p[0], p[1]), plans):
-            result.problems.extend(problems)
-            if ok:
-                done.append(row)
-                result.restored += 1
-                result.bytes += row.size
-                progress.advance(0, 1, row.size)
-                if len(done) >= BATCH:
-                    flush()
-            else:
-                failed.append(row)
-    flush()
+        # A slice of rows at a time (keyset on the primary key): memory stays flat
+        # whatever the number of files.
+        last = 0
+        while True:
+            rows = list(pending.filter(pk__gt=last).order_by("pk")[:CHUNK_ROWS])
+            if not rows:
+                break
+            last = rows[-1].pk
+            plans = _plans(rows, cache, order_for, waiting)
+            for (row, ok, problems), (_, _, reasons) in zip(
+                    pool.map(lambda p: _restore_one(p[0], p[1]), plans), plans):
+                result.problems.extend(problems)
+                if ok:
+                    done.append(row)
+                    result.restored += 1
+                    result.bytes += row.size
+                    progress.advance(0, 1, row.size)
+                    if len(done) >= BATCH:
+                        flush()
+                else:
+                    failed.append((row, reasons))
+            flush()
     progress.done()
-    for row in failed:
-        reasons = next(r for p_row, _, r in plans if p_row is row)
+    for row, reasons in failed:
         if not reasons:
             raise RestoreError(f"{row.path}: no usable verified copy: "
                                + "; ".join(result.problems[-3:] or ["none recorded"]))
