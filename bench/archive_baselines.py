@@ -66,6 +66,13 @@ def cp_sync(src, dest):
     subprocess.run(["sync", "-f", dest], check=True)
 
 
+def create_sync(src, dest):
+    """The file system's floor for many small files: create every file of the tree
+    (empty: `cp --attributes-only`) and flush; no data, no hash."""
+    subprocess.run(["cp", "-r", "--attributes-only", src, dest], check=True)
+    subprocess.run(["sync", "-f", dest], check=True)
+
+
 def _three_digests():
     return [hashlib.md5(), hashlib.sha256()], 1
 
@@ -129,7 +136,7 @@ def drop_caches():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("method", choices=["shell", "cp-sync", "omero-archiving"])
+    parser.add_argument("method", choices=["shell", "cp-sync", "create-sync", "omero-archiving"])
     parser.add_argument("src")
     parser.add_argument("dest", help="must not exist yet")
     parser.add_argument("--drop-caches", action="store_true")
@@ -139,8 +146,9 @@ def main(argv=None):
     if args.drop_caches:
         drop_caches()
     started = time.perf_counter()
-    if args.method in ("shell", "cp-sync"):
-        (shell if args.method == "shell" else cp_sync)(args.src, args.dest)
+    if args.method in ("shell", "cp-sync", "create-sync"):
+        {"shell": shell, "cp-sync": cp_sync, "create-sync": create_sync}[args.method](
+            args.src, args.dest)
         seconds = time.perf_counter() - started
         files, nbytes = tree_size(args.dest)
     else:

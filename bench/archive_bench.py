@@ -356,6 +356,9 @@ def measure(datasets, args, drop):
         dest = datasets.run_dir / "small-shell"
         one["small-shell"] = run_baseline("shell", datasets.data_dir("small"), dest, drop)
         _remove(dest)
+        dest = datasets.run_dir / "small-create"
+        one["small-create"] = run_baseline("create-sync", datasets.data_dir("small"), dest, drop)
+        _remove(dest)
         dest = datasets.run_dir / "small-archive"
         dest.mkdir()
         one["small-archive"] = run_child(datasets, "small", "archive", {
@@ -385,7 +388,7 @@ def summarize(runs):
         "omero_speedup": median([r["omero-archiving"]["seconds"] / r["archive"]["seconds"]
                                  for r in runs]),
         "archive_fps": rate("small-archive"), "restore_fps": rate("small-restore"),
-        "small_shell_fps": rate("small-shell"),
+        "small_shell_fps": rate("small-shell"), "create_fps": rate("small-create"),
         "peak_mb": max(r[k]["peak_mb"] for r in runs
                        for k in ("archive", "small-archive", "small-restore")),
     }
@@ -473,6 +476,8 @@ def render(args, p, sets, runs, s, machine, drop, why_not, when):
         "| method | wall time, median (runs) | throughput | files/s |",
         "| --- | ---: | ---: | ---: |",
         row("shell (for scale; no fsync)", "small-shell"),
+        row("floor: create the files empty (`cp -r --attributes-only`), `sync -f`",
+            "small-create"),
         row("**archive** (each file fsynced and verified)", "small-archive"),
         row("**restore** (each file fsynced and verified)", "small-restore"),
         "",
@@ -482,6 +487,7 @@ def render(args, p, sets, runs, s, machine, drop, why_not, when):
         f"{verdict(s['archive_fps'] >= GOALS['files_per_s'])} |",
         f"| restore, small files/s | {s['restore_fps']:,.0f} | ≥ {GOALS['files_per_s']:,} | "
         f"{verdict(s['restore_fps'] >= GOALS['files_per_s'])} |",
+        f"| for scale: creating the files alone, files/s | {s['create_fps']:,.0f} | | |",
         f"| peak RSS, archive of the mix | {peak['archive']:.0f} MB | ≤ {GOALS['peak_mb']} MB | "
         f"{verdict(peak['archive'] <= GOALS['peak_mb'])} |",
         f"| peak RSS, archive of {small['files']:,} files | {peak['small-archive']:.0f} MB | "
