@@ -86,15 +86,19 @@ SELECT 'a', o.id, 'attachment', {_OF}
 PYRAMID_IMAGES = f"""WITH {_IMAGES}
 SELECT p.id, p.image FROM pixels p JOIN imgs ON imgs.image = p.image WHERE p.id = ANY(%s)
 """
-FILESET_HOLDERS = f"""
+# Who holds each unit, and each collection's image count, in one statement (the
+# collections' images are computed once). Only images with something on disk of their
+# own are units; they are asked for by id (most facilities' images are FS images: a
+# fileset unit holds their data).
+HOLDERS = f"""
 WITH ci AS MATERIALIZED ({COLLECTION_IMAGES})
-SELECT DISTINCT i.fileset, ci.kind, ci.cid FROM ci JOIN image i ON i.id = ci.image
+SELECT DISTINCT 'f', i.fileset, ci.kind, ci.cid, 0::bigint FROM ci JOIN image i ON i.id = ci.image
  WHERE i.fileset IS NOT NULL
+UNION ALL
+SELECT 'i', ci.image, ci.kind, ci.cid, 0 FROM ci WHERE ci.image = ANY(%s)
+UNION ALL
+SELECT 'n', 0, ci.kind, ci.cid, count(*) FROM ci GROUP BY ci.kind, ci.cid
 """
-IMAGE_COUNTS = f"SELECT kind, cid, count(*) FROM ({COLLECTION_IMAGES}) ci GROUP BY kind, cid"
-# Only images with something on disk of their own are units; their holders are asked
-# for by id (most facilities' images are FS images: a fileset unit holds their data).
-IMAGE_HOLDERS = f"SELECT image, kind, cid FROM ({COLLECTION_IMAGES}) ci WHERE image = ANY(%s)"
 ATTACHMENT_HOLDERS = f"""
 WITH ci AS ({COLLECTION_IMAGES}), att AS ({ATTACHMENT_LINKS})
 SELECT file, kind, cid FROM att
@@ -292,22 +296,18 @@ def holders_of(conn, units, include_attachments=True):
     """{unit: {(kind, collection id)}} for the units given, and {(kind, id): images}."""
     holders = defaultdict(set)
     images = {}
+    image_units = sorted(uid for utype, uid in units if utype == "i")
     with conn.cursor() as cur:
-        cur.execute(FILESET_HOLDERS)
-        for fileset, kind, cid in cur:
-            holders[("f", fileset)].add((kind, cid))
-        image_units = sorted(uid for utype, uid in units if utype == "i")
-        if image_units:
-            cur.execute(IMAGE_HOLDERS, (image_units,))
-            for image, kind, cid in cur:
-                holders[("i", image)].add((kind, cid))
+        cur.execute(HOLDERS, (image_units,))
+        for unit_type, unit_id, kind, cid, count in cur:
+            if unit_type == "n":
+                images[(kind, cid)] = count
+            else:
+                holders[(unit_type, unit_id)].add((kind, cid))
         if include_attachments:
             cur.execute(ATTACHMENT_HOLDERS)
             for file_id, kind, cid in cur:
                 holders[("a", file_id)].add((kind, cid))
-        cur.execute(IMAGE_COUNTS)
-        for kind, cid, count in cur:
-            images[(kind, cid)] = count
     return holders, images
 
 
