@@ -160,7 +160,8 @@ def child_main(args):
     paths = RepositoryPaths(spec["data_dir"], spec["managed_dir"])
     # Everything loaded, nothing scanned: what the scan adds is measured from here.
     startup_mb = peak_rss_mb()
-    seconds, report = timed(scan, conn, paths, args.child)
+    seconds, report = timed(scan, conn, paths, args.child,
+                            connect=lambda: connect(spec["omero_db"]))
     conn.close()
     # The stat/verify worker processes (engine/statworker.py) have their own memory:
     # ru_maxrss of the children is the largest of them (an upper bound: Linux counts

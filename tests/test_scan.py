@@ -6,8 +6,10 @@ never from the database, so each figure here is checked against an independent o
 import os
 
 import psycopg2
+import psycopg2.extensions
 import pytest
 
+from omero_storagemanager.catalog import connect as catalog_connect
 from omero_storagemanager.catalog.collections import UnknownCollection, parse_key
 from omero_storagemanager.catalog.inventory import InventoryReader
 from omero_storagemanager.catalog.paths import RepositoryPaths, numbered
@@ -287,3 +289,18 @@ def test_all_at_once_equals_one_by_one(facility, omero, paths, app_db, mode):
     def problems(report):
         return {k: sorted(p["path"] + p["problem"] for p in v) for k, v in report.problems.items()}
     assert problems(at_once) == problems(one_by_one)
+
+
+def test_holders_asked_on_a_second_connection_give_the_same_scan(facility, omero, paths,
+                                                                 app_db):
+    """With a connection factory, who-holds-what runs beside the file stream: same result."""
+    opened = []
+
+    def connect():
+        opened.append(catalog_connect(psycopg2.extensions.parse_dsn(facility.dsn)))
+        return opened[-1]
+
+    serial = scan(omero, paths, "stat")
+    parallel = scan(omero, paths, "stat", connect=connect)
+    assert len(opened) == 1 and opened[0].closed  # used, then closed
+    assert parallel.figures == serial.figures and parallel.problems == serial.problems

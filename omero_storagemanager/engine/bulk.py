@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List, Optional
@@ -86,19 +87,19 @@ SELECT 'a', o.id, 'attachment', {_OF}
 PYRAMID_IMAGES = f"""WITH {_IMAGES}
 SELECT p.id, p.image FROM pixels p JOIN imgs ON imgs.image = p.image WHERE p.id = ANY(%s)
 """
-# Who holds each unit, and each collection's image count, in one statement (the
-# collections' images are computed once). Only images with something on disk of their
-# own are units; they are asked for by id (most facilities' images are FS images: a
-# fileset unit holds their data).
+# Who holds each fileset, and each collection's image count, in one statement (the
+# collections' images are computed once).
 HOLDERS = f"""
 WITH ci AS MATERIALIZED ({COLLECTION_IMAGES})
 SELECT DISTINCT 'f', i.fileset, ci.kind, ci.cid, 0::bigint FROM ci JOIN image i ON i.id = ci.image
  WHERE i.fileset IS NOT NULL
 UNION ALL
-SELECT 'i', ci.image, ci.kind, ci.cid, 0 FROM ci WHERE ci.image = ANY(%s)
-UNION ALL
 SELECT 'n', 0, ci.kind, ci.cid, count(*) FROM ci GROUP BY ci.kind, ci.cid
 """
+# Only images with something on disk of their own are units; their holders are asked
+# for by id once the units are known (most facilities' images are FS images: a fileset
+# unit holds their data, and this query is not needed).
+IMAGE_HOLDERS = f"SELECT image, kind, cid FROM ({COLLECTION_IMAGES}) ci WHERE image = ANY(%s)"
 ATTACHMENT_HOLDERS = f"""
 WITH ci AS ({COLLECTION_IMAGES}), att AS ({ATTACHMENT_LINKS})
 SELECT file, kind, cid FROM att
@@ -292,13 +293,12 @@ def _merge(into, unit):
     into.problems.extend(unit.problems)
 
 
-def holders_of(conn, units, include_attachments=True):
-    """{unit: {(kind, collection id)}} for the units given, and {(kind, id): images}."""
+def holders_of(conn, include_attachments=True):
+    """({unit: {(kind, collection id)}} of filesets and attachments, {(kind, id): images})."""
     holders = defaultdict(set)
     images = {}
-    image_units = sorted(uid for utype, uid in units if utype == "i")
     with conn.cursor() as cur:
-        cur.execute(HOLDERS, (image_units,))
+        cur.execute(HOLDERS)
         for unit_type, unit_id, kind, cid, count in cur:
             if unit_type == "n":
                 images[(kind, cid)] = count
@@ -311,15 +311,40 @@ def holders_of(conn, units, include_attachments=True):
     return holders, images
 
 
+def add_image_holders(conn, units, holders):
+    image_units = sorted(uid for utype, uid in units if utype == "i")
+    if image_units:
+        with conn.cursor() as cur:
+            cur.execute(IMAGE_HOLDERS, (image_units,))
+            for image, kind, cid in cur:
+                holders[("i", image)].add((kind, cid))
+
+
+def _holders_on_own_connection(connect, include_attachments):
+    conn = connect()
+    try:
+        return holders_of(conn, include_attachments)
+    finally:
+        conn.close()
+
+
 def _when(timestamp):
     return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
 
 
 def collection_figures_from_disk(conn, paths, verify=False, include_attachments=True,
-                                 workers=None, progress=None):
-    """({(kind, id): Figures}, {key: problems}) of every collection, from the disk."""
-    units = unit_figures(conn, paths, verify, include_attachments, workers, progress)
-    holders, images = holders_of(conn, units, include_attachments)
+                                 workers=None, progress=None, connect=None):
+    """({(kind, id): Figures}, {key: problems}) of every collection, from the disk.
+
+    connect: a factory of a second connection to the same OMERO database; given, who
+    holds what is asked on it while the files stream (PostgreSQL computes both at
+    once, on two cores, instead of one after the other)."""
+    with ThreadPoolExecutor(1) as side:
+        pending = side.submit(_holders_on_own_connection, connect, include_attachments) \
+            if connect is not None else None
+        units = unit_figures(conn, paths, verify, include_attachments, workers, progress)
+        holders, images = pending.result() if pending else holders_of(conn, include_attachments)
+    add_image_holders(conn, units, holders)
     figures = defaultdict(Figures)
     found = defaultdict(list)
     for unit_key, unit in units.items():

@@ -45,10 +45,12 @@ class ScanReport:
 
 
 def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progress=None,
-         workers=4):
+         workers=4, connect=None):
     """Scan the collections named by `keys` ((kind, id) pairs), or all of them.
 
-    conn: a read-only connection to the OMERO database; paths: RepositoryPaths.
+    conn: a read-only connection to the OMERO database; paths: RepositoryPaths;
+    connect: optional factory of another connection to the same database, which a
+    stat or verify scan of everything uses to run two queries at once.
     """
     if mode not in MODES:
         raise ValueError(f"unknown scan mode {mode!r} (one of {', '.join(MODES)})")
@@ -78,7 +80,7 @@ def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progr
             empty = Figures
         else:
             all_figures, report.problems = collection_figures_from_disk(
-                conn, paths, mode == "verify", include_attachments, workers, progress)
+                conn, paths, mode == "verify", include_attachments, workers, progress, connect)
             empty = _empty_disk_figures(mode)
         for c in collections:
             report.figures[c.key] = all_figures.get((c.kind, c.omero_id)) or empty()

@@ -54,7 +54,8 @@ def scan_job(job, handle):
     targets = _collections(job)
     keys = [(c.kind, c.omero_id) for c in targets] or None
     with _Catalog() as conn:
-        report = scan(conn, _paths(), mode, keys, settings.INCLUDE_ATTACHMENTS, handle)
+        report = scan(conn, _paths(), mode, keys, settings.INCLUDE_ATTACHMENTS, handle,
+                      connect=catalog.connect)
     for key, problems in sorted(report.problems.items()):
         for p in problems:
             handle.error(f"{key}: {p['problem']}: {p['path']}")

@@ -9,10 +9,12 @@ every file against OMERO's checksum). A scan never changes OMERO or any file.
 import sys
 
 import humanize
+import psycopg2
 from django.core.management.base import CommandError
 
 from .. import settings
 from ..catalog.collections import UnknownCollection
+from ..catalog.db import describe
 from ..engine.disk import RepositoryUnreadable
 from ..engine.progress import ConsoleProgress
 from ..engine.scan import MODES, scan
@@ -37,9 +39,20 @@ def run(command, options):
     progress = None if options["quiet"] else ConsoleProgress(sys.stderr)
     try:
         report = scan(conn, repository_paths(), options["mode"], keys,
-                      include_attachments=settings.INCLUDE_ATTACHMENTS, progress=progress)
+                      include_attachments=settings.INCLUDE_ATTACHMENTS, progress=progress,
+                      connect=open_catalog)
     except (UnknownCollection, RepositoryUnreadable) as exc:
         raise CommandError(str(exc))
+    except psycopg2.Error as exc:
+        if not conn.closed:
+            raise
+        # The OMERO database went away mid-scan (restarted, session terminated): say so
+        # in one line; scan() stores its results only at the end, so nothing was stored.
+        reason = (str(exc).strip().splitlines() or ["no answer"])[0]
+        where = describe(psycopg2.extensions.parse_dsn(conn.dsn))
+        raise CommandError(f"OMERO database {where} "
+                           f"connection lost during the scan: {reason}; nothing was "
+                           "stored, run the scan again")
     finally:
         conn.close()
     seconds = (report.finished - report.started).total_seconds()
