@@ -98,6 +98,9 @@ def run_backup():
 
 def restore_backup(name="current"):
     """Replace the app database's contents by a backup (current, 0, 1, ...)."""
+    name = str(name)
+    if name != "current" and not name.isdigit():  # never a path: "../x" must not reach
+        raise BackupError(f"no backup {name!r}: backups are named current, 0, 1, ...")
     path = os.path.join(backup_dir(), f"{name}.dump")
     if not os.path.exists(path):
         raise BackupError(f"no backup {name!r} in {backup_dir()}")

@@ -92,7 +92,8 @@ def parse_sort(raw):
     descending = raw.startswith("-")
     name = raw[1:] if descending else raw
     if name not in SORTS:
-        raise bad(f"cannot sort on {name!r}; sort on one of {', '.join(SORTS)} "
+        shown = repr(name) if len(name) <= 60 else repr(name[:60]) + "..."
+        raise bad(f"cannot sort on {shown}; sort on one of {', '.join(SORTS)} "
                   "(prefix - for descending)")
     return name, descending
 

@@ -72,7 +72,8 @@ def breakdown_view(request, who):
     for item in items:
         match = _OBJECT.match(item)
         if not match:
-            raise bad(f"not an object: {item!r} (write type-id, e.g. project-12)")
+            shown = repr(item) if len(item) <= 60 else repr(item[:60]) + "..."
+            raise bad(f"not an object: {shown} (write type-id, e.g. project-12)")
         _, found, holders = _collections_of(who, match.group(1), int(match.group(2)))
         if holders and not found:
             raise not_found(f"no {item} that you may see")
