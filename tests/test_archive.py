@@ -196,6 +196,7 @@ def test_purge_refuses_files_without_a_verified_copy(world):
 def test_purge_then_restore_on_hdd_gives_back_identical_files_and_omero_state(world):
     key = world.key_where(clean)
     before = world.files(key)
+    mtimes = {p: os.stat(p).st_mtime for p in before}
     location = world.location("hdd")
     world.archive(key, location)
     name = world.collection(key).name
@@ -211,6 +212,9 @@ def test_purge_then_restore_on_hdd_gives_back_identical_files_and_omero_state(wo
     assert state["state"] == "purged" and "copy" in state
     world.restore(key)
     assert world.files(key) == before  # byte-identical, modes too
+    assert {p: os.stat(p).st_mtime for p in before} == mtimes  # times too
+    again = world.archive(key, location)  # unchanged since its copy: nothing to copy
+    assert Copy.objects.filter(collection=world.collection(key)).count() == 1, again
     assert world.gateway.describe(kind, oid) == {
         "name": name, "owner_id": world.truth.collections[key]["owner_id"],
         "group_id": world.truth.collections[key]["group_id"]}
