@@ -38,7 +38,6 @@ import email.policy
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -280,7 +279,7 @@ def special_names(world, web):
     from omero_storagemanager import preferences
     from omero_storagemanager.engine.locations import add_location
     from omero_storagemanager.engine.sync import sync_collections
-    from omero_storagemanager.models import Collection, Job, Request
+    from omero_storagemanager.models import Job, Request
     from omero_storagemanager.tasks import queue
     from omero_storagemanager.tasks.runner import run_job
     from tests.test_archive_faults import clean
@@ -689,11 +688,9 @@ def main(argv=None):
         return result
 
     result = standalone(part, command, make=False)
-    for row in result["rows"]:
-        print(" | ".join(str(c) for c in row))
-    for v in result["violations"]:
-        print("VIOLATION", v)
-    return 1 if result["violations"] else 0
+    from tests.reliability.report import conclude
+
+    return conclude(result)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -546,23 +545,16 @@ def main(argv=None):
     command = ".venv/bin/python -m tests.reliability.concurrency" + (
         f" --trials {args.trials}" if args.trials != DEFAULT_TRIALS else "") + (
         f" --seed {args.seed}" if args.seed != 1 else "")
-    from tests.reliability.faults import _bootstrap
+    from tests.reliability.report import conclude, record, with_test_bed
 
-    fixtures = _bootstrap()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        results, elapsed = run_part(fixtures._state["server"], args.trials, args.seed,
+    def run(server):
+        results, elapsed = run_part(server, args.trials, args.seed,
                                     log=lambda s: print(s, flush=True))
-        from tests.reliability.report import record
-
         result = result_for(results, args.seed, args.trials, elapsed, command)
         record(result)
-    finally:
-        fixtures.pytest_unconfigure(None)
-        shutil.rmtree(fixtures._state.get("base", ""), ignore_errors=True)
-    print(f"{result['trials']} trials in {elapsed:.0f}s: lost {result['lost']}, "
-          f"{len(result['violations'])} violation(s)")
-    return 1 if result["lost"] or result["violations"] else 0
+        return result
+
+    return conclude(with_test_bed(run))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -169,55 +168,12 @@ def reconnect_world(world):
     world.conn.set_session(readonly=True, autocommit=True)
 
 
-def count_corrupt(world, key):
-    """tests/reliability/matrix.py's count_corrupt_copies, extended to incremental
-    copies (with a parent, holding only what changed since it): every verified copy is
-    a valid bag whose rows name files of the collection once each and match its files;
-    a full copy (no parent) holds every file; unfinished bags hold nothing half-written
-    under a final name."""
-    import bagit
-
-    from omero_storagemanager.models import Copy
-    from tests.test_archive_faults import assert_payload_trustworthy, sha1
-
-    n, notes = 0, []
-    expected = {world.paths.relative(f["path"]) for f in world.truth.collections[key]["files"]}
-    copies = Copy.objects.filter(collection=world.collection(key))
-    for copy in copies.filter(state=Copy.VERIFIED):
-        what = f"{'incremental ' if copy.parent_id else ''}copy {copy.pk}"
-        bag_dir = copy.location.backend().write_root / copy.bag_path
-        try:
-            bagit.Bag(str(bag_dir)).validate()
-        except Exception as e:  # noqa: BLE001 - any failure is a corrupt copy
-            n += 1
-            notes.append(f"{what}: bag invalid: {e}")
-            continue
-        rows = list(copy.entries.values_list("relpath", "checksum"))
-        names = [r for r, _ in rows]
-        whole = set(names) == expected and copy.files == len(expected)
-        if len(names) != len(set(names)) or not set(names) <= expected \
-                or (not copy.parent_id and not whole):
-            n += 1
-            notes.append(f"{what}: rows are not one per file of the collection")
-        for relpath, checksum in rows:
-            if sha1(bag_dir / "data" / relpath) != checksum:
-                n += 1
-                notes.append(f"{what}: {relpath} differs from its row")
-    for location in {c.location for c in copies}:
-        try:
-            assert_payload_trustworthy(world, location)
-        except (AssertionError, OSError) as e:
-            n += 1
-            notes.append(f"unfinished copy at {location.name}: {e}")
-    return n, notes
-
-
 def counted_loss(trial, world, key, before, purge_rows=()):
     """Add the matrix's counters to the trial: lost, corrupt copies, unsafe deletions."""
-    from tests.reliability.matrix import count_lost, count_unsafe
+    from tests.reliability.matrix import count_corrupt_copies, count_lost, count_unsafe
 
     n1, notes1, rows = count_unsafe(world, key, before)
-    n2, notes2 = count_corrupt(world, key)
+    n2, notes2 = count_corrupt_copies(world, key)
     n3, notes3 = count_lost(before, purge_rows or rows)
     trial.lost += n1 + n2 + n3
     for note in notes1 + notes2 + notes3:
@@ -581,10 +537,10 @@ def trial_bitflip(server, rng, index, root, name, variant=None):
         if variant == "one copy, purge, flip, restore":
             # The storage destroyed the only copy after a safe purge: the file is reported
             # (extra "unrecoverable"); the rest must be back whole and no copy counted good.
-            from tests.reliability.matrix import count_lost
+            from tests.reliability.matrix import count_corrupt_copies, count_lost
 
             n1, notes1 = count_lost(before, {primary})
-            n2, notes2 = count_corrupt(world, key)
+            n2, notes2 = count_corrupt_copies(world, key)
             trial.lost += n1 + n2
             trial.violations += [f"data: {x}" for x in notes1 + notes2]
         else:
@@ -1065,12 +1021,6 @@ def result_for(results, seed, trials, repeats, elapsed, command):
             "rows": rows, "violations": violations, "notes": notes}
 
 
-def _bootstrap():
-    from tests.reliability.matrix import _bootstrap as boot
-
-    return boot()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
@@ -1086,21 +1036,16 @@ def main(argv=None):
         f" --trials {args.trials}" if args.trials != DEFAULT_TRIALS else "") + (
         f" --seed {args.seed}" if args.seed != 1 else "") + (
         f" --repeats {args.repeats}" if args.repeats != DEFAULT_REPEATS else "")
-    fixtures = _bootstrap()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        results, elapsed = run_part(fixtures._state["server"], args.trials, args.seed,
-                                    args.repeats, log=lambda s: print(s, flush=True))
-        from tests.reliability.report import record
+    from tests.reliability.report import conclude, record, with_test_bed
 
+    def run(server):
+        results, elapsed = run_part(server, args.trials, args.seed,
+                                    args.repeats, log=lambda s: print(s, flush=True))
         result = result_for(results, args.seed, args.trials, args.repeats, elapsed, command)
         record(result)
-    finally:
-        fixtures.pytest_unconfigure(None)
-        shutil.rmtree(fixtures._state.get("base", ""), ignore_errors=True)
-    print(f"{result['trials']} trials in {elapsed:.0f}s: lost {result['lost']}, "
-          f"{len(result['violations'])} violation(s)")
-    return 1 if result["lost"] or result["violations"] else 0
+        return result
+
+    return conclude(with_test_bed(run))
 
 
 if __name__ == "__main__":

@@ -412,11 +412,9 @@ def main(argv=None):
     figures, tracebacks = run(args.clients, args.seconds, args.seed)
     result = result_for(figures, command, tracebacks)
     record(result)
-    for row in result["rows"]:
-        print(" | ".join(str(c) for c in row))
-    for v in result["violations"]:
-        print("VIOLATION", v)
-    return 1 if result["violations"] else 0
+    from tests.reliability.report import conclude
+
+    return conclude(result)
 
 
 if __name__ == "__main__":

@@ -173,8 +173,10 @@ def count_lost(before, purge_rows=()):
 
 
 def count_corrupt_copies(world, key):
-    """Verified copies that do not match their manifest; unfinished bags holding a payload
-    file under its final name that is not whole."""
+    """Copies counted verified that are not: every verified copy is
+    a valid bag whose rows name files of the collection once each and match its files;
+    a full copy (no parent) holds every file; unfinished bags hold nothing half-written
+    under a final name."""
     import bagit
 
     from omero_storagemanager.models import Copy
@@ -182,25 +184,28 @@ def count_corrupt_copies(world, key):
 
     n, notes = 0, []
     expected = {world.paths.relative(f["path"]) for f in world.truth.collections[key]["files"]}
-    for copy in Copy.objects.filter(collection=world.collection(key), state=Copy.VERIFIED):
+    copies = Copy.objects.filter(collection=world.collection(key))
+    for copy in copies.filter(state=Copy.VERIFIED):
+        what = f"{'incremental ' if copy.parent_id else ''}copy {copy.pk}"
         bag_dir = copy.location.backend().write_root / copy.bag_path
         try:
             bagit.Bag(str(bag_dir)).validate()
         except Exception as e:  # noqa: BLE001 - any failure is a corrupt copy
             n += 1
-            notes.append(f"copy {copy.pk}: bag invalid: {e}")
+            notes.append(f"{what}: bag invalid: {e}")
             continue
         rows = list(copy.entries.values_list("relpath", "checksum"))
-        relpaths = [r for r, _ in rows]
-        if len(relpaths) != len(set(relpaths)) or set(relpaths) != expected \
-                or copy.files != len(expected):
+        names = [r for r, _ in rows]
+        whole = set(names) == expected and copy.files == len(expected)
+        if len(names) != len(set(names)) or not set(names) <= expected \
+                or (not copy.parent_id and not whole):
             n += 1
-            notes.append(f"copy {copy.pk}: rows are not one per file of the collection")
+            notes.append(f"{what}: rows are not one per file of the collection")
         for relpath, checksum in rows:
             if sha1(bag_dir / "data" / relpath) != checksum:
                 n += 1
-                notes.append(f"copy {copy.pk}: {relpath} differs from its row")
-    for location in {c.location for c in Copy.objects.filter(collection=world.collection(key))}:
+                notes.append(f"{what}: {relpath} differs from its row")
+    for location in {c.location for c in copies}:
         try:
             assert_payload_trustworthy(world, location)
         except (AssertionError, OSError) as e:

@@ -112,3 +112,42 @@ def render(results_dir=RESULTS_DIR, report=REPORT):
 def _anchor(title):
     keep = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -")
     return keep.replace(" ", "-")
+
+
+def conclude(result):
+    """Print a recorded part's table and violations; the exit code of its main()."""
+    for row in result["rows"]:
+        print(" | ".join(str(c) for c in row))
+    for violation in result["violations"]:
+        print("VIOLATION", violation)
+    print(f"{result['trials']} trials: data lost {result['lost']}, "
+          f"{len(result['violations'])} violation(s)")
+    return 1 if result["lost"] or result["violations"] else 0
+
+
+def with_test_bed(run):
+    """Standalone run of a part: start PostgreSQL and omeroweb.settings as the pytest
+    plugin does, call run(server), stop and clean up (also on SIGTERM: a time box)."""
+    import shutil
+    import signal
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from testbed import fixtures
+
+    fixtures.pytest_configure(None)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run(fixtures._state["server"])
+    finally:
+        fixtures.pytest_unconfigure(None)
+        shutil.rmtree(fixtures._state.get("base", ""), ignore_errors=True)
+
+
+def assert_clean(results, classes):
+    """pytest side of a part: every class ran, no trial broke a rule or lost data."""
+    for cls in classes:
+        assert results[cls], f"no {cls} trial ran"
+        for t in results[cls]:
+            assert not t.violations, f"{cls} {t.variant}: {t.violations}"
+            assert t.lost == 0, f"{cls} {t.variant}: {t.lost} lost"

@@ -795,7 +795,6 @@ class _StringIO:
 
 def run_part(facility, server, workdir, quick=False, log=log):
     """Every check; returns the record for report.record()."""
-    from tests.reliability.report import REQUIRED  # noqa: F401 - the record format
 
     figures = {}
     log("permission matrix (pytest subprocess)")
@@ -823,7 +822,6 @@ def result_for(figures, command):
     (matrix, failures) = figures["matrix"]
     rows, violations = [], []
     cases = sum(c for c, _, _ in matrix.values())
-    failed = sum(f for _, f, _ in matrix.values())
     skipped = sum(s for _, _, s in matrix.values())
     for name, (n, f, s) in sorted(matrix.items()):
         what = {"test_permission_matrix": "permission matrix: endpoint x role, expected status",
@@ -954,11 +952,9 @@ def main(argv=None):
         return result
 
     result = standalone(part, command)
-    for row in result["rows"]:
-        print(" | ".join(str(c) for c in row))
-    for v in result["violations"]:
-        print("VIOLATION", v)
-    return 1 if result["violations"] else 0
+    from tests.reliability.report import conclude
+
+    return conclude(result)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,10 @@ import pytest
 
 from tests.reliability.concurrency import (BUSY, CLASSES, RACES, plan, result_for, run_part,
                                            verdict)
-from tests.reliability.report import record
+from tests.reliability.report import assert_clean, record
 
 
-def check(results, classes):
-    for cls in classes:
-        assert results[cls], f"no {cls} trial ran"
-        for t in results[cls]:
-            assert not t.violations, f"{cls} {t.variant}: {t.violations}"
-            assert t.lost == 0, f"{cls} {t.variant}: {t.lost} lost"
+check = assert_clean
 
 
 def test_plan_is_seeded_and_covers_every_race():

@@ -11,7 +11,7 @@ import pytest
 
 from tests.reliability import faults
 from tests.reliability.faults import CLASSES, plan, result_for, run_part
-from tests.reliability.report import record
+from tests.reliability.report import assert_clean, record
 
 
 def needs_root():
@@ -20,12 +20,7 @@ def needs_root():
                     "tests as root on a machine that allows mounts")
 
 
-def check(results, classes):
-    for cls in classes:
-        assert results[cls], f"no {cls} trial ran"
-        for t in results[cls]:
-            assert not t.violations, f"{cls} {t.variant}: {t.violations}"
-            assert t.lost == 0, f"{cls} {t.variant}: {t.lost} lost"
+check = assert_clean
 
 
 def test_plan_is_seeded_and_covers_every_variant():
