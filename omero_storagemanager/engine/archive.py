@@ -9,8 +9,9 @@ and renamed when complete, and the Copy counts as VERIFIED only after that and a
 the backend published it (read cache, XML order).
 """
 import os
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
+from queue import SimpleQueue
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -279,21 +280,28 @@ def _copy_files(todo, writer, copy, workers, progress):
     window = max(1, workers) * 4
     items = iter(todo)
     made = set()  # payload folders made so far
+    finished = SimpleQueue()  # futures, in the order they complete
+
+    def submit(item):
+        future = pool.submit(_copy_one, item, writer, made)
+        future.add_done_callback(finished.put)
+        return future
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        running = {pool.submit(_copy_one, item, writer, made) for item in islice(items, window)}
+        running = {submit(item) for item in islice(items, window)}
         try:
             while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    record, relpath, result = future.result()
-                    nxt = next(items, None)
-                    if nxt is not None:
-                        running.add(pool.submit(_copy_one, nxt, writer, made))
-                    batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
-                                          checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
-                                          mode=result.mode, verified=True,
-                                          source_mtime=record.mtime))
-                    progress.advance(1, 1, result.size)
+                future = finished.get()
+                running.discard(future)
+                record, relpath, result = future.result()
+                nxt = next(items, None)
+                if nxt is not None:
+                    running.add(submit(nxt))
+                batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
+                                      checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
+                                      mode=result.mode, verified=True,
+                                      source_mtime=record.mtime))
+                progress.advance(1, 1, result.size)
                 if len(batch) >= BATCH:
                     flush()
         except (CopyError, LocationError) as exc:
