@@ -323,6 +323,45 @@ def test_monitor_resumes_dead_workers_and_rechecks_waiting_jobs(app_db):
     Job.objects.all().update(state=Job.CANCELLED, cancel_requested=True)
 
 
+def test_a_job_whose_app_database_connection_breaks_is_queued_again(app_db, monkeypatch):
+    """The app database restarting under a job is not the job's failure: it is queued
+    again and resumes; an error on a working connection still fails the job."""
+    import psycopg2
+    from django.db import connection
+
+    from omero_storagemanager.tasks import runner
+
+    calls = []
+
+    def handler(job, handle):
+        calls.append(job.attempts)
+        if len(calls) == 1:  # the first attempt: the server ends our session
+            pid = connection.connection.info.backend_pid
+            params = connection.get_connection_params()
+            killer = psycopg2.connect(**{k: v for k, v in params.items()
+                                         if k in ("host", "port", "dbname", "user", "password")})
+            with killer, killer.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", [pid])
+            killer.close()
+            Job.objects.count()  # the next query finds the connection gone
+        if len(calls) == 3:
+            Job.objects.raw("SELECT no_such_column FROM storagemanager_job")[0]
+        return {"attempt": job.attempts}
+
+    monkeypatch.setitem(runner.HANDLERS, "sync", handler)
+    job = queue.submit("sync", dispatch_now=False)
+    assert runner.run_job(job.pk) == Job.QUEUED
+    job.refresh_from_db()
+    assert job.state == Job.QUEUED and "connection lost" in job.wait_reason
+    assert runner.run_job(job.pk) == Job.DONE  # resumed on a fresh connection
+    job.refresh_from_db()
+    assert job.state == Job.DONE and job.attempts == 2 and calls == [1, 2]
+    other = queue.submit("sync", dispatch_now=False)
+    assert runner.run_job(other.pk) == Job.FAILED  # a bad query is a failure, not a loss
+    other.refresh_from_db()
+    assert "no_such_column" in other.error
+
+
 def test_schedules_fire_at_their_time(jobs_db):
     from datetime import datetime, timezone as tz
 

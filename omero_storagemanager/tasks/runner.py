@@ -11,7 +11,8 @@ import socket
 import traceback
 from datetime import datetime, timedelta, timezone
 
-from django.db import close_old_connections, transaction
+from django.db import (InterfaceError, OperationalError, close_old_connections, connection,
+                       transaction)
 
 from .. import settings
 from ..backends.base import LocationOffline
@@ -69,6 +70,17 @@ def claim(job_id, now=None):
     return job
 
 
+def _app_database_lost(exc):
+    """True when `exc` came from the app database's connection breaking (not from a
+    query that failed on a working connection); the broken connection is closed."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    if connection.connection is not None and connection.is_usable():
+        return False
+    connection.close()
+    return True
+
+
 def _finish(job, state, **fields):
     fields.update(state=state, heartbeat=None)
     if state in (Job.DONE, Job.FAILED, Job.CANCELLED):
@@ -102,13 +114,23 @@ def run_job(job_id):
 
             job_waiting(job, str(exc))
         except Exception as exc:  # a job fails; the worker goes on with the next one
-            handle.error(f"{type(exc).__name__}: {exc}")
-            handle.log(traceback.format_exc())
-            _finish(job, Job.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
-            state = Job.FAILED
-            from .notify import job_failed
+            if _app_database_lost(exc):
+                # The app database went away under the job (restarted, its session
+                # terminated): not the job's fault, and all it did is recorded. Queue it
+                # again on a fresh connection: it resumes from its rows. (Were the
+                # database still away, the monitor resumes it once its heartbeat is stale.)
+                handle.log(f"app database connection lost ({type(exc).__name__}: {exc}); "
+                           "queued again to resume")
+                _finish(job, Job.QUEUED, wait_reason="app database connection lost; resuming")
+                state = Job.QUEUED
+            else:
+                handle.error(f"{type(exc).__name__}: {exc}")
+                handle.log(traceback.format_exc())
+                _finish(job, Job.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+                state = Job.FAILED
+                from .notify import job_failed
 
-            job_failed(job, str(exc))
+                job_failed(job, str(exc))
         else:
             handle.log("done")
             _finish(job, Job.DONE, summary=summary, wait_reason="")
