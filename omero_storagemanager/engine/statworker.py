@@ -26,6 +26,7 @@ import re
 import stat
 import sys
 
+from ..catalog.paths import numbered as _numbered
 from .hashing import ALGORITHMS
 
 # Per unit: the order of the figures a worker returns.
@@ -48,13 +49,8 @@ def unescape(field):
 
 
 def numbered(object_id):
-    """Pixels/, Files/ and Thumbnails/ layout (catalog/paths.py), on bytes."""
-    parts = [object_id]
-    remaining = int(object_id)
-    while remaining > 999:
-        remaining //= 1000
-        parts.insert(0, b"Dir-%03d" % (remaining % 1000))
-    return b"/".join(parts)
+    """Pixels/, Files/ and Thumbnails/ layout of catalog/paths.py, for a bytes id."""
+    return _numbered(int(object_id)).encode()
 
 
 class Verifier:

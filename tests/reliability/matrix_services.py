@@ -166,20 +166,14 @@ class Cluster(Group):
         raise RuntimeError(f"the cluster did not start: {self.log_path.read_text()[-800:]}")
 
 
-def wait_job(job, bound):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.state in ENDED:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def judge_job(trial, job, bound):
     """Wait for the job to end; anything but DONE within the bound is stuck. Returns
     1 when it ended DONE (the end state is then checked), else 0."""
-    if not wait_job(job, bound):
+    from tests.reliability.faults import poll_job
+
+    poll_job(job.pk, lambda j: j.state in ENDED, bound, interval=0.1)
+    job.refresh_from_db()  # the caller's row too: it reads the end state from it
+    if job.state not in ENDED:
         trial.stuck += 1
         trial.notes.append(f"job {job.pk} still {job.state} {bound} s after the kill "
                            f"(attempts {job.attempts}, {job.wait_reason!r})")
