@@ -113,9 +113,16 @@ def work_in_progress(root):
 
 
 def complete_bags(location):
-    """Directories holding a bagit.txt outside any work in progress, at a location."""
-    return [p.parent for p in Path(location.mount).rglob("bagit.txt")
-            if not any(part.endswith(WIP_SUFFIXES) for part in p.parts)]
+    """Directories holding a bagit.txt outside any work in progress, at a location.
+
+    Polled while an archive runs: a `.partial` folder renamed into place mid-walk makes
+    the walk fail, so it is walked again (the archive's rename is one step)."""
+    while True:
+        try:
+            return [p.parent for p in Path(location.mount).rglob("bagit.txt")
+                    if not any(part.endswith(WIP_SUFFIXES) for part in p.parts)]
+        except FileNotFoundError:
+            continue
 
 
 def assert_not_archived(world, key):
