@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
@@ -175,7 +176,11 @@ def sign_in(driver, demo, user, then):
     uid = next(uid for uid, u in demo.truth["users"].items() if u["omename"] == user)
     find(driver, f'input[name=user_id][value="{uid}"]').click()
     driver.find_element(By.ID, "sm-demo-sign-in").click()
-    wait(driver, lambda d: then in d.current_url, f"{user} signed in")
+    # The sign-in page's own URL carries `then` in its query (?url=...): wait for the
+    # path itself, and for that page to finish loading, not for a substring.
+    wait(driver, lambda d: (urlsplit(d.current_url).path == then
+                            and d.execute_script("return document.readyState") == "complete"),
+         f"{user} signed in")
 
 
 def rows(driver):
