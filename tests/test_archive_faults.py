@@ -315,7 +315,11 @@ def test_location_unmounted_mid_copy_is_a_clear_error_and_nothing_lands_on_the_m
     assert world.primaries(key) == before
     os.rename(id_dir + ".away", id_dir)  # the disk is back
     assert_payload_trustworthy(world, location)
-    assert CopyFile.objects.filter(copy__location=location).count() <= 40
+    # Rows only for files verified before the disk went (assert_payload_trustworthy
+    # checks each has its file): copies finish ahead of the thread that records them,
+    # so that can be more than the 40 counted when the disk went, never all of them.
+    recorded = CopyFile.objects.filter(copy__location=location).count()
+    assert 40 <= recorded < len(world.truth.collections[key]["files"]), recorded
     assert world.archive(key, location).state == "archived"
     assert_whole_copy(world, key, location)
     assert world.primaries(key) == before

@@ -2,16 +2,14 @@
 
 Incremental: only files that have no verified copy at this location yet are copied (a
 collection unchanged since its last copy is not copied again). Each file is copied
-with copy_verified (one read pass with its checksum, checked against OMERO's; temporary
-name, fsync, read back, rename). A CopyFile row is written per verified file, so a
+with copyfile.py's verified copy (one read pass with its checksum, checked against
+OMERO's; temporary name, made durable, read back, rename), small files made durable in
+batches (batchcopy.py). A CopyFile row is written per verified file, so a
 killed archive resumes where it stopped; the bag is written in a ".partial" directory
 and renamed when complete, and the Copy counts as VERIFIED only after that and after
 the backend published it (read cache, XML order).
 """
 import os
-from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
-from queue import SimpleQueue
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -24,7 +22,8 @@ from ..backends.layout import safe_relpath
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, CopyFile, PurgedFile
 from .copyfile import MANIFEST_ALGORITHM, CopyError
-from .copyfile import copy_verified
+from .copyfile import prefetch, seal_copy, write_copy
+from .batchcopy import copy_batched
 from .disk import stat_inventory
 from .locks import collection_lock
 from .progress import NullProgress
@@ -196,7 +195,7 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
             log(f"{collection.key}: copying {len(todo)} file(s) to {final_dir}"
                 + (f" ({len(recorded)} already verified)" if recorded else ""))
             _copy_files(todo, writer, copy, workers, progress)
-            # Each payload file was fsynced by copy_verified; finish() fsyncs the directories.
+            # Each payload file was made durable before its rename; finish() fsyncs the directories.
             writer.finish(_bag_info(collection, inventory, copy), fsync_payload=False)
         except (ArchiveError, BagError, OSError) as exc:
             backend.check_online()  # the location went away mid-copy: say that
@@ -248,26 +247,26 @@ def _payload_target(writer, relpath, made):
     return os.path.join(folder, parts[-1])
 
 
-def _copy_one(item, writer, made):
+def _write_one(item, writer, made, durable):
     record, relpath = item
     target = _payload_target(writer, relpath, made)
     try:
-        result = copy_verified(record.path, target, record.hash, record.hasher,
-                               fsync_dir=False, make_dirs=False)
+        return write_copy(record.path, target, record.hash, record.hasher,
+                          make_dirs=False, durable=durable)
     except OSError as exc:  # name the file: a write error (ENOSPC) carries no name
         raise CopyError(f"copying {record.path} to {target} failed: "
                         f"{exc.strerror or exc}"
                         + (f" ({exc.filename})" if exc.filename else "")
                         + "; the primary files are untouched") from exc
-    return record, relpath, result
+
+
+def _seal_one(item, pending):
+    return seal_copy(pending)
 
 
 def _copy_files(todo, writer, copy, workers, progress):
-    """Copy in parallel (threads overlap fsync and I/O waits), a bounded window of files
-    in flight so memory stays flat; verified files are recorded in batches.
-
-    Results are taken as they complete, not in submission order: a 256 MiB file at the
-    head of the window must not leave the other threads idle behind it."""
+    """Copy in parallel, small files made durable in batches (batchcopy.py); verified
+    files are recorded in batches of CopyFile rows, as they finish."""
     progress.start(len(todo))
     batch = []
 
@@ -277,44 +276,28 @@ def _copy_files(todo, writer, copy, workers, progress):
             writer.record(row.relpath, row.checksum, row.size)
         batch.clear()
 
-    window = max(1, workers) * 4
-    items = iter(todo)
     made = set()  # payload folders made so far
-    finished = SimpleQueue()  # futures, in the order they complete
-
-    def submit(item):
-        future = pool.submit(_copy_one, item, writer, made)
-        future.add_done_callback(finished.put)
-        return future
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        running = {submit(item) for item in islice(items, window)}
-        try:
-            while running:
-                future = finished.get()
-                running.discard(future)
-                record, relpath, result = future.result()
-                nxt = next(items, None)
-                if nxt is not None:
-                    running.add(submit(nxt))
-                batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
-                                      checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
-                                      mode=result.mode, verified=True,
-                                      source_mtime=record.mtime))
-                progress.advance(1, 1, result.size)
-                if len(batch) >= BATCH:
-                    flush()
-        except (CopyError, LocationError) as exc:
-            raise ArchiveError(str(exc)) from exc
-        except OSError as exc:
-            raise ArchiveError(
-                f"copy to {writer.work_dir} failed: {exc.strerror or exc} "
-                f"({getattr(exc, 'filename', '') or ''}); the primary files are untouched") from exc
-        finally:
-            for future in running:
-                future.cancel()
-            if batch:
+    try:
+        for (record, relpath), result in copy_batched(
+                todo, lambda item, durable: _write_one(item, writer, made, durable),
+                _seal_one, lambda item: item[0].disk_size or 0, workers,
+                prefetch=lambda item: prefetch(item[0].path)):
+            batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
+                                  checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
+                                  mode=result.mode, verified=True,
+                                  source_mtime=record.mtime))
+            progress.advance(1, 1, result.size)
+            if len(batch) >= BATCH:
                 flush()
+    except (CopyError, LocationError) as exc:
+        raise ArchiveError(str(exc)) from exc
+    except OSError as exc:
+        raise ArchiveError(
+            f"copy to {writer.work_dir} failed: {exc.strerror or exc} "
+            f"({getattr(exc, 'filename', '') or ''}); the primary files are untouched") from exc
+    finally:
+        if batch:
+            flush()
     progress.done()
 
 

@@ -1,7 +1,8 @@
 """Restore: every purged file back at its original path, verified, then OMERO as before.
 
-Each file comes back through copy_verified (temporary name beside it, fsync, read back,
-rename: the rename also replaces a symlink left by a symlink-mode purge), checked against
+Each file comes back through copyfile.py's verified copy (temporary name beside it,
+made durable, read back, rename: the rename also replaces a symlink left by a
+symlink-mode purge; small files made durable in batches, batchcopy.py), checked against
 the SHA1 its copy's manifest and OMERO agreed on when it was purged, with its original
 mode. A file is taken from any verified copy holding it; copies that failed an audit
 are tried last. When no copy is reachable the restore waits (RestoreWaiting) instead of
@@ -11,12 +12,13 @@ XML order written), and running the restore again resumes it.
 import os
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List
 
 from ..models import Collection, Copy, CopyFile, PurgedFile
-from .copyfile import MANIFEST_ALGORITHM, CopyError, copy_verified, fsync_dirs
+from .batchcopy import copy_batched
+from .copyfile import (MANIFEST_ALGORITHM, CopyError, copy_verified, fsync_dirs,
+                       prefetch, seal_copy, write_copy)
 from .locks import collection_lock
 from .progress import NullProgress
 from .purge import ARCHIVED_PREFIX, state_pairs
@@ -94,23 +96,67 @@ def _plans(rows, cache, order_for, waiting):
     return plans
 
 
-def _restore_one(row, sources):
-    """Copy one file back from the first source that gives a verified copy.
-    Returns (row, restored?, problems)."""
-    problems = []
-    for bag, entry in sources:
+class _Attempt:
+    """One purged file on its way back: the copies that can give it, in order of
+    preference, the one being used and what went wrong with the others."""
+
+    def __init__(self, row, sources, reasons):
+        self.row, self.sources, self.reasons = row, list(sources), reasons
+        self.entry, self.problems = None, []
+
+    def source_path(self, bag):
+        return f"{bag}/data/{self.row.relpath}"
+
+    def unusable(self, entry, exc):
+        self.problems.append(f"{self.row.path}: copy {entry.copy.bag_path} unusable: {exc}")
+
+
+def _prefetch_first_source(attempt):
+    if attempt.sources:
+        prefetch(attempt.source_path(attempt.sources[0][0]))
+
+
+def _write_back(attempt, durable):
+    """First half of the copy back, from the first source that reads right."""
+    row = attempt.row
+    while attempt.sources:
+        bag, entry = attempt.sources.pop(0)
         try:
-            copy_verified(f"{bag}/data/{row.relpath}", row.path, row.sha1, MANIFEST_ALGORITHM,
-                          mode=row.mode, fsync_dir=False)
-            if entry.source_mtime is not None:
-                # The file's own modification time back too: an archive after the
-                # restore then sees it unchanged (files OMERO keeps no checksum for are
-                # compared by time) instead of copying it again.
-                os.utime(row.path, (time.time(), entry.source_mtime))
-            return row, True, problems
+            pending = write_copy(attempt.source_path(bag), row.path, row.sha1,
+                                 MANIFEST_ALGORITHM, mode=row.mode, durable=durable)
         except (CopyError, OSError) as exc:
-            problems.append(f"{row.path}: copy {entry.copy.bag_path} unusable: {exc}")
-    return row, False, problems
+            attempt.unusable(entry, exc)
+            continue
+        attempt.entry = entry
+        return pending
+    return None
+
+
+def _seal_back(attempt, pending):
+    """Second half; a copy that reads back wrong falls back to the other sources, each
+    with its own fsync. True when the file is back."""
+    try:
+        seal_copy(pending)
+    except (CopyError, OSError) as exc:
+        attempt.unusable(attempt.entry, exc)
+        attempt.entry = None
+        for bag, entry in attempt.sources:
+            try:
+                copy_verified(attempt.source_path(bag), attempt.row.path, attempt.row.sha1,
+                              MANIFEST_ALGORITHM, mode=attempt.row.mode, fsync_dir=False)
+            except (CopyError, OSError) as exc2:
+                attempt.unusable(entry, exc2)
+                continue
+            attempt.entry = entry
+            break
+        else:
+            return False
+    if attempt.entry.source_mtime is not None:
+        # The file's own modification time back too: an archive after the restore then
+        # sees it unchanged (files OMERO keeps no checksum for are compared by time)
+        # instead of copying it again.
+        os.utime(attempt.row.path, (time.time(), attempt.entry.source_mtime))
+    return True
 
 
 def _restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
@@ -136,29 +182,39 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
         PurgedFile.objects.filter(pk__in=[r.pk for r in done]).update(state=PurgedFile.RESTORED)
         done.clear()
 
-    progress.start(total)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    def attempts():
         # A slice of rows at a time (keyset on the primary key): memory stays flat
         # whatever the number of files.
         last = 0
         while True:
             rows = list(pending.filter(pk__gt=last).order_by("pk")[:CHUNK_ROWS])
             if not rows:
-                break
+                return
             last = rows[-1].pk
-            plans = _plans(rows, cache, order_for, waiting)
-            for (row, ok, problems), (_, _, reasons) in zip(
-                    pool.map(lambda p: _restore_one(p[0], p[1]), plans), plans):
-                result.problems.extend(problems)
-                if ok:
-                    done.append(row)
-                    result.restored += 1
-                    result.bytes += row.size
-                    progress.advance(0, 1, row.size)
-                    if len(done) >= BATCH:
-                        flush()
-                else:
-                    failed.append((row, reasons))
+            for row, sources, reasons in _plans(rows, cache, order_for, waiting):
+                yield _Attempt(row, sources, reasons)
+
+    progress.start(total)
+    try:
+        for attempt, back in copy_batched(attempts(), _write_back, _seal_back,
+                                          lambda a: a.row.size or 0, workers,
+                                          prefetch=_prefetch_first_source):
+            result.problems.extend(attempt.problems)
+            if back:
+                done.append(attempt.row)
+                result.restored += 1
+                result.bytes += attempt.row.size
+                progress.advance(0, 1, attempt.row.size)
+                if len(done) >= BATCH:
+                    flush()
+            else:
+                failed.append((attempt.row, attempt.reasons))
+    except OSError as exc:  # flushing the restored files to the disk failed
+        raise RestoreError(f"{collection.key}: writing the restored files failed: "
+                           f"{exc.strerror or exc} ({exc.filename or ''}); "
+                           "running the restore again resumes it") from exc
+    finally:
+        if done:
             flush()
     progress.done()
     for row, reasons in failed:
