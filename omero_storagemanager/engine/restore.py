@@ -111,9 +111,26 @@ class _Attempt:
         self.problems.append(f"{self.row.path}: copy {entry.copy.bag_path} unusable: {exc}")
 
 
-def _prefetch_first_source(attempt):
-    if attempt.sources:
-        prefetch(attempt.source_path(attempt.sources[0][0]))
+def _prefetcher():
+    """Asks ahead for what a restore will read: the source of each file and, once per
+    folder, the folder the file goes back to (creating a file in a folder whose blocks
+    are not cached waits on the disk while holding the folder's lock; a listing reads
+    them all at once). Runs in batchcopy's single asking thread."""
+    listed = set()
+
+    def ask(attempt):
+        folder = os.path.dirname(attempt.row.path)
+        if folder not in listed:
+            listed.add(folder)
+            try:
+                with os.scandir(folder) as entries:
+                    for _ in entries:
+                        pass
+            except OSError:
+                pass  # the copy will say what is wrong
+        if attempt.sources:
+            prefetch(attempt.source_path(attempt.sources[0][0]))
+    return ask
 
 
 def _write_back(attempt, durable):
@@ -198,7 +215,7 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
     try:
         for attempt, back in copy_batched(attempts(), _write_back, _seal_back,
                                           lambda a: a.row.size or 0, workers,
-                                          prefetch=_prefetch_first_source):
+                                          prefetch=_prefetcher()):
             result.problems.extend(attempt.problems)
             if back:
                 done.append(attempt.row)
