@@ -65,7 +65,7 @@ def copy_batched(items, write, seal, size_of, workers=4, prefetch=None):
         def submit(stage, fn, *args):
             nonlocal writes
             future = pool.submit(fn, *args)
-            running[future] = (stage, args[0])
+            running[future] = (stage, args[0], args[1] if stage == "seal" else None)
             writes += stage == "write"
             future.add_done_callback(finished.put)
 
@@ -105,7 +105,7 @@ def copy_batched(items, write, seal, size_of, workers=4, prefetch=None):
                 if not running:
                     return
                 future = finished.get()
-                stage, item = running.pop(future)
+                stage, item, _ = running.pop(future)
                 writes -= stage == "write"
                 result = future.result()
                 if stage == "seal":
@@ -125,13 +125,12 @@ def copy_batched(items, write, seal, size_of, workers=4, prefetch=None):
             unsynced.clear()
             pool.shutdown(wait=True)
             asker.shutdown(wait=True)
-            # Writes that finished after we stopped looking: their files are unsealed.
-            while True:
-                try:
-                    future = finished.get_nowait()
-                except Empty:
-                    break
-                stage, _ = running.pop(future, ("seal", None))
-                if stage == "write" and not future.cancelled() and future.exception() is None \
+            # What we stopped looking at: written copies never sealed, and seals that
+            # were cancelled before they ran, leave temporary files to remove.
+            for future, (stage, _, pending) in running.items():
+                if future.cancelled():
+                    if pending is not None:
+                        discard_copy(pending)
+                elif stage == "write" and future.exception() is None \
                         and isinstance(future.result(), PendingCopy):
                     discard_copy(future.result())
