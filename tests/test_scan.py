@@ -304,3 +304,85 @@ def test_holders_asked_on_a_second_connection_give_the_same_scan(facility, omero
     parallel = scan(omero, paths, "stat", connect=connect)
     assert len(opened) == 1 and opened[0].closed  # used, then closed
     assert parallel.figures == serial.figures and parallel.problems == serial.problems
+
+
+def _stored_figures():
+    return {c.key: (c.files, c.bytes, c.images, c.shared_bytes, c.scan_mode)
+            for c in Collection.objects.filter(gone=False)}
+
+
+def test_catalog_scan_with_a_second_connection_gives_the_same_figures(facility, omero,
+                                                                      paths, app_db):
+    """The figures aggregated on a second connection while the first syncs: same scan."""
+    opened = []
+
+    def connect():
+        opened.append(catalog_connect(psycopg2.extensions.parse_dsn(facility.dsn)))
+        return opened[-1]
+
+    serial = scan(omero, paths, "catalog")
+    stored = _stored_figures()
+    parallel = scan(omero, paths, "catalog", connect=connect)
+    assert len(opened) == 1 and opened[0].closed  # used, then closed
+    assert parallel.figures == serial.figures and parallel.figures
+    assert (parallel.collections, parallel.files, parallel.bytes) == (
+        serial.collections, serial.files, serial.bytes)
+    assert _stored_figures() == stored
+    assert ScanResult.objects.count() == 2 * serial.collections
+
+
+def test_catalog_scan_that_fails_closes_its_second_connection(facility, omero, paths, app_db,
+                                                              monkeypatch):
+    from omero_storagemanager.engine import scan as scan_module
+    opened = []
+
+    def connect():
+        opened.append(catalog_connect(psycopg2.extensions.parse_dsn(facility.dsn)))
+        return opened[-1]
+
+    def broken_sync(conn, keys=None):
+        raise RuntimeError("sync failed")
+
+    monkeypatch.setattr(scan_module, "sync_collections", broken_sync)
+    with pytest.raises(RuntimeError, match="sync failed"):
+        scan(omero, paths, "catalog", connect=connect)
+    assert len(opened) == 1 and opened[0].closed
+    assert not ScanResult.objects.exists()
+
+
+def test_catalog_scan_stores_twice_in_one_transaction(facility, omero, paths, app_db):
+    """store() drops its temporary table itself: a second scan in the same transaction
+    (a job's retry, a test) finds no table left over."""
+    from django.db import transaction
+    with transaction.atomic():
+        first = scan(omero, paths, "catalog")
+        second = scan(omero, paths, "catalog")
+    assert first.figures == second.figures
+    assert ScanResult.objects.count() == 2 * first.collections
+    for key, f in second.figures.items():
+        c = Collection.objects.get(kind=parse_key(key)[0], omero_id=parse_key(key)[1])
+        assert (c.files, c.bytes, c.images, c.shared_bytes) == (
+            f.files, f.bytes, f.images, f.shared_bytes)
+
+
+def test_sync_with_nothing_changed_writes_nothing(facility, omero, app_db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    first = sync_collections(omero)
+    assert len(first.added) == len(facility.truth.collections)
+    with CaptureQueriesContext(connection) as queries:
+        again = sync_collections(omero)
+    assert (again.added, again.changed, again.gone, again.back) == ([], [], [], [])
+    assert again.total == first.total
+    assert [q["sql"] for q in queries.captured_queries
+            if not q["sql"].lstrip().upper().startswith("SELECT")] == []
+
+
+def test_sync_brings_back_a_collection_marked_gone(facility, omero, app_db):
+    sync_collections(omero)
+    c = Collection.objects.filter(kind="project").order_by("omero_id").first()
+    Collection.objects.filter(pk=c.pk).update(gone=True, name="stale", files=7)
+    report = sync_collections(omero)
+    assert report.back == [c.key] and report.changed == [c.key]
+    again = Collection.objects.get(pk=c.pk)
+    assert (again.gone, again.name, again.files) == (False, c.name, 7)  # figures kept

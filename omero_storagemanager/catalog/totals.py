@@ -24,75 +24,87 @@ SELECT 'screen', spl.parent, ws.image
   JOIN wellsample ws ON ws.well = w.id
 """
 
-# Everything but attachments, per collection, in one statement: the collections' images
-# are computed once (MATERIALIZED) and every kind of content is first summed per fileset
-# or per image, then per collection, so the planner works with hash joins and never
-# with per-row lookups. Filesets count whole (entries and import logs); Pixels/ files of
-# OMERO 4 images are sized from their dimensions; a fileset or image held by more than
-# one collection makes its bytes shared.
-FIGURES = f"""WITH ci AS MATERIALIZED ({COLLECTION_IMAGES}),
-cimg AS MATERIALIZED (SELECT ci.kind, ci.cid, ci.image, i.fileset
-                        FROM ci JOIN image i ON i.id = ci.image),
-image_holders AS (SELECT image, count(*) AS n FROM cimg GROUP BY image),
-cf AS (SELECT DISTINCT kind, cid, fileset FROM cimg WHERE fileset IS NOT NULL),
-fileset_holders AS (SELECT fileset, count(*) AS n FROM cf GROUP BY fileset),
-entries AS (SELECT fe.fileset, count(*) AS files, sum(o."size") AS bytes,
-                   max(o.mtime) AS newest, count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
-              FROM filesetentry fe JOIN originalfile o ON o.id = fe.originalfile
-             GROUP BY fe.fileset),
-logs AS (SELECT fjl.parent AS fileset, count(*) AS files, sum(o."size") AS bytes,
-                max(o.mtime) AS newest, count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
-           FROM filesetjoblink fjl JOIN joboriginalfilelink jol ON jol.parent = fjl.child
-           JOIN originalfile o ON o.id = jol.child GROUP BY fjl.parent),
+# Every image of every collection with its fileset, once per (collection, image): the
+# image table is joined inside each branch so the set is built in one pass.
+COLLECTION_IMAGE_FILESETS = """
+SELECT 'project'::text AS kind, pdl.parent AS cid, i.id AS image, i.fileset
+  FROM projectdatasetlink pdl JOIN datasetimagelink dil ON dil.parent = pdl.child
+  JOIN image i ON i.id = dil.child
+UNION
+SELECT 'screen', spl.parent, i.id, i.fileset
+  FROM screenplatelink spl JOIN well w ON w.plate = spl.child
+  JOIN wellsample ws ON ws.well = w.id JOIN image i ON i.id = ws.image
+"""
+
+# Everything but attachments, per collection, in one statement. The collections' images
+# are computed once (MATERIALIZED); a fileset's files, entries and import logs alike, are
+# summed in ONE pass over originalfile (a UNION ALL of the two link paths; the same file
+# reached by both paths counts twice, as it would summed apart); then per collection.
+# Filesets count whole; a fileset or image held by more than one collection makes its
+# bytes shared. What an image adds beside its fileset (the Pixels/ file of an OMERO 4
+# image, sized from its dimensions; OMERO 4 archived originals) is gathered only for the
+# images that have any, so the hundreds of thousands of OMERO 5 images cost nothing but
+# their count; thumbnails are counted apart for the same reason.
+FIGURES = f"""WITH cimg AS MATERIALIZED ({COLLECTION_IMAGE_FILESETS}),
+cf AS MATERIALIZED (SELECT DISTINCT kind, cid, fileset FROM cimg WHERE fileset IS NOT NULL),
+holders AS (SELECT fileset, count(*) AS n FROM cf GROUP BY fileset),
+fs_files AS (SELECT fileset, originalfile AS file FROM filesetentry
+             UNION ALL
+             SELECT fjl.parent, jol.child FROM filesetjoblink fjl
+               JOIN joboriginalfilelink jol ON jol.parent = fjl.child),
 per_fileset AS (
-    SELECT h.fileset, h.n,
-           coalesce(e.files, 0) + coalesce(l.files, 0) AS files,
-           coalesce(e.bytes, 0) + coalesce(l.bytes, 0) AS bytes,
-           greatest(e.newest, l.newest) AS newest,
-           coalesce(e.unhashed, 0) + coalesce(l.unhashed, 0) AS unhashed
-      FROM fileset_holders h LEFT JOIN entries e ON e.fileset = h.fileset
-      LEFT JOIN logs l ON l.fileset = h.fileset),
+    SELECT x.fileset, count(*) AS files, sum(o."size") AS bytes, max(o.mtime) AS newest,
+           count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
+      FROM fs_files x JOIN originalfile o ON o.id = x.file GROUP BY x.fileset),
 fs_figures AS (
-    SELECT cf.kind, cf.cid, sum(f.files) AS files, sum(f.bytes) AS bytes,
-           max(f.newest) AS newest, sum(f.unhashed) AS unhashed,
-           coalesce(sum(f.bytes) FILTER (WHERE f.n > 1), 0) AS shared,
-           count(*) FILTER (WHERE f.n > 1) AS shared_filesets
-      FROM cf JOIN per_fileset f ON f.fileset = cf.fileset GROUP BY cf.kind, cf.cid),
-thumbs AS (SELECT pixels, count(*) AS n FROM thumbnail GROUP BY pixels),
-originals AS (SELECT p.image, count(*) AS files, sum(o."size") AS bytes, max(o.mtime) AS newest,
-                     count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
-                FROM pixelsoriginalfilemap pom JOIN pixels p ON p.id = pom.child
-                JOIN originalfile o ON o.id = pom.parent GROUP BY p.image),
-per_image AS (SELECT p.image, count(*) AS pixel_files,
-                     sum(div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
-                             * coalesce(pt.bitsize, 8) + 7, 8)) AS pixel_bytes,
-                     coalesce(sum(t.n), 0) AS thumbs
-                FROM pixels p LEFT JOIN pixelstype pt ON pt.id = p.pixelstype
-                LEFT JOIN thumbs t ON t.pixels = p.id GROUP BY p.image),
+    SELECT cf.kind, cf.cid, coalesce(sum(f.files), 0) AS files,
+           coalesce(sum(f.bytes), 0) AS bytes, max(f.newest) AS newest,
+           coalesce(sum(f.unhashed), 0) AS unhashed,
+           coalesce(sum(f.bytes) FILTER (WHERE h.n > 1), 0) AS shared,
+           count(*) FILTER (WHERE h.n > 1) AS shared_filesets
+      FROM cf JOIN holders h ON h.fileset = cf.fileset
+      LEFT JOIN per_fileset f ON f.fileset = cf.fileset
+     GROUP BY cf.kind, cf.cid),
+images AS (SELECT kind, cid, count(*) AS images FROM cimg GROUP BY kind, cid),
+extra AS (
+    SELECT image, sum(files) AS files, sum(bytes) AS bytes, max(newest) AS newest,
+           sum(unhashed) AS unhashed
+      FROM (SELECT p.image, 1 AS files,
+                   div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
+                       * coalesce(pt.bitsize, 8) + 7, 8) AS bytes,
+                   NULL::timestamp AS newest, 1 AS unhashed
+              FROM image i JOIN pixels p ON p.image = i.id
+              LEFT JOIN pixelstype pt ON pt.id = p.pixelstype
+             WHERE i.fileset IS NULL
+            UNION ALL
+            SELECT p.image, 1, o."size", o.mtime, CASE WHEN o.hash IS NULL THEN 1 ELSE 0 END
+              FROM pixelsoriginalfilemap pom JOIN pixels p ON p.id = pom.child
+              JOIN originalfile o ON o.id = pom.parent) x
+     GROUP BY image),
+-- n: how many collections hold the image (a window over its rows: only images with
+-- extra files get here).
+held_extra AS (SELECT c.kind, c.cid, x.*, count(*) OVER (PARTITION BY x.image) AS n
+                 FROM extra x JOIN cimg c ON c.image = x.image),
 img_figures AS (
-    SELECT c.kind, c.cid, count(*) AS images,
-           coalesce(sum(pi.pixel_files) FILTER (WHERE c.fileset IS NULL), 0)
-             + coalesce(sum(og.files), 0) AS files,
-           coalesce(sum(pi.pixel_bytes) FILTER (WHERE c.fileset IS NULL), 0)
-             + coalesce(sum(og.bytes), 0) AS bytes,
-           coalesce(sum(pi.pixel_files) FILTER (WHERE c.fileset IS NULL), 0)
-             + coalesce(sum(og.unhashed), 0) AS unhashed,
-           coalesce(sum(pi.pixel_bytes) FILTER (WHERE c.fileset IS NULL AND h.n > 1), 0)
-             + coalesce(sum(og.bytes) FILTER (WHERE h.n > 1), 0) AS shared,
-           max(og.newest) AS newest,
-           coalesce(sum(pi.thumbs), 0) AS thumbs
-      FROM cimg c JOIN image_holders h ON h.image = c.image
-      LEFT JOIN per_image pi ON pi.image = c.image
-      LEFT JOIN originals og ON og.image = c.image
+    SELECT kind, cid, sum(files) AS files, coalesce(sum(bytes), 0) AS bytes,
+           sum(unhashed) AS unhashed, coalesce(sum(bytes) FILTER (WHERE n > 1), 0) AS shared,
+           max(newest) AS newest
+      FROM held_extra GROUP BY kind, cid),
+thumbs AS (
+    SELECT c.kind, c.cid, count(*) AS n
+      FROM thumbnail t JOIN pixels p ON p.id = t.pixels JOIN cimg c ON c.image = p.image
      GROUP BY c.kind, c.cid)
-SELECT coalesce(f.kind, i.kind), coalesce(f.cid, i.cid),
-       coalesce(i.images, 0), coalesce(f.files, 0) + coalesce(i.files, 0),
-       coalesce(f.bytes, 0) + coalesce(i.bytes, 0),
-       greatest(f.newest, i.newest),
-       coalesce(f.unhashed, 0) + coalesce(i.unhashed, 0),
-       coalesce(f.shared, 0) + coalesce(i.shared, 0),
-       coalesce(f.shared_filesets, 0), coalesce(i.thumbs, 0)
-  FROM fs_figures f FULL JOIN img_figures i ON i.kind = f.kind AND i.cid = f.cid
+SELECT m.kind, m.cid, m.images,
+       coalesce(f.files, 0) + coalesce(x.files, 0),
+       coalesce(f.bytes, 0) + coalesce(x.bytes, 0),
+       greatest(f.newest, x.newest),
+       coalesce(f.unhashed, 0) + coalesce(x.unhashed, 0),
+       coalesce(f.shared, 0) + coalesce(x.shared, 0),
+       coalesce(f.shared_filesets, 0), coalesce(t.n, 0)
+  FROM images m
+  LEFT JOIN fs_figures f ON f.kind = m.kind AND f.cid = m.cid
+  LEFT JOIN img_figures x ON x.kind = m.kind AND x.cid = m.cid
+  LEFT JOIN thumbs t ON t.kind = m.kind AND t.cid = m.cid
 """
 
 
