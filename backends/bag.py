@@ -13,12 +13,14 @@ name only once every tag file is on disk, so a bag under its final name is alway
 whole and a ".partial" one is never taken for a copy.
 """
 import hashlib
+import heapq
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, Iterator, List, Tuple, Union
 
 from .fsutil import atomic_write_bytes, fsync_dir, fsync_file, makedirs_durable
 from .layout import PARTIAL_SUFFIX, is_transient, safe_relpath
@@ -28,6 +30,8 @@ BAGIT_VERSION = "1.0"
 # Preference when a bag (written by another tool) has several payload manifests.
 _ALGORITHM_PREFERENCE = ("sha1", "sha256", "sha512", "md5")
 _SHA1_HEX = re.compile(r"[0-9a-f]{40}")
+RECORDS = ".records"  # the writer's appended records, in the work directory only
+SORT_RUN = 20_000  # records sorted in memory at once when finishing (a few MB)
 _LINE = re.compile(r"([0-9A-Fa-f]+)[ \t]+(.+)")
 
 
@@ -154,9 +158,9 @@ class BagContents:
         return values[0] if values else default
 
 
-def read_bag(path) -> BagContents:
-    """Parse a bag's tag files and preferred payload manifest. Raises BagError."""
-    path = Path(path)
+def _read_tag_files(path: Path):
+    """(version, bag-info, payload manifests {algorithm: file}, preferred algorithm) of a
+    bag, the payload manifest not parsed. Raises BagError."""
     if is_transient(path.name):
         raise BagError(f"{path} is unfinished work, not a bag")
     bagit = parse_tags(_read_text(path / "bagit.txt"), "bagit.txt")
@@ -174,6 +178,13 @@ def read_bag(path) -> BagContents:
     if not manifests:
         raise BagError(f"{path} has no payload manifest (manifest-<algorithm>.txt)")
     algorithm = next((a for a in _ALGORITHM_PREFERENCE if a in manifests), sorted(manifests)[0])
+    return version, info, manifests, algorithm
+
+
+def read_bag(path) -> BagContents:
+    """Parse a bag's tag files and preferred payload manifest. Raises BagError."""
+    path = Path(path)
+    version, info, manifests, algorithm = _read_tag_files(path)
     manifest = parse_manifest(manifests[algorithm], payload=True)
     return BagContents(path, info, manifest, algorithm, version)
 
@@ -199,6 +210,26 @@ def payload_files(data_dir: Path) -> Tuple[Dict[str, int], List[str]]:
     return files, problems
 
 
+def _count_payload(data_dir: Path) -> Tuple[int, List[str]]:
+    """payload_files() without the names: how many regular files, and the problems."""
+    count, problems = 0, []
+    stack = [("", os.fspath(data_dir))]
+    while stack:
+        prefix, directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    problems.append(f"data/{encode_path(prefix + entry.name)} is a symbolic link")
+                elif entry.is_dir():
+                    stack.append((prefix + entry.name + "/", entry.path))
+                elif entry.is_file():
+                    count += 1
+                else:
+                    problems.append(f"data/{encode_path(prefix + entry.name)} is not a "
+                                    "regular file")
+    return count, problems
+
+
 def _hash_file(path: Path, algorithms) -> Dict[str, str]:
     hashers = {a: hashlib.new(a) for a in algorithms}
     with open(path, "rb", buffering=0) as f:
@@ -210,14 +241,62 @@ def _hash_file(path: Path, algorithms) -> Dict[str, str]:
                 h.update(block)
 
 
+def _valid_streaming(path: Path, check_hashes: bool) -> bool:
+    """True when the bag is certainly valid, checked in memory independent of its size:
+    one payload manifest read line by line (sorted by path, as BagWriter writes it, so
+    a repeated path is next to its twin), each listed file stat'ed (and hashed), and the
+    payload counted, not listed. False on anything else: validate_bag then runs the
+    full check, which names every problem (and holds the listing in memory)."""
+    try:
+        _, info, manifests, algorithm = _read_tag_files(path)
+        if len(manifests) != 1 or algorithm not in hashlib.algorithms_available:
+            return False
+        data, previous, listed, nbytes = path / "data", None, 0, 0
+        with open(manifests[algorithm], "rb") as f:
+            for raw in f:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if not line.strip():
+                    continue
+                match = _LINE.fullmatch(line)
+                if not match:
+                    return False
+                checksum, name = match.group(1).lower(), decode_path(match.group(2))
+                if not name.startswith("data/"):
+                    return False
+                name = name[len("data/"):]
+                safe_relpath(name)
+                if previous is not None and name <= previous:
+                    return False  # out of order, or twice
+                previous = name
+                st = os.lstat(data / name)
+                if not stat.S_ISREG(st.st_mode):
+                    return False
+                if check_hashes and _hash_file(data / name, [algorithm])[algorithm] != checksum:
+                    return False
+                listed, nbytes = listed + 1, nbytes + st.st_size
+        on_disk, odd = _count_payload(data)
+    except (BagError, OSError, ValueError):
+        return False
+    if odd or on_disk != listed:
+        return False
+    oxum = (info.get("Payload-Oxum") or [None])[0]
+    if oxum is not None and oxum.strip() != f"{nbytes}.{listed}":
+        return False
+    return True
+
+
 def validate_bag(path, check_hashes: bool = True) -> List[str]:
     """Problems with a bag, [] when it is valid. Without check_hashes only the payload's
-    hashes are skipped (a stat walk); the small tag files are always hashed."""
+    hashes are skipped (a stat walk); the small tag files are always hashed.
+    The payload is checked by a streaming pass first (memory flat in the bag's size);
+    only a bag that pass cannot vouch for is listed in memory to name its problems."""
     path = Path(path)
     if is_transient(path.name):
         return [f"{path} is unfinished work, not a bag"]
     if not path.is_dir():
         return [f"{path} is not a directory"]
+    if _valid_streaming(path, check_hashes):
+        return _check_tagmanifests(path)
     try:
         contents = read_bag(path)
         manifests = {alg: parse_manifest(p, payload=True)
@@ -254,6 +333,22 @@ def validate_bag(path, check_hashes: bool = True) -> List[str]:
                     problems.append(f"data/{encode_path(rel)}: {alg} is {got[alg]}, "
                                     f"the manifest says {wanted[alg]}")
     problems += _check_oxum(contents.info, on_disk)
+    return problems + _check_tagmanifests(path, tagmanifests)
+
+
+def _check_tagmanifests(path: Path, tagmanifests=None) -> List[str]:
+    """The tag files against each tag manifest (small files: always hashed)."""
+    problems = []
+    if tagmanifests is None:
+        try:
+            tagmanifests = {alg: parse_manifest(p, payload=False)
+                            for alg, p in _manifests(path, "tagmanifest-").items()}
+        except (BagError, OSError) as exc:
+            return [str(exc)]
+        problems = [f"tagmanifest-{a}.txt: unknown algorithm {a!r}"
+                    for a in tagmanifests if a not in hashlib.algorithms_available]
+        if problems:
+            return problems
     for alg, entries in sorted(tagmanifests.items()):
         for name, expected in sorted(entries.items()):
             target = path / name
@@ -291,7 +386,13 @@ class BagWriter:
     """Builds a bag in '<final_dir>.partial', then renames it to final_dir.
 
     The caller writes each payload file itself at payload_path(relpath), verifies it,
-    and record()s its SHA1 and size; finish() writes the tag files and publishes."""
+    and record()s its SHA1 and size; finish() writes the tag files and publishes.
+
+    Records are appended to a file in the work directory (RECORDS), not held in memory:
+    a bag of a million files costs the writer no more memory than a bag of ten.
+    finish() sorts them in runs of SORT_RUN lines (an external merge sort) into the
+    manifest and removes the file before the rename, so the final bag holds only what
+    RFC 8493 names."""
 
     def __init__(self, final_dir):
         self._setup(final_dir)
@@ -305,11 +406,12 @@ class BagWriter:
         (self.work_dir / "data").mkdir()
         fsync_dir(self.work_dir)
         fsync_dir(self.final_dir.parent)
+        self._records_path.write_bytes(b"")
 
     @classmethod
     def resume(cls, final_dir) -> "BagWriter":
         """Reopen an interrupted bag. Nothing is recorded: the caller re-records what it
-        re-verifies (and removes what it does not)."""
+        re-verifies (and removes what it does not), so the records file starts empty."""
         writer = cls.__new__(cls)
         writer._setup(final_dir)
         if writer.final_dir.exists():
@@ -317,6 +419,7 @@ class BagWriter:
         if not writer.work_dir.is_dir():
             raise BagError(f"no interrupted bag at {writer.work_dir}")
         (writer.work_dir / "data").mkdir(exist_ok=True)
+        writer._records_path.write_bytes(b"")
         return writer
 
     def _setup(self, final_dir):
@@ -324,7 +427,10 @@ class BagWriter:
         if is_transient(self.final_dir.name):
             raise ValueError(f"a bag's name must not end with a work suffix: {final_dir}")
         self.work_dir = self.final_dir.with_name(self.final_dir.name + PARTIAL_SUFFIX)
-        self._records: Dict[str, Tuple[str, int]] = {}
+        # Not durable (never fsynced): after a crash the caller re-records from its own
+        # durable state (the archive's CopyFile rows), and resume() empties it.
+        self._records_path = self.work_dir / RECORDS
+        self._records_file = None
 
     def payload_path(self, relpath: str) -> Path:
         target = self.work_dir / "data" / safe_relpath(relpath, "payload path")
@@ -332,6 +438,7 @@ class BagWriter:
         return target
 
     def record(self, relpath: str, sha1_hex: str, size: int) -> None:
+        """Record a verified payload file; recording a path again replaces its record."""
         safe_relpath(relpath, "payload path")
         try:
             relpath.encode("utf-8")
@@ -342,33 +449,113 @@ class BagWriter:
             raise ValueError(f"not a SHA1 hex digest: {sha1_hex!r}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"size must be a non-negative integer, not {size!r}")
-        self._records[relpath] = (digest, size)
+        if self._records_file is None:
+            self._records_file = open(self._records_path, "a", encoding="utf-8", newline="\n")
+        # One line per record; the path is encoded as in a manifest, so it is one line.
+        self._records_file.write(f"{digest} {size} {encode_path(relpath)}\n")
+
+    def _close_records(self):
+        if self._records_file is not None:
+            self._records_file.close()
+            self._records_file = None
+
+    def _sorted_records(self) -> Iterator[Tuple[str, str, int]]:
+        """(relpath, sha1, size) in relpath order, the last record of a path winning;
+        sorted in runs of SORT_RUN records written beside the records file, then merged."""
+        self._close_records()
+        runs, run = [], []
+
+        def spill():
+            run.sort()
+            # ".*.tmp": a killed finish's runs are strays the next finish removes.
+            path = self.work_dir / f"{RECORDS}-run{len(runs)}.tmp"
+            with open(path, "w", encoding="utf-8", newline="\n") as out:
+                out.writelines(f"{seq} {digest} {size} {encode_path(rel)}\n"
+                               for rel, seq, digest, size in run)
+            runs.append(path)
+            run.clear()
+
+        def read_run(path):
+            with open(path, encoding="utf-8", newline="\n") as f:
+                for line in f:
+                    seq, digest, size, encoded = line.rstrip("\n").split(" ", 3)
+                    yield decode_path(encoded), int(seq), digest, int(size)
+
+        try:
+            with open(self._records_path, encoding="utf-8", newline="\n") as f:
+                for seq, line in enumerate(f):
+                    digest, size, encoded = line.rstrip("\n").split(" ", 2)
+                    run.append((decode_path(encoded), seq, digest, int(size)))
+                    if len(run) >= SORT_RUN:
+                        spill()
+            merged = heapq.merge(*(read_run(p) for p in runs), iter(sorted(run)))
+            previous = None
+            for item in merged:  # ordered by (relpath, seq): keep each path's last
+                if previous is not None and previous[0] != item[0]:
+                    yield previous[0], previous[2], previous[3]
+                previous = item
+            if previous is not None:
+                yield previous[0], previous[2], previous[3]
+        finally:
+            for path in runs:
+                path.unlink(missing_ok=True)
 
     def recorded(self) -> Dict[str, Tuple[str, int]]:
-        return dict(self._records)
+        """Every record, in memory (for tests and small bags; finish() never calls it)."""
+        return {rel: (digest, size) for rel, digest, size in self._sorted_records()}
 
     def finish(self, info: Dict[str, Union[str, List[str]]], fsync_payload: bool = True) -> Path:
         """Write the tag files and rename the bag to its final name. Refuses when a
         recorded file is missing or of another size, or a payload file is unrecorded."""
         if "Payload-Oxum" in info:
             raise ValueError("Payload-Oxum is computed by the bag writer, not given")
-        data = self.work_dir / "data"
-        on_disk, problems = payload_files(data)
-        for rel, (_, size) in sorted(self._records.items()):
-            if rel not in on_disk:
-                problems.append(f"data/{encode_path(rel)} was recorded but is missing")
-            elif on_disk[rel] != size:
-                problems.append(f"data/{encode_path(rel)} is {on_disk[rel]} bytes, "
-                                f"recorded {size}")
-        problems += [f"data/{encode_path(rel)} was never recorded (remove it or record it)"
-                     for rel in sorted(set(on_disk) - set(self._records))]
-        if problems:
-            raise BagError(f"cannot finish bag {self.final_dir}: " + "; ".join(problems))
-        if self.final_dir.exists():
-            raise BagError(f"bag {self.final_dir} exists already")
-        self._sync_payload(data, fsync_payload)
         for stray in self.work_dir.glob(".*.tmp"):
             stray.unlink()  # an interrupted finish's temporary tag file
+        data = self.work_dir / "data"
+        name = f"manifest-{MANIFEST_ALGORITHM}.txt"
+        manifest_tmp = self.work_dir / f".{name}.stream.tmp"
+        # The manifest is written as the records stream by (checking each file on the
+        # way), never built in memory; it gets its final name only once all is well.
+        problems, total, count, present = [], 0, 0, 0
+        digest_of_manifest = hashlib.sha1()
+        with open(manifest_tmp, "wb") as out:
+            for rel, digest, size in self._sorted_records():
+                try:
+                    st = os.lstat(data / rel)
+                    found = st.st_size if stat.S_ISREG(st.st_mode) else None
+                except FileNotFoundError:
+                    found = None
+                if found is None:
+                    problems.append(f"data/{encode_path(rel)} was recorded but is missing")
+                else:
+                    present += 1
+                    if found != size:
+                        problems.append(f"data/{encode_path(rel)} is {found} bytes, "
+                                        f"recorded {size}")
+                line = f"{digest}  data/{encode_path(rel)}\n".encode("utf-8")
+                out.write(line)
+                digest_of_manifest.update(line)
+                total, count = total + size, count + 1
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            on_disk, odd = _count_payload(data)
+            problems += odd
+            if on_disk != present:
+                # Recorded files are distinct, so more on disk than recorded and present
+                # means some were never recorded: name them (memory only on this failure).
+                names, _ = payload_files(data)
+                recorded = {rel for rel, _, _ in self._sorted_records()}
+                problems += [f"data/{encode_path(rel)} was never recorded (remove it or "
+                             "record it)" for rel in sorted(set(names) - recorded)]
+            if problems:
+                raise BagError(f"cannot finish bag {self.final_dir}: " + "; ".join(problems))
+            if self.final_dir.exists():
+                raise BagError(f"bag {self.final_dir} exists already")
+        except BaseException:
+            manifest_tmp.unlink(missing_ok=True)
+            raise
+        self._sync_payload(data, fsync_payload)
         items = []
         for label, value in info.items():
             items += [(label, v) for v in value] if isinstance(value, list) else [(label, value)]
@@ -377,23 +564,24 @@ class BagWriter:
             items.append(("Bagging-Date", date.today().isoformat()))
         if "Bag-Software-Agent" not in labels:
             items.append(("Bag-Software-Agent", _software_agent()))
-        total = sum(size for _, size in self._records.values())
-        items.append(("Payload-Oxum", f"{total}.{len(self._records)}"))
+        items.append(("Payload-Oxum", f"{total}.{count}"))
         tag_files = {
             "bagit.txt": format_tags([("BagIt-Version", BAGIT_VERSION),
                                       ("Tag-File-Character-Encoding", "UTF-8")]),
             "bag-info.txt": format_tags(items),
-            f"manifest-{MANIFEST_ALGORITHM}.txt": "".join(
-                f"{digest}  data/{encode_path(rel)}\n"
-                for rel, (digest, _) in sorted(self._records.items())),
         }
         tagmanifest = []
-        for name, text in tag_files.items():
+        for tag_name, text in tag_files.items():
             raw = text.encode("utf-8")
-            atomic_write_bytes(self.work_dir / name, raw)
-            tagmanifest.append(f"{hashlib.sha1(raw).hexdigest()}  {name}\n")
+            atomic_write_bytes(self.work_dir / tag_name, raw)
+            tagmanifest.append(f"{hashlib.sha1(raw).hexdigest()}  {tag_name}\n")
+        os.chmod(manifest_tmp, 0o644)
+        os.rename(manifest_tmp, self.work_dir / name)
+        tagmanifest.append(f"{digest_of_manifest.hexdigest()}  {name}\n")
         atomic_write_bytes(self.work_dir / f"tagmanifest-{MANIFEST_ALGORITHM}.txt",
                            "".join(tagmanifest).encode("utf-8"))
+        self._records_path.unlink(missing_ok=True)  # not part of the bag
+        fsync_dir(self.work_dir)
         os.rename(self.work_dir, self.final_dir)
         fsync_dir(self.final_dir.parent)
         return self.final_dir
@@ -401,13 +589,18 @@ class BagWriter:
     def _sync_payload(self, data: Path, fsync_payload: bool) -> None:
         # Files first, then every directory holding them, deepest first, so the renamed
         # bag never names a file or directory that a power cut could still take away.
-        directories = []
-        for top, _, names in os.walk(data):
+        # scandir, not os.walk: os.walk lists a folder's names at once, and one folder
+        # may hold a whole collection's files.
+        directories, stack = [], [os.fspath(data)]
+        while stack:
+            top = stack.pop()
             directories.append(top)
-            if fsync_payload:
-                for name in names:
-                    fsync_file(os.path.join(top, name))
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif fsync_payload:
+                        fsync_file(entry.path)
         for directory in sorted(directories, key=len, reverse=True):
             fsync_dir(directory)
         fsync_dir(self.work_dir)
-

@@ -12,9 +12,10 @@ step (engine/stat.py) finds them on disk.
 
 A file held by other collections too is marked shared, with their keys.
 """
+import itertools
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from .collections import format_key
 from .paths import RepositoryPaths
@@ -29,7 +30,7 @@ ATTACHMENT = "attachment"
 THUMBNAIL = "thumbnail"
 
 
-@dataclass
+@dataclass(slots=True)  # no per-instance __dict__: scans hold a million of them
 class FileRecord:
     path: str
     kind: str
@@ -139,6 +140,30 @@ _ATTACHMENTS = {
         SELECT a."file" FROM imageannotationlink l JOIN annotation a ON a.id = l.child
           WHERE l.parent = ANY(%(images)s) AND a."file" IS NOT NULL""",
 }
+# The images of a collection as a CTE ("img"), for the streamed reads below.
+_IMG = {
+    "project": "SELECT DISTINCT dil.child AS id FROM projectdatasetlink pdl"
+               " JOIN datasetimagelink dil ON dil.parent = pdl.child WHERE pdl.parent = %(cid)s",
+    "screen": "SELECT DISTINCT ws.image AS id FROM screenplatelink spl"
+              " JOIN well w ON w.plate = spl.child JOIN wellsample ws ON ws.well = w.id"
+              " WHERE spl.parent = %(cid)s",
+}
+# Every originalfile of a collection once, with the kind read() gives it (its first
+# source in read()'s order: entry, import log, original, attachment), by id: one query
+# whose rows a server-side cursor hands over in slices.
+_STREAM_SOURCES = """
+  SELECT 0 AS prio, fe.originalfile AS ofid, fe.fileset, NULL::bigint AS pixels
+    FROM filesetentry fe JOIN fs ON fs.id = fe.fileset
+  UNION ALL
+  SELECT 1, jol.child, fjl.parent, NULL FROM filesetjoblink fjl JOIN fs ON fs.id = fjl.parent
+    JOIN joboriginalfilelink jol ON jol.parent = fjl.child
+  UNION ALL
+  SELECT 2, pom.parent, NULL, pom.child FROM pixelsoriginalfilemap pom
+    JOIN px ON px.id = pom.child"""
+_STREAM_KINDS = (FILESET_ENTRY, IMPORT_LOG, ORIGINAL, ATTACHMENT)
+_cursor_numbers = itertools.count()  # server-side cursors need distinct names
+CHUNK = 2000  # rows per slice of a streamed read: its memory, whatever the collection
+
 _ORIGINALFILE_COLUMNS = ('o.id, o.path, o.name, o."size", o.hash, ca.value, o.repo')
 _ORIGINALFILE_JOIN = "LEFT JOIN checksumalgorithm ca ON ca.id = o.hasher"
 
@@ -215,6 +240,61 @@ class InventoryReader:
                               thumbnails, pixels_ids)
         self._mark_shared(inventory, images)
         return inventory
+
+    # -- streamed reads (archive): slices of records, never the whole collection --------
+
+    def image_ids(self, kind, cid):
+        return sorted(r[0] for r in self._rows(_IMAGES[kind], [int(cid)]))
+
+    def _stream(self, query, params, chunk):
+        """Lists of at most `chunk` rows from a server-side cursor. WITH HOLD: the
+        catalog connection is in autocommit, where a plain named cursor cannot live."""
+        with self.conn.cursor(name=f"sm_stream_{next(_cursor_numbers)}", withhold=True) as cur:
+            cur.itersize = chunk
+            cur.execute(query, params)
+            while True:
+                rows = cur.fetchmany(chunk)
+                if not rows:
+                    return
+                yield rows
+
+    def iter_files(self, kind, cid, chunk=CHUNK) -> Iterator[List[FileRecord]]:
+        """The collection's files as read() lists them (minus shared_with, thumbnails and
+        pyramids: see iter_pixels_ids), in slices of at most `chunk` records, in no
+        particular order. Memory is one slice, whatever the collection's size."""
+        params = {"cid": int(cid)}
+        sources = _STREAM_SOURCES
+        if self.include_attachments:
+            attachments = _ATTACHMENTS[kind].replace("= ANY(%(images)s)", "IN (SELECT id FROM img)")
+            sources += f' UNION ALL SELECT 3, att."file", NULL, NULL FROM ({attachments}) att'
+        query = (f"WITH img AS ({_IMG[kind]}),"
+                 " fs AS (SELECT DISTINCT i.fileset AS id FROM image i JOIN img ON img.id = i.id"
+                 "        WHERE i.fileset IS NOT NULL),"
+                 " px AS (SELECT p.id FROM pixels p JOIN img ON img.id = p.image),"
+                 f" src AS ({sources})"
+                 f" SELECT DISTINCT ON (o.id) s.prio, s.fileset, s.pixels, {_ORIGINALFILE_COLUMNS}"
+                 f" FROM src s JOIN originalfile o ON o.id = s.ofid {_ORIGINALFILE_JOIN}"
+                 " ORDER BY o.id, s.prio, s.fileset")
+        for rows in self._stream(query, params, chunk):
+            yield [self._originalfile(row[3:], _STREAM_KINDS[row[0]], fileset_id=row[1],
+                                      pixels_id=row[2]) for row in rows]
+        # OMERO 4 images: their planes in Pixels/<id>, size from the dimensions.
+        query = (f"WITH img AS ({_IMG[kind]})"
+                 " SELECT p.id, div(p.sizex::numeric * p.sizey * p.sizez * p.sizec"
+                 " * p.sizet * coalesce(pt.bitsize, 8) + 7, 8)"
+                 " FROM img JOIN image i ON i.id = img.id JOIN pixels p ON p.image = i.id"
+                 " LEFT JOIN pixelstype pt ON pt.id = p.pixelstype WHERE i.fileset IS NULL"
+                 " ORDER BY p.id")
+        for rows in self._stream(query, params, chunk):
+            yield [FileRecord(self.paths.pixels(pid), PIXELS, int(nbytes), pixels_id=pid)
+                   for pid, nbytes in rows]
+
+    def iter_pixels_ids(self, kind, cid, chunk=CHUNK) -> Iterator[List[int]]:
+        """The collection's pixels ids in slices (where the stat step looks for pyramids)."""
+        query = (f"WITH img AS ({_IMG[kind]})"
+                 " SELECT p.id FROM img JOIN pixels p ON p.image = img.id ORDER BY p.id")
+        for rows in self._stream(query, {"cid": int(cid)}, chunk):
+            yield [r[0] for r in rows]
 
     def _image_holders(self, image_ids):
         holders = defaultdict(set)

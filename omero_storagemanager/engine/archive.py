@@ -10,7 +10,9 @@ and renamed when complete, and the Copy counts as VERIFIED only after that and a
 the backend published it (read cache, XML order).
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain
 from datetime import datetime, timedelta, timezone
 
 from django.db import transaction
@@ -24,11 +26,14 @@ from ..models import Collection, Copy, CopyFile, PurgedFile
 from .copyfile import MANIFEST_ALGORITHM, CopyError
 from .copyfile import prefetch, seal_copy, write_copy
 from .batchcopy import copy_batched
-from .disk import stat_inventory
+from .disk import pyramid_records, stat_records
 from .locks import collection_lock
 from .progress import NullProgress
 
 BATCH = 256  # CopyFile rows written per batch: one row per file, few round trips
+# Files per slice of the inventory (and of a resumed copy's rows): an archive's memory is
+# a few slices, whatever the collection's size; larger slices save only round trips.
+CHUNK = 2000
 
 
 class ArchiveError(Exception):
@@ -48,10 +53,14 @@ class ArchiveResult:
     bytes: int = 0
 
 
-def _already_copied(collection, location):
-    """relpath -> CopyFile of this collection's verified copies at this location."""
-    rows = CopyFile.objects.filter(copy__collection=collection, copy__location=location,
-                                   copy__state=Copy.VERIFIED).order_by("copy__created")
+def _already_copied(collection, location, relpaths):
+    """relpath -> CopyFile of this collection's verified copies at this location, for
+    these relpaths only (one slice of the inventory: one query per slice, never a
+    dictionary of the whole collection). The latest copy's row wins."""
+    rows = CopyFile.objects.filter(
+        copy__collection=collection, copy__location=location, copy__state=Copy.VERIFIED,
+        relpath__in=relpaths).only("relpath", "size", "checksum", "source_mtime"
+                                   ).order_by("copy__created")
     return {row.relpath: row for row in rows}
 
 
@@ -65,26 +74,85 @@ def _needs_copy(record, relpath, copied):
     return previous.source_mtime is None or abs(previous.source_mtime - record.mtime) > 1e-6
 
 
+class Plan:
+    """What an archive of one collection at one location has to copy, streamed.
+
+    The inventory is read in slices of CHUNK records (a server-side cursor),
+    each slice stat'ed and matched against the purged files and earlier verified copies
+    with one query each, then dropped: memory stays one slice whatever the collection's
+    size. The constructor runs a first pass (counts, bytes, missing files: the archive
+    refuses before copying anything); iterating runs a second pass that yields the
+    (record, relpath) pairs to copy, so it holds no to-do list either. len() is the
+    first pass's count (for progress: files changed between the passes move it a bit).
+    """
+
+    def __init__(self, conn, paths, collection, location, include_attachments=True,
+                 chunk=None):
+        self.paths, self.collection, self.location = paths, collection, location
+        self.chunk = chunk or CHUNK
+        self.reader = InventoryReader(conn, paths, include_attachments)
+        self.image_ids = self.reader.image_ids(collection.kind, collection.omero_id)
+        self.skip_copy, self.skipped = None, 0  # see leave_out()
+        self.files = self.bytes = missing = 0
+        example = None
+        for records, purged, _ in self._slices(first_pass=True):
+            for record in records:
+                if record.exists is False and record.path not in purged:
+                    missing += 1
+                    example = example or record.path
+        if missing:
+            raise ArchiveError(f"{collection.key}: {missing} file(s) missing from the "
+                               f"repository, e.g. {example}; scan it, fix it, then archive")
+
+    def _slices(self, first_pass=False):
+        """(stat'ed records, purged paths among them, [(record, relpath) to copy]) per slice."""
+        kind, cid = self.collection.kind, self.collection.omero_id
+        pyramids = (pyramid_records(pids, self.paths)
+                    for pids in self.reader.iter_pixels_ids(kind, cid, self.chunk))
+        with ThreadPoolExecutor(8) as pool:  # threads overlap the disk's latency
+            for records in chain(self.reader.iter_files(kind, cid, self.chunk), pyramids):
+                if not records:
+                    continue
+                stat_records(records, pool)
+                purged = set(PurgedFile.objects.filter(
+                    collection=self.collection, path__in=[r.path for r in records]).exclude(
+                    state=PurgedFile.RESTORED).values_list("path", flat=True))
+                # A purged file's copy exists already: that is how it could be purged.
+                kept = [(r, self.paths.relative(r.path)) for r in records if r.path not in purged]
+                if first_pass and any(r.exists is False for r, _ in kept):
+                    yield records, purged, []  # the archive refuses: no need to go on
+                    continue
+                copied = _already_copied(self.collection, self.location, [rel for _, rel in kept])
+                todo = [(r, rel) for r, rel in kept if _needs_copy(r, rel, copied)]
+                if self.skip_copy is not None and todo:
+                    done = set(CopyFile.objects.filter(
+                        copy=self.skip_copy, relpath__in=[rel for _, rel in todo]
+                    ).values_list("relpath", flat=True))
+                    todo = [(r, rel) for r, rel in todo if rel not in done]
+                if first_pass:
+                    self.files += len(todo)
+                    self.bytes += sum(r.disk_size or 0 for r, _ in todo)
+                yield records, purged, todo
+
+    def leave_out(self, copy, recorded):
+        """The second pass leaves out what `copy` (a resumed one) records already;
+        `recorded` of them come off the count."""
+        self.skip_copy, self.skipped = copy, recorded
+
+    def __len__(self):
+        return max(0, self.files - self.skipped)
+
+    def __bool__(self):
+        return self.files > 0
+
+    def __iter__(self):
+        for _, _, todo in self._slices():
+            yield from todo
+
+
 def plan(conn, paths, collection, location, include_attachments=True):
-    """(inventory, [(record, relpath)] to copy) for one collection at one location."""
-    inventory = InventoryReader(conn, paths, include_attachments).read(
-        collection.kind, collection.omero_id)
-    stat_inventory(inventory, paths)
-    purged = set(PurgedFile.objects.filter(collection=collection).exclude(
-        state=PurgedFile.RESTORED).values_list("path", flat=True))
-    missing = [r.path for r in inventory.files if r.exists is False and r.path not in purged]
-    if missing:
-        raise ArchiveError(f"{collection.key}: {len(missing)} file(s) missing from the "
-                           f"repository, e.g. {missing[0]}; scan it, fix it, then archive")
-    copied = _already_copied(collection, location)
-    todo = []
-    for record in inventory.files:
-        if record.path in purged:
-            continue  # its copy exists already: that is how it could be purged
-        relpath = paths.relative(record.path)
-        if _needs_copy(record, relpath, copied):
-            todo.append((record, relpath))
-    return inventory, todo
+    """The Plan (files to copy, streamed) of one collection at one location."""
+    return Plan(conn, paths, collection, location, include_attachments)
 
 
 def order_of(copy):
@@ -102,7 +170,7 @@ def _check_capacity(location, nbytes):
             f"{used} + {nbytes} > {location.max_bytes} bytes; add a location and make it current")
 
 
-def _bag_info(collection, inventory, copy):
+def _bag_info(collection, image_ids, copy):
     info = {
         "External-Identifier": collection.key,
         "External-Description": collection.name,
@@ -111,7 +179,7 @@ def _bag_info(collection, inventory, copy):
         "OMERO-Collection-Name": collection.name,
         "OMERO-Owner": f"{collection.owner_name} (id {collection.owner_id})",
         "OMERO-Group": f"{collection.group_name} (id {collection.group_id})",
-        "OMERO-Image-Ids": " ".join(str(i) for i in inventory.image_ids),
+        "OMERO-Image-Ids": " ".join(str(i) for i in image_ids),
         "Source-Organization": "OMERO (omero-storagemanager)",
     }
     if copy.parent_id:
@@ -142,26 +210,52 @@ def _open_copy(collection, location, backend, now):
 
 
 def _resume_writer(copy, final_dir):
-    """A BagWriter for the copy, re-recording the files verified before a crash and
-    removing anything written but never recorded (it was not verified)."""
+    """A BagWriter for the copy and how many files it re-recorded: the files verified
+    before a crash are recorded again, anything written but never recorded (it was not
+    verified) is removed. In slices (keyset over the copy's rows, a batch of a folder's
+    files at a time): a resumed archive holds no list of the copy's files either."""
     if os.path.isdir(str(final_dir) + ".partial"):
         writer = BagWriter.resume(final_dir)
     else:
         writer = BagWriter(final_dir)
-    recorded = {}
-    for row in copy.entries.all():
-        target = writer.payload_path(row.relpath)
-        if os.path.isfile(target) and os.path.getsize(target) == row.size:
-            writer.record(row.relpath, row.checksum, row.size)
-            recorded[row.relpath] = row
-        else:
-            row.delete()
+    chunk = CHUNK
+    recorded, last = 0, 0
+    while True:
+        rows = list(CopyFile.objects.filter(copy=copy, pk__gt=last).order_by("pk")
+                    .values_list("pk", "relpath", "checksum", "size")[:chunk])
+        if not rows:
+            break
+        last, gone = rows[-1][0], []
+        for pk, relpath, checksum, size in rows:
+            target = writer.payload_path(relpath)
+            if os.path.isfile(target) and os.path.getsize(target) == size:
+                writer.record(relpath, checksum, size)
+                recorded += 1
+            else:
+                gone.append(pk)
+        if gone:
+            CopyFile.objects.filter(pk__in=gone).delete()
     data = os.path.join(writer.work_dir, "data")
-    for top, _, names in os.walk(data):
-        for name in names:
-            rel = os.path.relpath(os.path.join(top, name), data)
-            if rel not in recorded:
-                os.unlink(os.path.join(top, name))
+
+    def drop_unrecorded(batch):  # {relpath: full path}
+        known = set(CopyFile.objects.filter(copy=copy, relpath__in=list(batch))
+                    .values_list("relpath", flat=True))
+        for rel in batch.keys() - known:
+            os.unlink(batch[rel])
+        batch.clear()
+
+    batch, folders = {}, [data]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                    continue
+                batch[os.path.relpath(entry.path, data)] = entry.path
+                if len(batch) >= chunk:
+                    drop_unrecorded(batch)
+    if batch:
+        drop_unrecorded(batch)
     return writer, recorded
 
 
@@ -171,7 +265,7 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
     progress = progress or NullProgress()
     backend = location.backend()
     backend.check_online()
-    inventory, todo = plan(conn, paths, collection, location, include_attachments)
+    todo = plan(conn, paths, collection, location, include_attachments)
     pending = Copy.objects.filter(collection=collection, location=location,
                                   state=Copy.WRITING).exists()
     if not todo and not pending:
@@ -182,7 +276,7 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
     now = now or datetime.now(timezone.utc)
     copy = _open_copy(collection, location, backend, now)
     if not pending:
-        _check_capacity(location, sum(r.disk_size for r, _ in todo))
+        _check_capacity(location, todo.bytes)
     final_dir = backend.bag_dir(copy.bag_path)
     if os.path.isdir(final_dir):  # killed after the bag was complete: just check it
         problems = validate_bag(final_dir, check_hashes=True)
@@ -191,12 +285,12 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
     else:
         try:
             writer, recorded = _resume_writer(copy, final_dir)
-            todo = [(r, rel) for r, rel in todo if rel not in recorded]
+            todo.leave_out(copy, recorded)  # the second pass skips what the copy holds
             log(f"{collection.key}: copying {len(todo)} file(s) to {final_dir}"
-                + (f" ({len(recorded)} already verified)" if recorded else ""))
+                + (f" ({recorded} already verified)" if recorded else ""))
             _copy_files(todo, writer, copy, workers, progress)
             # Each payload file was made durable before its rename; finish() fsyncs the directories.
-            writer.finish(_bag_info(collection, inventory, copy), fsync_payload=False)
+            writer.finish(_bag_info(collection, todo.image_ids, copy), fsync_payload=False)
         except (ArchiveError, BagError, OSError) as exc:
             backend.check_online()  # the location went away mid-copy: say that
             if isinstance(exc, ArchiveError):

@@ -55,6 +55,20 @@ def add_pyramids(inventory, paths):
     return found
 
 
+def pyramid_records(pixels_ids, paths):
+    """The pyramid files found on disk beside these pixels (no shared_with: the
+    streamed archive does not need it)."""
+    return [FileRecord(path, kind, None, pixels_id=pid) for pid in pixels_ids
+            for kind, path in ((PYRAMID, paths.pyramid(pid)), (PYRAMID_LOCK, paths.pyramid_lock(pid)))
+            if os.path.lexists(path)]
+
+
+def stat_records(records, pool):
+    """Stat a slice of records in the pool's threads (streamed reads reuse one pool)."""
+    list(pool.map(stat_record, records))
+    return records
+
+
 def stat_inventory(inventory, paths, workers=8):
     """Stat every file and thumbnail; threads overlap the disk's latency."""
     add_pyramids(inventory, paths)
