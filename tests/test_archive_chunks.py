@@ -8,11 +8,12 @@ import threading
 import bagit
 import pytest
 
-from omero_storagemanager.backends import bag as bag_module
+from omero_storagemanager.backends import bagwriter
 from omero_storagemanager.backends.bag import read_bag
 from omero_storagemanager.catalog.collections import parse_key
 from omero_storagemanager.catalog.inventory import InventoryReader
 from omero_storagemanager.engine import archive as archive_module
+from omero_storagemanager.engine import archiveplan
 from omero_storagemanager.engine import batchcopy
 from omero_storagemanager.engine.archive import ArchiveError
 from omero_storagemanager.engine.disk import add_pyramids, pyramid_records
@@ -51,8 +52,8 @@ def test_an_archive_in_small_slices_gives_the_same_verified_copy(world, monkeypa
     whole = world.location("hdd", name="whole")
     world.archive(key, whole)
     reference = Copy.objects.get(location=whole, state=Copy.VERIFIED)
-    monkeypatch.setattr(archive_module, "CHUNK", SMALL)
-    monkeypatch.setattr(bag_module, "SORT_RUN", 5)  # the manifest merged from many runs
+    monkeypatch.setattr(archiveplan, "CHUNK", SMALL)
+    monkeypatch.setattr(bagwriter, "SORT_RUN", 5)  # the manifest merged from many runs
     sliced = world.location("hdd", name="sliced")
     result = world.archive(key, sliced)
     assert result.state == "archived"
@@ -74,10 +75,10 @@ def test_an_archive_in_small_slices_gives_the_same_verified_copy(world, monkeypa
 def test_a_stopped_archive_resumes_in_slices(world, monkeypatch):
     key = world.key_where(many_files)
     total = len(world.truth.collections[key]["files"])
-    monkeypatch.setattr(archive_module, "CHUNK", SMALL)
+    monkeypatch.setattr(archiveplan, "CHUNK", SMALL)
     monkeypatch.setattr(archive_module, "BATCH", 5)  # rows recorded every 5 files
     monkeypatch.setattr(batchcopy, "BATCH_FILES", 8)  # sealed (and reported) 8 at a time
-    monkeypatch.setattr(bag_module, "SORT_RUN", 5)
+    monkeypatch.setattr(bagwriter, "SORT_RUN", 5)
     location = world.location("hdd")
     real_write, written, lock = archive_module.write_copy, [0], threading.Lock()
 
