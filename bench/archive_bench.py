@@ -15,7 +15,8 @@ whose page cache is dropped first, `sync; echo 3 > /proc/sys/vm/drop_caches`, un
   archive          engine.archive.archive_collection of the Project to a new HDD
                    location on the same disk: plan (catalogue and stat), every file read
                    once with SHA-1 (checked against OMERO's), written under a temporary
-                   name, fsynced, dropped from the page cache, read back and hashed,
+                   name, made durable (fsync; small files: one syncfs per batch),
+                   dropped from the page cache, read back and hashed,
                    renamed; the bag finished and validated; rows written. Workers: the
                    `copy_workers` setting (4) unless --workers.
   shell            bench/archive_baselines.py shell: `sha1sum` of the sources, `cp -r`,
@@ -28,8 +29,8 @@ whose page cache is dropped first, `sync; echo 3 > /proc/sys/vm/drop_caches`, un
 Figures: for the mix, the ratio archive / shell and omero-archiving / archive, each
 computed within one run (the methods of a run follow each other, in an order that
 rotates from run to run), then the median over the runs; for the small collection,
-files per second of archive and of restore (each file fsynced and verified); and the
-peak RSS (ru_maxrss) of each engine process, with its RSS after Django's start-up.
+files per second of archive and of restore (each file made durable and verified); and the
+peak RSS (VmHWM) of each engine process, with its RSS after Django's start-up.
 
     .venv/bin/python -m bench.archive_bench                 # the issue's sizes, 3 runs
     .venv/bin/python -m bench.archive_bench --runs 1 --large 1 --medium 20 --small 200 \\
@@ -456,7 +457,7 @@ def render(args, p, sets, runs, s, machine, drop, why_not, when):
         "| --- | ---: | ---: | ---: |",
         row("shell: `sha1sum` sources, `cp -r`, `sha1sum -c` (no fsync)", "shell"),
         row("omero-archiving: MD5+SHA-256+Adler-32 in 64 KiB blocks, re-read", "omero-archiving"),
-        row("**archive** (engine: SHA-1 checked with OMERO's, fsync, read back, bag)", "archive"),
+        row("**archive** (engine: SHA-1 checked with OMERO's, made durable, read back, bag)", "archive"),
         row("reference: `cp -r` then `sync -f` (durable, never verified)", "cp-sync"),
         "",
         "| goal | measured (median of per-run ratios) | goal | met |",
@@ -478,8 +479,8 @@ def render(args, p, sets, runs, s, machine, drop, why_not, when):
         row("shell (for scale; no fsync)", "small-shell"),
         row("floor: create the files empty (`cp -r --attributes-only`), `sync -f`",
             "small-create"),
-        row("**archive** (each file fsynced and verified)", "small-archive"),
-        row("**restore** (each file fsynced and verified)", "small-restore"),
+        row("**archive** (each file made durable and verified)", "small-archive"),
+        row("**restore** (each file made durable and verified)", "small-restore"),
         "",
         "| goal | measured | goal | met |",
         "| --- | ---: | ---: | --- |",
@@ -495,13 +496,16 @@ def render(args, p, sets, runs, s, machine, drop, why_not, when):
         f"| peak RSS, restore of {small['files']:,} files | {peak['small-restore']:.0f} MB | "
         f"≤ {GOALS['peak_mb']} MB | {verdict(peak['small-restore'] <= GOALS['peak_mb'])} |",
         "",
-        f"Peak RSS is the engine process's ru_maxrss; {startup:.0f} MB of it is Python and "
+        f"Peak RSS is the engine process's VmHWM; {startup:.0f} MB of it is Python and "
         "Django after start-up, before the archive or restore. Each time is measured inside "
         "its process around the work alone. The archive's time includes its plan (catalogue "
         "query and a stat of every file), the bag's tag files and validation, and its "
         "database rows. The shell baseline's copy is left unsynced in the page cache and "
-        "verified from there; the archive fsyncs every file and reads it back from the "
-        "disk. Baselines: `bench/archive_baselines.py`.",
+        "verified from there; the archive makes every file durable before it reads it back "
+        "from the disk and gives it its name (an fsync each for files of 4 MiB or more; "
+        "for smaller ones one `syncfs` of the location's filesystem per batch of up to 256 "
+        "files or 64 MiB, engine/batchcopy.py). Baselines: `bench/archive_baselines.py`. "
+        "Flat memory whatever the collection's size: `bench/archive_memory.py` (below).",
         "",
         PROFILE_NOTES,
     ]
@@ -511,46 +515,38 @@ def render(args, p, sets, runs, s, machine, drop, why_not, when):
 # Not re-measured by this script: what a profile of the engine showed when the figures
 # above first missed their goals. Kept with the figures so that they are read together.
 PROFILE_NOTES = """\
-**Where the time goes** (py-spy 0.4.3, `record --idle --threads`, all threads, on
-2026-11-21, same machine and dataset; not re-measured by each run):
+**Where the time goes** (py-spy 0.4.3, `record --idle --threads`, all threads, and
+micro-benchmarks, on 2026-11-22, same machine and dataset; not re-measured by each run):
 
 - *Mix*: `cp-sync` (read the 1.5 GB once, write it, flush it: less I/O than an archive
-  needs, and no hashing) already takes about 0.4 of the shell baseline's time here, so
-  on this machine "archive ≤ 0.4 × shell" looks out of reach for any copy that fsyncs
-  and reads every byte back from the disk; "3 × faster than omero-archiving" would
-  need the archive within about 1.25 × `cp-sync`. What the archive adds to
-  `cp-sync`: the read-back of every byte from the disk, SHA-1 twice (3 GB hashed on
-  two cores shared with other jobs), and idle threads: its copy threads spent about
-  half their samples waiting for work, because the main thread takes results in
-  submission order (`running.popleft().result()` in `engine/archive.py` `_copy_files`),
-  so while a 256 MiB file is at the head of the window the other threads finish the
-  15 files behind it and then idle (head-of-line blocking). Busy samples: reads
-  (source and read-back) 15 %, SHA-1 11 %, fsync 9 %. The plan (catalogue query and a
-  stat of every file) takes 0.2 s with a cold cache (1.2 s for the 20,000 small
-  files, 0.9 s of it stat).
-- *Small files, archive*: about 0.8 ms of CPU per file (user 6.9 s, system 10.7 s for
-  20,000 files, 120 % of two shared cores): per file about 20 system calls (open,
-  fstat, create, write, fsync, fadvise, re-open, read, chmod, rename, ...), two 1 MiB
-  buffers allocated and zeroed (`bytearray(CHUNK)` in `_read_into_hashers`, once for
-  the copy and once for the read-back), one fsync (23 % of the copy threads' samples),
-  two cold reads (23 %). More copy workers do not help (4: 1,370 files/s, 16: 1,390,
-  1: 354): the two cores are the limit.
-- *Small files, restore*: one file at a time in one thread. Per file, about 40 % of
-  the time is two database round trips (`_candidates` queries the copies of each file
-  separately, with a three-table join the ORM compiles each time; then one UPDATE per
-  file), and the rest is I/O in series: a cold read, write, fsync of the file, fsync
-  of its directory (`copy_verified(..., fsync_dir=True)`), cold read-back.
+  needs, and no hashing) alone takes about a third of the shell baseline's time here,
+  so "archive ≤ 0.4 × shell" is out of reach on this machine for any copy that makes
+  every file durable and reads every byte back from the disk; "3 × faster than
+  omero-archiving" would need the archive within about 1.35 × `cp-sync` (it is at about
+  2 ×). What the archive adds to `cp-sync`: the read-back of every byte from the disk
+  and SHA-1 twice (3 GB hashed on two cores).
+- *Small files*: the fsync per file is gone (one `syncfs` per batch of 256 files is
+  about 1 % of the samples) and cold reads are asked ahead (`posix_fadvise` WILLNEED:
+  about 1.8 × the files/s of plain cold reads in a micro-benchmark). What is left is
+  one Python interpreter: about 300 µs of user CPU per file (the plan's two passes over
+  the inventory with a stat each, a future per stage, about 15 system calls, a CopyFile
+  row, a bag record), and the copy threads spend most of their samples waiting for the
+  interpreter lock; more threads do not help. A second floor is the folder: creating
+  and renaming 20,000 files in one folder took 1.9 to 3 s from Python here (the
+  folder's lock serialises them). The next step is copying in worker processes, as the
+  scan's stat workers do, not more I/O tricks.
+- *Restore*: the same path (batchcopy.py); the folder each file goes back to is listed
+  ahead, as creating a file in a folder whose blocks are not cached waits on the disk
+  while holding the folder's lock (2.99 s against 1.91 s for 20,000 creates in a
+  micro-benchmark).
 
-Done since (session 2): (1) restore runs in a thread pool, the copies of a slice of
-2,000 purge records asked in one query, RESTORED marked in batches, each directory
-fsynced once per batch, and the records read a slice at a time (flat memory);
-(2) `_copy_files` takes whichever copy finishes first; (3) one 1 MiB buffer per thread,
-reused. Not done: (4) durability as a batch step (`syncfs` per few hundred files
-instead of an fsync per file: +45 % small files/s in a micro-benchmark on this machine);
-(5) flat archive memory (the inventory, to-do list and bag records are held whole,
-about 2.4 KB per file). The "floor" row above (creating the 20,001 files empty, in
-C, then one flush) shows that file creation itself is not the limit: the archive's
-per-file cost is its fsync, its read-back from the disk and Python's work per file.
+Done: session 2, restore in a thread pool with its records read a slice at a time,
+results taken as they finish, one reused buffer per thread; session 3, durability as a
+batch step (`engine/batchcopy.py`), reads asked ahead, and flat archive memory: the
+inventory streamed in slices of 2,000 files, planned in two passes, bag records kept
+on disk (`bench/archive_memory.py`, 2 KiB files: peak 121 MB for 20,000 files and
+132 MB for 100,000, against 160 MB and 359 MB before; a slow rise of about 11 MB
+between the two is not explained yet).
 """
 
 
