@@ -325,6 +325,50 @@ def test_location_unmounted_mid_copy_is_a_clear_error_and_nothing_lands_on_the_m
     assert world.primaries(key) == before
 
 
+# -- a location that turns read-only mid-copy --------------------------------------------
+
+class ReadOnlyAfter(NullProgress):
+    """After `n` verified files, the location's filesystem is remounted read-only (a
+    disk that the kernel switched to read-only after an error does this)."""
+
+    def __init__(self, n, mount):
+        self.n, self.mount, self.seen = n, mount, 0
+
+    def advance(self, items=1, files=0, nbytes=0):
+        self.seen += files
+        if self.seen == self.n:
+            # Refused (EBUSY) while a file is open for writing: again, between files.
+            for _ in range(5000):
+                if not subprocess.run(["mount", "-o", "remount,ro", str(self.mount)],
+                                      capture_output=True).returncode:
+                    return
+                time.sleep(0.001)
+            pytest.fail(f"could not remount {self.mount} read-only")
+
+
+def test_location_read_only_mid_copy_is_a_clear_error_and_a_rerun_completes(world, tmp_path):
+    """Once seen in the reliability suite: the clean-up of unsealed copies failed on the
+    read-only disk and hid the error, and a batch of rows was inserted twice."""
+    key = world.key_where(many_files)
+    before = world.primaries(key)
+    mount = tmp_path / "mnt-ro"
+    mount.mkdir()
+    mount_tmpfs(mount, "64m")
+    try:
+        location = add_location("ro disk", "hdd", str(mount), 10**9, current=True)
+        with pytest.raises(ArchiveError, match="Read-only file system"):
+            archive_collection(world.conn, world.paths, world.collection(key), location,
+                               workers=1, progress=ReadOnlyAfter(100, mount), log=_quiet)
+        assert_not_archived(world, key)
+        assert world.primaries(key) == before
+        subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=True)
+        assert_payload_trustworthy(world, location)
+        assert world.archive(key, location).state == "archived"
+        assert_whole_copy(world, key, location)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
 # -- a file changed during the copy --------------------------------------------------------
 
 def test_file_changed_while_copied_is_never_archived(world):

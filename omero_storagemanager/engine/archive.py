@@ -255,10 +255,11 @@ def _copy_files(todo, writer, copy, workers, progress):
     batch = []
 
     def flush():
-        CopyFile.objects.bulk_create(batch)
-        for row in batch:
+        rows = batch[:]
+        batch.clear()  # taken before anything can fail: never inserted twice
+        CopyFile.objects.bulk_create(rows)
+        for row in rows:
             writer.record(row.relpath, row.checksum, row.size)
-        batch.clear()
 
     made = set()  # payload folders made so far
     try:
@@ -273,6 +274,8 @@ def _copy_files(todo, writer, copy, workers, progress):
             progress.advance(1, 1, result.size)
             if len(batch) >= BATCH:
                 flush()
+        if batch:
+            flush()
     except (CopyError, LocationError) as exc:
         raise ArchiveError(str(exc)) from exc
     except OSError as exc:
@@ -280,8 +283,14 @@ def _copy_files(todo, writer, copy, workers, progress):
             f"copy to {writer.work_dir} failed: {exc.strerror or exc} "
             f"({getattr(exc, 'filename', '') or ''}); the primary files are untouched") from exc
     finally:
-        if batch:
-            flush()
+        if batch:  # stopped by an error: record what was verified before it
+            try:
+                flush()
+            except OSError:
+                # The bag's records file could not be written (the location went
+                # read-only or away): the rows are in the database, and a resume
+                # re-records the bag from them. The error that stopped us is the news.
+                pass
     progress.done()
 
 

@@ -114,9 +114,12 @@ def read_back_sha1(path, drop=True):
 
 
 def _unlink_quietly(path):
+    """Clean-up after a failure: best effort. A temporary name is never taken for a
+    copy and the next run removes it, so a clean-up that fails too (the location went
+    read-only, or away) must not hide the error that made us clean up."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 
