@@ -108,10 +108,15 @@ class BagWriter:
         # One line per record; the path is encoded as in a manifest, so it is one line.
         self._records_file.write(f"{digest} {size} {encode_path(relpath)}\n")
 
-    def _close_records(self):
+    def close_records(self):
+        """Close the records file until the next record: callers recording in batches
+        call this after each, so no file on the location stays open for writing
+        between batches (a disk can then be remounted or unmounted cleanly)."""
         if self._records_file is not None:
             self._records_file.close()
             self._records_file = None
+
+    _close_records = close_records
 
     def _sorted_records(self) -> Iterator[Tuple[str, str, int]]:
         """(relpath, sha1, size) in relpath order, the last record of a path winning;

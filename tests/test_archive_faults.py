@@ -346,7 +346,9 @@ class ReadOnlyAfter(NullProgress):
             pytest.fail(f"could not remount {self.mount} read-only")
 
 
-def test_location_read_only_mid_copy_is_a_clear_error_and_a_rerun_completes(world, tmp_path):
+@pytest.mark.parametrize("after", [100, 300], ids=["before-first-records", "after-them"])
+def test_location_read_only_mid_copy_is_a_clear_error_and_a_rerun_completes(
+        world, tmp_path, after):
     """Once seen in the reliability suite: the clean-up of unsealed copies failed on the
     read-only disk and hid the error, and a batch of rows was inserted twice."""
     key = world.key_where(many_files)
@@ -358,7 +360,7 @@ def test_location_read_only_mid_copy_is_a_clear_error_and_a_rerun_completes(worl
         location = add_location("ro disk", "hdd", str(mount), 10**9, current=True)
         with pytest.raises(ArchiveError, match="Read-only file system"):
             archive_collection(world.conn, world.paths, world.collection(key), location,
-                               workers=1, progress=ReadOnlyAfter(100, mount), log=_quiet)
+                               workers=1, progress=ReadOnlyAfter(after, mount), log=_quiet)
         assert_not_archived(world, key)
         assert world.primaries(key) == before
         subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=True)

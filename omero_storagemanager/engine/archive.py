@@ -258,8 +258,11 @@ def _copy_files(todo, writer, copy, workers, progress):
         rows = batch[:]
         batch.clear()  # taken before anything can fail: never inserted twice
         CopyFile.objects.bulk_create(rows)
-        for row in rows:
-            writer.record(row.relpath, row.checksum, row.size)
+        try:
+            for row in rows:
+                writer.record(row.relpath, row.checksum, row.size)
+        finally:
+            writer.close_records()
 
     made = set()  # payload folders made so far
     try:
