@@ -320,14 +320,6 @@ def add_image_holders(conn, units, holders):
                 holders[("i", image)].add((kind, cid))
 
 
-def _holders_on_own_connection(connect, include_attachments):
-    conn = connect()
-    try:
-        return holders_of(conn, include_attachments)
-    finally:
-        conn.close()
-
-
 def _when(timestamp):
     return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
 
@@ -339,11 +331,30 @@ def collection_figures_from_disk(conn, paths, verify=False, include_attachments=
     connect: a factory of a second connection to the same OMERO database; given, who
     holds what is asked on it while the files stream (PostgreSQL computes both at
     once, on two cores, instead of one after the other)."""
-    with ThreadPoolExecutor(1) as side:
-        pending = side.submit(_holders_on_own_connection, connect, include_attachments) \
-            if connect is not None else None
-        units = unit_figures(conn, paths, verify, include_attachments, workers, progress)
-        holders, images = pending.result() if pending else holders_of(conn, include_attachments)
+    other = connect() if connect is not None else None
+    try:
+        with ThreadPoolExecutor(1) as side:
+            pending = (side.submit(holders_of, other, include_attachments)
+                       if other is not None else None)
+            if pending is not None:
+                # Either query failing stops the other: waiting for it could take
+                # forever (it may wait on a lock) for a scan that has failed already.
+                pending.add_done_callback(
+                    lambda done: conn.cancel() if done.exception() is not None else None)
+            try:
+                units = unit_figures(conn, paths, verify, include_attachments, workers,
+                                     progress)
+            except BaseException:
+                if other is not None:
+                    other.cancel()
+                if pending is not None and pending.done() and pending.exception() is not None:
+                    raise pending.exception()  # the cause; ours is only its cancel
+                raise
+            holders, images = (pending.result() if pending is not None
+                               else holders_of(conn, include_attachments))
+    finally:
+        if other is not None:
+            other.close()
     add_image_holders(conn, units, holders)
     figures = defaultdict(Figures)
     found = defaultdict(list)

@@ -44,7 +44,9 @@ def run(command, options):
     except (UnknownCollection, RepositoryUnreadable) as exc:
         raise CommandError(str(exc))
     except psycopg2.Error as exc:
-        if not conn.closed:
+        # Lost: this connection closed, or the scan's second one (an OperationalError:
+        # terminated, server gone). Any other database error is a bug: let it show.
+        if not (conn.closed or isinstance(exc, psycopg2.OperationalError)):
             raise
         # The OMERO database went away mid-scan (restarted, session terminated): say so
         # in one line; scan() stores its results only at the end, so nothing was stored.
