@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List, Optional
 
+import psycopg2
+
 from ..catalog.collections import format_key
 from ..catalog.totals import ATTACHMENT_LINKS, COLLECTION_IMAGES, Figures
 from .statworker import FIELDS
@@ -320,6 +322,16 @@ def add_image_holders(conn, units, holders):
                 holders[("i", image)].add((kind, cid))
 
 
+def _cancel_if(error, conn):
+    """Cancel conn's running query when there is an error (conn may be gone already)."""
+    if error is None or conn is None:
+        return
+    try:
+        conn.cancel()
+    except psycopg2.Error:
+        pass  # closed already: nothing runs on it
+
+
 def _when(timestamp):
     return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
 
@@ -339,15 +351,14 @@ def collection_figures_from_disk(conn, paths, verify=False, include_attachments=
             if pending is not None:
                 # Either query failing stops the other: waiting for it could take
                 # forever (it may wait on a lock) for a scan that has failed already.
-                pending.add_done_callback(
-                    lambda done: conn.cancel() if done.exception() is not None else None)
+                pending.add_done_callback(lambda done: _cancel_if(done.exception(), conn))
             try:
                 units = unit_figures(conn, paths, verify, include_attachments, workers,
                                      progress)
-            except BaseException:
-                if other is not None:
-                    other.cancel()
-                if pending is not None and pending.done() and pending.exception() is not None:
+            except BaseException as exc:
+                _cancel_if(exc, other)
+                if isinstance(exc, psycopg2.extensions.QueryCanceledError) \
+                        and pending is not None and pending.exception() is not None:
                     raise pending.exception()  # the cause; ours is only its cancel
                 raise
             holders, images = (pending.result() if pending is not None
