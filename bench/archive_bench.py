@@ -154,10 +154,7 @@ class Datasets:
         """One Project, one fileset of the set's files: rows by generate_large (disk
         'none'), then each file written with random bytes and its size and SHA-1 put
         in the database, as OMERO records them."""
-        import psycopg2
-        import psycopg2.extras
-
-        from testbed.generator import LOG_MIMETYPE, generate_large
+        from testbed.generator import generate_large
         from testbed.omerodb import create_omero_database
 
         sizes = self.params.sizes(which)
@@ -167,29 +164,9 @@ class Datasets:
                        screens=0, disk="none", seed=self.params.seed)
         managed = self.data_dir(which) / "ManagedRepository"
         rng = random.Random(f"{self.params.seed}:{which}")
-        conn = psycopg2.connect(dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT o.id, o.path, o.name FROM originalfile o JOIN filesetentry fe "
-                            "ON fe.originalfile = o.id ORDER BY fe.fileset_index")
-                entries = cur.fetchall()
-                cur.execute("SELECT id, path, name FROM originalfile WHERE mimetype = %s",
-                            (LOG_MIMETYPE,))
-                logs = cur.fetchall()
-                updates = []
-                for (ofid, path, name), size in zip(entries, sizes):
-                    updates.append((size, _write_random(managed / path / name, size, rng), ofid))
-                for ofid, path, name in logs:  # OMERO keeps no checksum of import logs
-                    _write_random(managed / path / name, 4096, rng)
-                    updates.append((4096, None, ofid))
-                psycopg2.extras.execute_batch(
-                    cur, "UPDATE originalfile SET size = %s, hash = COALESCE(%s, hash) "
-                         "WHERE id = %s", updates, page_size=1000)
-            conn.commit()
-        finally:
-            conn.close()
-        total = sum(sizes) + 4096 * len(logs)
-        return {"files": len(entries) + len(logs), "bytes": total, "dsn": dsn}
+        logs = write_fileset_files(dsn, managed, sizes, rng)
+        total = sum(sizes) + 4096 * logs
+        return {"files": len(sizes) + logs, "bytes": total, "dsn": dsn}
 
     def fresh_app_dbs(self):
         """Empty app databases and the OMERODIRs pointing at them."""
@@ -205,6 +182,40 @@ class Datasets:
                 data_dir=self.data_dir(which),
                 managed_dir=self.data_dir(which) / "ManagedRepository",
                 var_dir=self.dir / f"var-{which}"))
+
+
+def write_fileset_files(dsn, managed, sizes, rng):
+    """Write the files of a generate_large(disk='none') catalogue: each fileset entry
+    (in fileset order) with sizes[i] random bytes, each import log with 4 KiB, and put
+    their sizes and SHA-1s in the database as OMERO records them. Returns the number
+    of import logs."""
+    import psycopg2
+    import psycopg2.extras
+
+    from testbed.generator import LOG_MIMETYPE
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT o.id, o.path, o.name FROM originalfile o JOIN filesetentry fe "
+                        "ON fe.originalfile = o.id ORDER BY fe.fileset_index")
+            entries = cur.fetchall()
+            cur.execute("SELECT id, path, name FROM originalfile WHERE mimetype = %s",
+                        (LOG_MIMETYPE,))
+            logs = cur.fetchall()
+            updates = []
+            for (ofid, path, name), size in zip(entries, sizes):
+                updates.append((size, _write_random(managed / path / name, size, rng), ofid))
+            for ofid, path, name in logs:  # OMERO keeps no checksum of import logs
+                _write_random(managed / path / name, 4096, rng)
+                updates.append((4096, None, ofid))
+            psycopg2.extras.execute_batch(
+                cur, "UPDATE originalfile SET size = %s, hash = COALESCE(%s, hash) "
+                     "WHERE id = %s", updates, page_size=1000)
+        conn.commit()
+    finally:
+        conn.close()
+    return len(logs)
 
 
 def _write_random(path, size, rng, chunk=4 * MiB):

@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.archive_bench import _stop_stale_server, _write_random
+from bench.archive_bench import _stop_stale_server, write_fileset_files
 from bench.common import REPO_ROOT, log
 
 KiB = 2**10
@@ -35,10 +35,7 @@ def _generate(server, root, files, file_kib, seed):
     written and their size and SHA-1 put in the database (as archive_bench does)."""
     import random
 
-    import psycopg2
-    import psycopg2.extras
-
-    from testbed.generator import LOG_MIMETYPE, generate_large
+    from testbed.generator import generate_large
     from testbed.omerodb import create_omero_database
 
     dsn = create_omero_database(server, f"omero_n{files}")
@@ -46,28 +43,7 @@ def _generate(server, root, files, file_kib, seed):
                    seed=seed)
     managed = root / "OMERO" / "ManagedRepository"
     rng = random.Random(f"{seed}:{files}")
-    size = file_kib * KiB
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT o.id, o.path, o.name FROM originalfile o JOIN filesetentry fe "
-                        "ON fe.originalfile = o.id ORDER BY fe.fileset_index")
-            entries = cur.fetchall()
-            cur.execute("SELECT id, path, name FROM originalfile WHERE mimetype = %s",
-                        (LOG_MIMETYPE,))
-            logs = cur.fetchall()
-            updates = [(size, _write_random(managed / p / n, size, rng), ofid)
-                       for ofid, p, n in entries]
-            for ofid, p, n in logs:  # OMERO keeps no checksum of import logs
-                _write_random(managed / p / n, 4096, rng)
-                updates.append((4096, None, ofid))
-            psycopg2.extras.execute_batch(
-                cur, "UPDATE originalfile SET size = %s, hash = COALESCE(%s, hash) "
-                     "WHERE id = %s", updates, page_size=1000)
-        conn.commit()
-    finally:
-        conn.close()
-    return len(entries) + len(logs)
+    return files + write_fileset_files(dsn, managed, [file_kib * KiB] * files, rng)
 
 
 def _child(src, omerodir, role, spec=None):

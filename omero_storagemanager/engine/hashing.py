@@ -78,24 +78,20 @@ def new_hasher(algorithm):
         raise UnsupportedAlgorithm(f"checksum algorithm {algorithm!r} is not supported") from None
 
 
-def open_noatime(path):
+def open_noatime_fd(path):
     """Open for reading without updating the file's access time where the kernel lets
     us (O_NOATIME needs the file's owner or root): reading a file to check it must not
-    make it look recently used, or "last access" would lie to the admin."""
-    flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
-    try:
-        fd = os.open(path, flags)
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY)
-    return os.fdopen(fd, "rb", buffering=0)
-
-
-def open_noatime_fd(path):
-    """open_noatime as a raw file descriptor (no file object: a million small files)."""
+    make it look recently used, or "last access" would lie to the admin. A raw file
+    descriptor: no file object for each of a million small files."""
     try:
         return os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
     except PermissionError:
         return os.open(path, os.O_RDONLY)
+
+
+def open_noatime(path):
+    """open_noatime_fd as an unbuffered binary file object."""
+    return os.fdopen(open_noatime_fd(path), "rb", buffering=0)
 
 
 def hash_file(path, algorithm=DEFAULT):
