@@ -306,6 +306,100 @@ def test_holders_asked_on_a_second_connection_give_the_same_scan(facility, omero
     assert parallel.figures == serial.figures and parallel.problems == serial.problems
 
 
+class _Recording:
+    """A progress that remembers the order of its calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def start(self, total):
+        self.calls.append(("start", total))
+
+    def advance(self, items=1, files=0, nbytes=0):
+        self.calls.append(("advance", items, files, nbytes))
+
+    def done(self):
+        self.calls.append(("done",))
+
+
+@pytest.mark.parametrize("second", [False, True], ids=["one connection", "two"])
+def test_stat_scan_of_everything_reports_progress_after_it_starts(facility, omero, paths,
+                                                                 app_db, second):
+    """The sync (and so progress.start) may run while the files stream: the files are
+    reported after start, all of them, and by the thread that owns the progress."""
+    import threading
+    progress, threads = _Recording(), set()
+    advance = progress.advance
+
+    def advance_here(*args):
+        threads.add(threading.get_ident())
+        advance(*args)
+    progress.advance = advance_here
+    connect = ((lambda: catalog_connect(psycopg2.extensions.parse_dsn(facility.dsn)))
+               if second else None)
+    report = scan(omero, paths, "stat", progress=progress, connect=connect)
+    names = [c[0] for c in progress.calls]
+    assert names[0] == "start" and names[-1] == "done" and names.count("start") == 1
+    assert progress.calls[0][1] == report.collections > 0
+    # Every file stat'ed once: each file of the truth, each thumbnail, shared or not.
+    cols = facility.truth.data["collections"].values()
+    thumbnails = {t["path"] for col in cols for t in col["thumbnails"]}
+    stat_files = sum(c[2] for c in progress.calls if c[0] == "advance")
+    assert stat_files == len(facility.truth.all_files()) + len(thumbnails)
+    assert threads == {threading.get_ident()}
+
+
+def test_stat_scan_whose_sync_fails_stops_the_stream_and_closes_everything(
+        facility, omero, paths, app_db, monkeypatch):
+    from omero_storagemanager.engine import scan as scan_module
+    opened = []
+
+    def connect():
+        opened.append(catalog_connect(psycopg2.extensions.parse_dsn(facility.dsn)))
+        return opened[-1]
+
+    def broken_sync(conn, keys=None):
+        raise RuntimeError("sync failed")
+
+    monkeypatch.setattr(scan_module, "sync_collections", broken_sync)
+    with pytest.raises(RuntimeError, match="sync failed"):
+        scan(omero, paths, "stat", connect=connect)
+    assert len(opened) == 1 and opened[0].closed
+    assert not ScanResult.objects.exists()
+    assert _statworkers() == []
+    with omero.cursor() as cur:  # the first connection is usable again
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+
+
+def test_stat_scan_whose_stream_fails_says_why_and_closes_everything(
+        facility, omero, paths, app_db, monkeypatch):
+    from omero_storagemanager.engine import bulk
+    opened = []
+
+    def connect():
+        opened.append(catalog_connect(psycopg2.extensions.parse_dsn(facility.dsn)))
+        return opened[-1]
+
+    def broken_rows(verify):
+        return "SELECT 1/0", "SELECT 1"
+
+    monkeypatch.setattr(bulk, "rows_sql", broken_rows)
+    with pytest.raises(psycopg2.errors.DivisionByZero):
+        scan(omero, paths, "stat", connect=connect)
+    assert len(opened) == 1 and opened[0].closed
+    assert not ScanResult.objects.exists()
+    assert _statworkers() == []
+
+
+def _statworkers():
+    """Stat worker processes of this test process still running."""
+    import subprocess
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())],
+                         capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if "statworker" in line]
+
+
 def _stored_figures():
     return {c.key: (c.files, c.bytes, c.images, c.shared_bytes, c.scan_mode)
             for c in Collection.objects.filter(gone=False)}

@@ -11,7 +11,7 @@ import pytest
 
 from omero_storagemanager.catalog.paths import RepositoryPaths
 from omero_storagemanager.engine import statworker
-from omero_storagemanager.engine.bulk import StatWorkerFailed, WorkerPool
+from omero_storagemanager.engine.statpool import StatWorkerFailed, WorkerPool
 
 ODD_NAMES = ["tab\there.tif", "back\\slash.tif", "new\nline.tif", "quote\"'.tif",
              "Zellkern Färbung 1.tif", "carriage\rreturn.tif"]

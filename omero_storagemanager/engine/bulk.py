@@ -17,24 +17,21 @@ them (a lookup beside every image would be two system calls per image). The resu
 equals the per-collection path (engine/scan.py with keys), which the tests check.
 """
 import os
-import pickle
 import re
-import subprocess
-import sys
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from operator import add
 from datetime import datetime, timezone
-from typing import List, Optional
 
 import psycopg2
 
 from ..catalog.collections import format_key
 from ..catalog.totals import ATTACHMENT_LINKS, COLLECTION_IMAGES, Figures
-from .statworker import FIELDS
+from .statpool import WorkerPool
+from .statworker import (ACCESSED, BYTES, CHECKSUM_MISMATCHES, FILES, MISMATCHED, MISSING,
+                         NEWEST, PYRAMIDS, SYMLINKS, THUMB_BYTES, THUMBS, UNHASHED)
 
-FLUSH_ROWS = 2000  # rows go to a worker in pieces of this many (about 300 KiB)
 
 # The images of all collections, and their filesets, each computed once (MATERIALIZED)
 # so that every branch below joins them by hash, never by a lookup per row. (Measured:
@@ -50,25 +47,30 @@ fs AS MATERIALIZED (SELECT DISTINCT i.fileset FROM imgs JOIN image i ON i.id = i
                      WHERE i.fileset IS NOT NULL)"""
 # The worker's row: unit type, unit id, kind, path relative to the managed repository
 # (NULL where OMERO derives the path from the id: Files/, Pixels/, Thumbnails/), file
-# id, OMERO's size, hash and algorithm. The path is joined as engine/scan.py does.
+# id, OMERO's size, hash and algorithm (see rows_sql). The path is joined as
+# engine/scan.py does.
 _REL = ("CASE WHEN o.repo IS NULL THEN NULL ELSE ltrim(o.path, '/') || CASE WHEN "
         "o.path = '' OR right(o.path, 1) = '/' THEN '' ELSE '/' END || o.name END")
-_OF = f'{_REL}, o.id, o."size", o.hash, ca.value'
-_OF_JOIN = "LEFT JOIN checksumalgorithm ca ON ca.id = o.hasher"
-ROWS = f"""WITH {_IMAGES}
-SELECT 'f', fe.fileset, 'fileset_entry', {_OF}
+# Verify needs the hash and its algorithm; stat only whether there is a hash (an empty
+# field for yes, NULL for no): a million 40-character hashes are a third of the bytes
+# PostgreSQL formats and the workers parse, for nothing.
+_OF_VERIFY = f'{_REL}, o.id, o."size", o.hash, ca.value'
+_OF_STAT = f"""{_REL}, o.id, o."size", CASE WHEN o.hash IS NULL THEN NULL ELSE '' END, NULL"""
+_OF_JOIN_VERIFY = "LEFT JOIN checksumalgorithm ca ON ca.id = o.hasher"
+_ROWS = f"""WITH {_IMAGES}
+SELECT 'f', fe.fileset, 'fileset_entry', @OF@
   FROM fs JOIN filesetentry fe ON fe.fileset = fs.fileset
-  JOIN originalfile o ON o.id = fe.originalfile {_OF_JOIN}
+  JOIN originalfile o ON o.id = fe.originalfile @JOIN@
 UNION ALL
-SELECT 'f', fjl.parent, 'import_log', {_OF}
+SELECT 'f', fjl.parent, 'import_log', @OF@
   FROM fs JOIN filesetjoblink fjl ON fjl.parent = fs.fileset
   JOIN joboriginalfilelink jol ON jol.parent = fjl.child
-  JOIN originalfile o ON o.id = jol.child {_OF_JOIN}
+  JOIN originalfile o ON o.id = jol.child @JOIN@
 UNION ALL
-SELECT 'i', p.image, 'original', {_OF}
+SELECT 'i', p.image, 'original', @OF@
   FROM imgs JOIN pixels p ON p.image = imgs.image
   JOIN pixelsoriginalfilemap pom ON pom.child = p.id
-  JOIN originalfile o ON o.id = pom.parent {_OF_JOIN}
+  JOIN originalfile o ON o.id = pom.parent @JOIN@
 UNION ALL
 SELECT 'i', p.image, 'pixels', NULL, p.id,
        div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
@@ -80,11 +82,20 @@ UNION ALL
 SELECT 'i', p.image, 'thumbnail', NULL, t.id, NULL, NULL, NULL
   FROM imgs JOIN pixels p ON p.image = imgs.image JOIN thumbnail t ON t.pixels = p.id
 """
-ATTACHMENT_ROWS = f"""
+_ATTACHMENT_ROWS = f"""
 WITH ci AS ({COLLECTION_IMAGES}), att AS ({ATTACHMENT_LINKS})
-SELECT 'a', o.id, 'attachment', {_OF}
-  FROM (SELECT DISTINCT file FROM att) a JOIN originalfile o ON o.id = a.file {_OF_JOIN}
+SELECT 'a', o.id, 'attachment', @OF@
+  FROM (SELECT DISTINCT file FROM att) a JOIN originalfile o ON o.id = a.file @JOIN@
 """
+
+
+def rows_sql(verify):
+    """(files, attachments) statements of the worker's rows, for stat or verify."""
+    of, join = (_OF_VERIFY, _OF_JOIN_VERIFY) if verify else (_OF_STAT, "")
+    return tuple(sql.replace("@OF@", of).replace("@JOIN@", join)
+                 for sql in (_ROWS, _ATTACHMENT_ROWS))
+
+
 # Pyramids found on disk, with the image of their pixels (only those of a collection).
 PYRAMID_IMAGES = f"""WITH {_IMAGES}
 SELECT p.id, p.image FROM pixels p JOIN imgs ON imgs.image = p.image WHERE p.id = ANY(%s)
@@ -107,124 +118,6 @@ WITH ci AS ({COLLECTION_IMAGES}), att AS ({ATTACHMENT_LINKS})
 SELECT file, kind, cid FROM att
 """
 _PYRAMID_NAME = re.compile(r"^(\d+)_pyramid(\.pyr_lock)?$")
-
-
-@dataclass
-class UnitFigures:
-    files: int = 0
-    bytes: int = 0
-    unhashed: int = 0
-    missing: int = 0
-    mismatched_sizes: int = 0
-    symlinks: int = 0
-    pyramids: int = 0
-    thumbnails: int = 0
-    thumbnail_bytes: int = 0
-    checksum_mismatches: int = 0
-    newest: Optional[float] = None
-    accessed: Optional[float] = None
-    problems: List[dict] = field(default_factory=list)
-
-
-class StatWorkerFailed(RuntimeError):
-    """A stat/verify worker process died or answered nonsense."""
-
-
-class WorkerPool:
-    """Stat worker processes fed with COPY rows; `write` is the COPY target.
-
-    Rows go round robin in pieces of FLUSH_ROWS (a unit split over two workers is merged
-    afterwards). Writes block when a worker's pipe is full, so memory stays flat
-    whatever the number of files. Progress comes back on the workers' stderr."""
-
-    def __init__(self, paths, verify, processes, progress=None):
-        mode = ["verify"] if verify else []
-        command = [sys.executable, "-m", "omero_storagemanager.engine.statworker",
-                   paths.managed_dir, paths.data_dir] + mode
-        self.procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE) for _ in range(processes)]
-        self.progress = progress
-        self.pending, self.next = [], 0
-        self.lock = threading.Lock()
-        self.done_files = self.done_bytes = 0
-        self.errors = [[] for _ in self.procs]
-        self.readers = [threading.Thread(target=self._read_stderr, args=(i,), daemon=True)
-                        for i in range(len(self.procs))]
-        for t in self.readers:
-            t.start()
-
-    def _read_stderr(self, index):
-        for line in self.procs[index].stderr:
-            if line.startswith(b"progress "):
-                _, files, nbytes = line.split()
-                with self.lock:
-                    self.done_files += int(files)
-                    self.done_bytes += int(nbytes)
-            else:
-                self.errors[index].append(line.decode(errors="replace"))
-
-    def report(self):
-        if self.progress is not None:
-            with self.lock:
-                files, nbytes = self.done_files, self.done_bytes
-                self.done_files = self.done_bytes = 0
-            if files:
-                self.progress.advance(0, files, nbytes)
-
-    def write(self, row):
-        # Called once per row by psycopg2: as little work as possible.
-        pending = self.pending
-        pending.append(row)
-        if len(pending) >= FLUSH_ROWS:
-            self.flush()
-
-    def flush(self):
-        if not self.pending:
-            return
-        proc = self.procs[self.next]
-        self.next = (self.next + 1) % len(self.procs)
-        try:
-            proc.stdin.write(b"".join(self.pending))
-            proc.stdin.flush()
-        except BrokenPipeError:
-            raise self._failure(self.procs.index(proc)) from None
-        self.pending = []
-        self.report()
-
-    def finish(self):
-        """Close the input; [(units, problems)] of every worker."""
-        self.flush()
-        for index, proc in enumerate(self.procs):
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                raise self._failure(index) from None
-        results = []
-        for index, proc in enumerate(self.procs):
-            try:
-                results.append(pickle.load(proc.stdout))
-            except (EOFError, pickle.UnpicklingError):
-                proc.wait()
-                self.readers[index].join()
-                raise self._failure(index) from None
-            proc.wait()
-        for t in self.readers:
-            t.join()
-        self.report()
-        return results
-
-    def _failure(self, index):
-        proc = self.procs[index]
-        proc.wait()
-        self.readers[index].join(timeout=5)
-        tail = "".join(self.errors[index]).strip().splitlines()[-1:] or ["no message"]
-        return StatWorkerFailed(f"stat worker exited with {proc.returncode}: {tail[0]}")
-
-    def kill(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 def pyramid_rows(conn, paths):
@@ -259,40 +152,42 @@ def _copy_escape(value):
 
 def unit_figures(conn, paths, verify=False, include_attachments=True, workers=None,
                  progress=None):
-    """{unit: UnitFigures} for every unit of the repository with files of its own."""
+    """({unit: figures}, {unit: problems}) of every unit of the repository with files of
+    its own. A unit's figures are a list in statworker.FIELDS order (plain lists: a
+    repository has a unit per fileset and per image, hundreds of thousands)."""
     processes = max(1, min(workers or os.cpu_count() or 1, os.cpu_count() or 1))
     pool = WorkerPool(paths, verify, processes, progress)
     try:
         with conn.cursor() as cur:
-            cur.copy_expert(f"COPY ({ROWS}) TO STDOUT", pool)
+            files_sql, attachments_sql = rows_sql(verify)
+            cur.copy_expert(f"COPY ({files_sql}) TO STDOUT", pool)
             if include_attachments:
-                cur.copy_expert(f"COPY ({ATTACHMENT_ROWS}) TO STDOUT", pool)
+                cur.copy_expert(f"COPY ({attachments_sql}) TO STDOUT", pool)
         for row in pyramid_rows(conn, paths):
             pool.write(row)
         results = pool.finish()
     finally:
         pool.kill()
-    units = {}
+    units, problems = {}, {}
     for worker_units, worker_problems in results:
         for (unit_type, unit_id), values in worker_units.items():
             key = (unit_type.decode(), int(unit_id))
-            unit = UnitFigures(*values)
-            unit.problems = worker_problems.get((unit_type, unit_id), [])
-            if key in units:
-                _merge(units[key], unit)
-            else:
-                units[key] = unit
-    return units
+            mine = units.get(key)
+            if mine is None:
+                units[key] = values
+            else:  # a unit split between two workers' pieces
+                _merge(mine, values)
+        for (unit_type, unit_id), found in worker_problems.items():
+            problems.setdefault((unit_type.decode(), int(unit_id)), []).extend(found)
+    return units, problems
 
 
-def _merge(into, unit):
-    for name in FIELDS[:10]:
-        setattr(into, name, getattr(into, name) + getattr(unit, name))
-    for name in ("newest", "accessed"):
-        mine, theirs = getattr(into, name), getattr(unit, name)
-        if theirs is not None and (mine is None or theirs > mine):
-            setattr(into, name, theirs)
-    into.problems.extend(unit.problems)
+def _merge(into, values):
+    for i in range(NEWEST):
+        into[i] += values[i]
+    for i in (NEWEST, ACCESSED):
+        if values[i] is not None and (into[i] is None or values[i] > into[i]):
+            into[i] = values[i]
 
 
 def holders_of(conn, include_attachments=True):
@@ -332,74 +227,128 @@ def _cancel_if(error, conn):
         pass  # closed already: nothing runs on it
 
 
+class _Tally:
+    """Progress counted by the thread that streams the files, handed to the real
+    progress by the main thread (a job's progress writes to the database: it stays
+    in the thread that owns the Django connection)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.files = self.bytes = 0
+
+    def advance(self, items=0, files=0, nbytes=0):
+        with self.lock:
+            self.files += files
+            self.bytes += nbytes
+
+    def hand_to(self, progress):
+        with self.lock:
+            files, nbytes, self.files, self.bytes = self.files, self.bytes, 0, 0
+        if files and progress is not None:
+            progress.advance(0, files, nbytes)
+
+
+def _stream_and_ask(conn, other, paths, verify, include_attachments, workers, progress,
+                    meanwhile):
+    """unit_figures on `conn` in a thread; meanwhile(other) and the holders on `other`
+    here. The stream is most of the time and runs in the workers and the server; the
+    rest (a sync of the collections, who holds what) fits inside it."""
+    tally = _Tally()
+    with ThreadPoolExecutor(1) as side:
+        streaming = side.submit(unit_figures, conn, paths, verify, include_attachments,
+                                workers, tally)
+        # Either side failing stops the other: waiting for it could take forever (it
+        # may wait on a lock) for a scan that has failed already.
+        streaming.add_done_callback(lambda done: _cancel_if(done.exception(), other))
+        try:
+            if meanwhile is not None:
+                meanwhile(other)
+            holders, images = holders_of(other, include_attachments)
+            while True:
+                try:
+                    units, problems = streaming.result(timeout=0.5)
+                    break
+                except TimeoutError:
+                    tally.hand_to(progress)
+        except BaseException as exc:
+            _cancel_if(exc, conn)
+            if isinstance(exc, psycopg2.extensions.QueryCanceledError) \
+                    and streaming.done() and streaming.exception() is not None:
+                raise streaming.exception()  # the cause; ours is only its cancel
+            raise
+    tally.hand_to(progress)
+    return units, problems, holders, images
+
+
 def _when(timestamp):
     return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
 
 
 def collection_figures_from_disk(conn, paths, verify=False, include_attachments=True,
-                                 workers=None, progress=None, connect=None):
+                                 workers=None, progress=None, connect=None, meanwhile=None):
     """({(kind, id): Figures}, {key: problems}) of every collection, from the disk.
 
-    connect: a factory of a second connection to the same OMERO database; given, who
-    holds what is asked on it while the files stream (PostgreSQL computes both at
-    once, on two cores, instead of one after the other)."""
-    other = connect() if connect is not None else None
-    try:
-        with ThreadPoolExecutor(1) as side:
-            pending = (side.submit(holders_of, other, include_attachments)
-                       if other is not None else None)
-            if pending is not None:
-                # Either query failing stops the other: waiting for it could take
-                # forever (it may wait on a lock) for a scan that has failed already.
-                pending.add_done_callback(lambda done: _cancel_if(done.exception(), conn))
-            try:
-                units = unit_figures(conn, paths, verify, include_attachments, workers,
-                                     progress)
-            except BaseException as exc:
-                _cancel_if(exc, other)
-                if isinstance(exc, psycopg2.extensions.QueryCanceledError) \
-                        and pending is not None and pending.exception() is not None:
-                    raise pending.exception()  # the cause; ours is only its cancel
-                raise
-            holders, images = (pending.result() if pending is not None
-                               else holders_of(conn, include_attachments))
-    finally:
-        if other is not None:
+    connect: a factory of a second connection to the same OMERO database; given, the
+    files stream on `conn` while meanwhile(second connection) (the scan syncs the
+    collections there) and the question of who holds what run on the second one.
+    Without it, all of it runs one after the other on `conn`."""
+    if connect is None:
+        if meanwhile is not None:
+            meanwhile(conn)
+        units, problems = unit_figures(conn, paths, verify, include_attachments, workers,
+                                       progress)
+        holders, images = holders_of(conn, include_attachments)
+    else:
+        other = connect()
+        try:
+            units, problems, holders, images = _stream_and_ask(
+                conn, other, paths, verify, include_attachments, workers, progress,
+                meanwhile)
+        finally:
             other.close()
     add_image_holders(conn, units, holders)
-    figures = defaultdict(Figures)
+    return _add_up(units, problems, holders, images, verify)
+
+
+def _add_up(units, problems, holders, images, verify):
+    """Each unit's figures added to each collection holding it.
+
+    Summed in plain lists first (a hundred thousand units or more, each added to one
+    collection or several: attribute updates on Figures cost three times as much),
+    then one Figures per collection."""
+    sums = {}  # (kind, id) -> the worker's figures, then shared bytes, shared filesets
     found = defaultdict(list)
-    for unit_key, unit in units.items():
-        keys = holders.get(unit_key, ())
+    for unit_key, v in units.items():
+        keys = holders.get(unit_key)
+        if not keys:
+            continue
         shared = len(keys) > 1
         for key in keys:
-            f = figures[key]
-            f.files += unit.files
-            f.bytes += unit.bytes
-            f.unhashed_files += unit.unhashed
-            f.missing_files = (f.missing_files or 0) + unit.missing
-            f.size_mismatches = (f.size_mismatches or 0) + unit.mismatched_sizes
-            f.symlinks = (f.symlinks or 0) + unit.symlinks
-            f.pyramids = (f.pyramids or 0) + unit.pyramids
-            f.thumbnails += unit.thumbnails
-            f.thumbnail_bytes = (f.thumbnail_bytes or 0) + unit.thumbnail_bytes
-            f.checksum_mismatches = (f.checksum_mismatches or 0) + unit.checksum_mismatches
+            s = sums.get(key)
+            if s is None:
+                s = sums[key] = [0] * NEWEST + [None, None, 0, 0]
+            s[:NEWEST] = map(add, s[:NEWEST], v[:NEWEST])
+            if v[NEWEST] is not None and (s[NEWEST] is None or v[NEWEST] > s[NEWEST]):
+                s[NEWEST] = v[NEWEST]
+            if v[ACCESSED] is not None and (s[ACCESSED] is None or v[ACCESSED] > s[ACCESSED]):
+                s[ACCESSED] = v[ACCESSED]
             if shared:
-                f.shared_bytes += unit.bytes
-                f.shared_filesets += unit_key[0] == "f"
-            if unit.newest is not None:
-                f.newest_file = max(filter(None, [f.newest_file, _when(unit.newest)]))
-            if unit.accessed is not None:
-                f.last_access = max(filter(None, [f.last_access, _when(unit.accessed)]))
-            if unit.problems:
-                found[format_key(*key)].extend(unit.problems)
-    for key, count in images.items():
-        figures[key].images = count
-    for f in figures.values():
-        for name in ("missing_files", "size_mismatches", "symlinks", "pyramids",
-                     "thumbnail_bytes"):
-            if getattr(f, name) is None:
-                setattr(f, name, 0)
-        if not verify:
-            f.checksum_mismatches = None
-    return dict(figures), dict(found)
+                s[_SHARED_BYTES] += v[BYTES]
+                s[_SHARED_FILESETS] += unit_key[0] == "f"
+            if unit_key in problems:
+                found[format_key(*key)].extend(problems[unit_key])
+    figures = {}
+    for key in sums.keys() | images.keys():
+        s = sums.get(key) or [0] * NEWEST + [None, None, 0, 0]
+        figures[key] = Figures(
+            files=s[FILES], bytes=s[BYTES], images=images.get(key, 0),
+            shared_bytes=s[_SHARED_BYTES], shared_filesets=s[_SHARED_FILESETS],
+            unhashed_files=s[UNHASHED], thumbnails=s[THUMBS], newest_file=_when(s[NEWEST]),
+            thumbnail_bytes=s[THUMB_BYTES], last_access=_when(s[ACCESSED]),
+            missing_files=s[MISSING], size_mismatches=s[MISMATCHED], symlinks=s[SYMLINKS],
+            pyramids=s[PYRAMIDS],
+            checksum_mismatches=s[CHECKSUM_MISMATCHES] if verify else None)
+    return figures, dict(found)
+
+
+_SHARED_BYTES, _SHARED_FILESETS = ACCESSED + 1, ACCESSED + 2  # after the worker's figures

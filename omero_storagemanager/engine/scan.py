@@ -60,30 +60,36 @@ def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progr
     if mode != "catalog":
         check_repository(paths)
     started = datetime.now(timezone.utc)
-    sync_collections(conn, keys)
-    collections = Collection.objects.filter(gone=False)
-    if keys is not None:
-        wanted = set(keys)
-        collections = [c for c in collections.filter(omero_id__in={i for _, i in keys})
-                       if (c.kind, c.omero_id) in wanted]
-        missing = wanted - {(c.kind, c.omero_id) for c in collections}
-        if missing:
-            raise UnknownCollection("not in OMERO: " + ", ".join(
-                sorted(format_key(k, i) for k, i in missing)))
-    else:
-        collections = list(collections)
     report = ScanReport(mode, started)
-    progress.start(len(collections))
     if keys is None:
         # Every collection at once, with each file of the repository touched once (stat,
-        # verify; catalog is _scan_catalog_all). Same figures as one by one.
+        # verify; catalog is _scan_catalog_all). Same figures as one by one. The sync
+        # of the collections runs while the files stream (on the second connection).
+        collections = []
+
+        def sync_all(omero_conn):
+            sync_collections(omero_conn, None)
+            collections.extend(Collection.objects.filter(gone=False))
+            progress.start(len(collections))
+
         all_figures, report.problems = collection_figures_from_disk(
-            conn, paths, mode == "verify", include_attachments, workers, progress, connect)
+            conn, paths, mode == "verify", include_attachments, workers, progress, connect,
+            meanwhile=sync_all)
         empty = _empty_disk_figures(mode)
         for c in collections:
             report.figures[c.key] = all_figures.get((c.kind, c.omero_id)) or empty()
         progress.advance(len(collections), 0, 0)
     else:
+        sync_collections(conn, keys)
+        wanted = set(keys)
+        collections = [c for c in Collection.objects.filter(
+                           gone=False, omero_id__in={i for _, i in keys})
+                       if (c.kind, c.omero_id) in wanted]
+        missing = wanted - {(c.kind, c.omero_id) for c in collections}
+        if missing:
+            raise UnknownCollection("not in OMERO: " + ", ".join(
+                sorted(format_key(k, i) for k, i in missing)))
+        progress.start(len(collections))
         reader = InventoryReader(conn, paths, include_attachments)
         for c in collections:
             inventory = reader.read(c.kind, c.omero_id)

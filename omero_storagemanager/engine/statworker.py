@@ -6,13 +6,15 @@ processes, one per core: `python -m omero_storagemanager.engine.statworker`. A p
 subprocess, not multiprocessing: django-q2 runs jobs in daemonic processes, which may
 not have multiprocessing children.
 
-Input (stdin): rows in PostgreSQL's COPY text format, as bulk.ROWS produces them,
+Input (stdin): rows in PostgreSQL's COPY text format, as bulk.rows_sql produces them,
 tab separated:
 
     unit type, unit id, kind, path, file id, OMERO size, hash, algorithm
 
 `path` is relative to the managed repository (or to the data dir for pyramids); \\N
-for files whose path OMERO derives from an id (Files/, Pixels/, Thumbnails/).
+for files whose path OMERO derives from an id (Files/, Pixels/, Thumbnails/). In stat
+mode the hash is only an empty field (OMERO recorded one) or \\N (it did not), and the
+algorithm \\N: bulk.rows_sql leaves out what only verify reads.
 Output: one pickle on stdout at the end of the input, {unit: [figures...]} with the
 fields of FIELDS, and {unit: [problems]}; progress lines ("progress FILES BYTES") on
 stderr. A unit is (unit type, unit id) as bytes; the parent decodes them.
