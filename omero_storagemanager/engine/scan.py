@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List, NamedTuple
 
@@ -220,7 +220,7 @@ def store(collections, report):
         latest_row((c.pk, f.files, f.bytes, f.images, f.shared_bytes, f.thumbnail_bytes,
                     f.missing_files, _iso(f.newest_file), _iso(f.last_access)))
         found = report.problems.get(c.key)
-        result_row((c.pk, report.mode, started, finished, json.dumps(_jsonable(f)),
+        result_row((c.pk, report.mode, started, finished, figures_json(f),
                     json.dumps(found) if found else "[]"))
     latest.seek(0)
     results.seek(0)
@@ -241,16 +241,20 @@ def _iso(value):
     return None if value is None else value.isoformat()
 
 
-_FIELDS = tuple(f.name for f in fields(Figures))
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def figures_json(figures):
+    """A Figures as JSON, datetimes as ISO text. asdict() deep-copies every value (a
+    tenth of a catalog scan of everything): the fields are plain values, so their own
+    dictionary is written as it is; only `extra` may nest, and then asdict() it is."""
+    return json.dumps(asdict(figures) if figures.extra else vars(figures),
+                      default=_json_default)
 
 
 def _jsonable(figures):
-    # asdict() deep-copies every value: a tenth of a catalog scan of everything. The
-    # fields are plain values; only `extra` may nest, and then asdict() it is.
-    data = {name: getattr(figures, name) for name in _FIELDS}
-    if data["extra"]:
-        data = asdict(figures)
-    for key, value in data.items():
-        if isinstance(value, datetime):
-            data[key] = value.isoformat()
-    return data
+    """A Figures as plain JSON values (what figures_json writes)."""
+    return json.loads(figures_json(figures))
