@@ -109,3 +109,28 @@ def test_a_worker_that_dies_is_a_clear_error(repo):
             pool.finish()
     finally:
         pool.kill()
+
+
+def test_units_no_collection_holds_are_stat_ed_but_left_out_of_every_figure():
+    """The stream covers every fileset and image, orphans too (its rows start at once);
+    what no Project or Screen holds must not reach any collection's figures."""
+    from omero_storagemanager.engine.bulk import _add_up
+    from omero_storagemanager.engine.statworker import FIELDS
+
+    def figures(files, nbytes, missing=0):
+        v = [0] * len(FIELDS)
+        v[FIELDS.index("files")], v[FIELDS.index("bytes")] = files, nbytes
+        v[FIELDS.index("missing")] = missing
+        v[FIELDS.index("newest")] = v[FIELDS.index("accessed")] = 1.7e9
+        return v
+
+    units = {("f", 1): figures(3, 300), ("f", 2): figures(5, 500, missing=1),
+             ("i", 7): figures(1, 10)}
+    problems = {("f", 2): [{"path": "/orphan", "problem": "missing"}]}
+    holders = {("f", 1): {("project", 4)}, ("i", 7): {("project", 4), ("screen", 2)}}
+    out, found = _add_up(units, problems, holders, {("project", 4): 2}, verify=False)
+    assert set(out) == {("project", 4), ("screen", 2)}
+    assert (out[("project", 4)].files, out[("project", 4)].bytes) == (4, 310)
+    assert out[("project", 4)].missing_files == 0 and out[("project", 4)].images == 2
+    assert out[("project", 4)].shared_bytes == 10 and out[("screen", 2)].shared_bytes == 10
+    assert found == {}

@@ -33,18 +33,6 @@ from .statworker import (ACCESSED, BYTES, CHECKSUM_MISMATCHES, FILES, MISMATCHED
                          NEWEST, PYRAMIDS, SYMLINKS, THUMB_BYTES, THUMBS, UNHASHED)
 
 
-# The images of all collections, and their filesets, each computed once (MATERIALIZED)
-# so that every branch below joins them by hash, never by a lookup per row. (Measured:
-# filesets taken straight from the links are estimated so badly that the planner sorts
-# a million rows on disk.)
-_IMAGES = """imgs AS MATERIALIZED (
-  SELECT dil.child AS image FROM datasetimagelink dil
-    JOIN projectdatasetlink pdl ON pdl.child = dil.parent
-  UNION
-  SELECT ws.image FROM wellsample ws JOIN well w ON w.id = ws.well
-    JOIN screenplatelink spl ON spl.child = w.plate),
-fs AS MATERIALIZED (SELECT DISTINCT i.fileset FROM imgs JOIN image i ON i.id = imgs.image
-                     WHERE i.fileset IS NOT NULL)"""
 # The worker's row: unit type, unit id, kind, path relative to the managed repository
 # (NULL where OMERO derives the path from the id: Files/, Pixels/, Thumbnails/), file
 # id, OMERO's size, hash and algorithm (see rows_sql). The path is joined as
@@ -57,30 +45,32 @@ _REL = ("CASE WHEN o.repo IS NULL THEN NULL ELSE ltrim(o.path, '/') || CASE WHEN
 _OF_VERIFY = f'{_REL}, o.id, o."size", o.hash, ca.value'
 _OF_STAT = f"""{_REL}, o.id, o."size", CASE WHEN o.hash IS NULL THEN NULL ELSE '' END, NULL"""
 _OF_JOIN_VERIFY = "LEFT JOIN checksumalgorithm ca ON ca.id = o.hasher"
-_ROWS = f"""WITH {_IMAGES}
+# Every file of every fileset and image, whether a collection holds it or not: the
+# rows start at once, while the collections' images (a set of every image of every
+# Project and Screen) would take the server most of a second to build before the
+# first row, with the workers idle. A unit no collection holds is stat'ed for nothing
+# and dropped when the units are added up (_add_up): orphaned images are few.
+_ROWS = """
 SELECT 'f', fe.fileset, 'fileset_entry', @OF@
-  FROM fs JOIN filesetentry fe ON fe.fileset = fs.fileset
-  JOIN originalfile o ON o.id = fe.originalfile @JOIN@
+  FROM filesetentry fe JOIN originalfile o ON o.id = fe.originalfile @JOIN@
 UNION ALL
 SELECT 'f', fjl.parent, 'import_log', @OF@
-  FROM fs JOIN filesetjoblink fjl ON fjl.parent = fs.fileset
-  JOIN joboriginalfilelink jol ON jol.parent = fjl.child
+  FROM filesetjoblink fjl JOIN joboriginalfilelink jol ON jol.parent = fjl.child
   JOIN originalfile o ON o.id = jol.child @JOIN@
 UNION ALL
 SELECT 'i', p.image, 'original', @OF@
-  FROM imgs JOIN pixels p ON p.image = imgs.image
-  JOIN pixelsoriginalfilemap pom ON pom.child = p.id
+  FROM pixels p JOIN pixelsoriginalfilemap pom ON pom.child = p.id
   JOIN originalfile o ON o.id = pom.parent @JOIN@
 UNION ALL
 SELECT 'i', p.image, 'pixels', NULL, p.id,
        div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
            * coalesce(pt.bitsize, 8) + 7, 8)::bigint, NULL, NULL
-  FROM imgs JOIN image i ON i.id = imgs.image JOIN pixels p ON p.image = i.id
+  FROM image i JOIN pixels p ON p.image = i.id
   LEFT JOIN pixelstype pt ON pt.id = p.pixelstype
  WHERE i.fileset IS NULL
 UNION ALL
 SELECT 'i', p.image, 'thumbnail', NULL, t.id, NULL, NULL, NULL
-  FROM imgs JOIN pixels p ON p.image = imgs.image JOIN thumbnail t ON t.pixels = p.id
+  FROM pixels p JOIN thumbnail t ON t.pixels = p.id
 """
 _ATTACHMENT_ROWS = f"""
 WITH ci AS ({COLLECTION_IMAGES}), att AS ({ATTACHMENT_LINKS})
@@ -96,10 +86,8 @@ def rows_sql(verify):
                  for sql in (_ROWS, _ATTACHMENT_ROWS))
 
 
-# Pyramids found on disk, with the image of their pixels (only those of a collection).
-PYRAMID_IMAGES = f"""WITH {_IMAGES}
-SELECT p.id, p.image FROM pixels p JOIN imgs ON imgs.image = p.image WHERE p.id = ANY(%s)
-"""
+# Pyramids found on disk, with the image of their pixels.
+PYRAMID_IMAGES = "SELECT p.id, p.image FROM pixels p WHERE p.id = ANY(%s)"
 # Who holds each fileset, and each collection's image count, in one statement (the
 # collections' images are computed once).
 HOLDERS = f"""
