@@ -176,7 +176,8 @@ CUSTOM_SETTINGS_MAPPINGS = {
         "COPY_WORKERS",
         "4",
         parse_positive_int,
-        "Files copied at once by archive and restore (threads overlap fsync and I/O).",
+        "Copy worker processes of an archive or restore, at most one per core (each copies "
+        "a batch of files at a time, small files made durable together).",
     ],
     PREFIX + "gateway_factory": [
         "GATEWAY_FACTORY",

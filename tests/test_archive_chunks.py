@@ -3,7 +3,6 @@ smaller than the collection, the archive gives the same verified copy as in one 
 a stopped archive resumes in slices, and the streamed inventory lists what read() lists.
 """
 import os
-import threading
 
 import bagit
 import pytest
@@ -80,17 +79,21 @@ def test_a_stopped_archive_resumes_in_slices(world, monkeypatch):
     monkeypatch.setattr(batchcopy, "BATCH_FILES", 8)  # sealed (and reported) 8 at a time
     monkeypatch.setattr(bagwriter, "SORT_RUN", 5)
     location = world.location("hdd")
-    real_write, written, lock = archive_module.write_copy, [0], threading.Lock()
+    real_job, sent = archive_module._job, [0]
 
-    def failing_write(*args, **kwargs):
-        with lock:
-            written[0] += 1
-            if written[0] > total // 2:
-                raise OSError(5, "Input/output error (injected)")
-        return real_write(*args, **kwargs)
+    def failing_job(item, writer, made):
+        # The copies run in worker processes: the fault is a source that is not there
+        # from half way on (the worker's copy of it fails, as a vanished file would).
+        job = real_job(item, writer, made)
+        sent[0] += 1
+        if sent[0] > total // 2:
+            return job._replace(sources=(job.sources[0] + ".injected-missing",))
+        return job
 
-    monkeypatch.setattr(archive_module, "write_copy", failing_write)
-    with pytest.raises(ArchiveError, match="injected"):
+    monkeypatch.setattr(archive_module, "_job", failing_job)
+    with pytest.raises(ArchiveError, match=r"copying .* to .* failed: No such file or "
+                                           r"directory \(.*injected-missing\); the "
+                                           r"primary files are untouched"):
         world.archive(key, location)
     copy = Copy.objects.get(location=location, state=Copy.WRITING)
     recorded = copy.entries.count()
@@ -103,7 +106,7 @@ def test_a_stopped_archive_resumes_in_slices(world, monkeypatch):
     lost = copy.entries.order_by("pk").last()
     os.unlink(partial / "data" / lost.relpath)
     (partial / ".records-run0.tmp").write_text("half a sort run")
-    monkeypatch.setattr(archive_module, "write_copy", real_write)
+    monkeypatch.setattr(archive_module, "_job", real_job)
     assert world.archive(key, location).state == "archived"
     assert Copy.objects.filter(location=location).count() == 1  # resumed, not begun again
     resumed = assert_whole_copy(world, key, location)

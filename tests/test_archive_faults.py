@@ -13,7 +13,7 @@ How each fault is made (the tests run as root, where root may mount):
     owned by another user, then a primary file of another user, mode 0600;
   - unmounted mid-copy: <mount>/<id> is renamed away while the engine copies, from its
     progress reporter (the engine's own hook), so that it happens after some files and
-    while the copy thread is working on the next one;
+    while a copy worker is working on the next ones;
   - file changed: a thread appends to a 64 MiB primary as soon as the engine's
     temporary copy of it (`.sm-partial`) appears;
   - kill -9: `omero-storagemanager archive|purge|restore` in a subprocess, SIGKILLed at
@@ -283,9 +283,9 @@ def test_disk_full_in_the_middle_of_a_file_names_the_disk_full(world, tmp_path):
 
 class UnplugAfter(NullProgress):
     """The engine's progress reporter; after `n` verified files it takes the disk away
-    (renames <mount>/<id>, as an unplugged disk leaves an empty mount point) while the
-    copy thread is already at work on the next file. `hold`: seconds the engine's main
-    thread is then kept busy, so the copy thread goes on to the next files meanwhile."""
+    (renames <mount>/<id>, as an unplugged disk leaves an empty mount point) while a
+    copy worker is already at work on the next files. `hold`: seconds the engine's main
+    thread is then kept busy, so the copy workers go on to the next files meanwhile."""
 
     def __init__(self, n, id_dir, hold):
         self.n, self.id_dir, self.hold, self.seen = n, id_dir, hold, 0

@@ -10,6 +10,7 @@ and renamed when complete, and the Copy counts as VERIFIED only after that and a
 the backend published it (read cache, XML order).
 """
 import os
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -23,9 +24,9 @@ from ..models import Collection, Copy, CopyFile
 from . import archiveplan
 # ArchiveError lives with the plan (which raises it first); callers import it from here.
 from .archiveplan import ArchiveError, plan
+from .batchcopy import copy_in_processes
 from .copyfile import MANIFEST_ALGORITHM, CopyError
-from .copyfile import prefetch, seal_copy, write_copy
-from .batchcopy import copy_batched
+from .copyworker import Failed, Job, exception
 from .locks import collection_lock
 from .progress import NullProgress
 
@@ -226,31 +227,38 @@ def _payload_target(writer, relpath, made):
                 try:
                     os.mkdir(folder)
                 except FileExistsError:
-                    pass  # another copy thread made it
+                    pass  # made meanwhile (a killed run's folder is known by isdir)
             made.add(folder)
     return os.path.join(folder, parts[-1])
 
 
-def _write_one(item, writer, made, durable):
+def _job(item, writer, made):
+    """What a copy worker does for one file: the folders are made here, one by one
+    (_payload_target), never by the worker (make_dirs=False)."""
     record, relpath = item
-    target = _payload_target(writer, relpath, made)
-    try:
-        return write_copy(record.path, target, record.hash, record.hasher,
-                          make_dirs=False, durable=durable)
-    except OSError as exc:  # name the file: a write error (ENOSPC) carries no name
-        raise CopyError(f"copying {record.path} to {target} failed: "
-                        f"{exc.strerror or exc}"
-                        + (f" ({exc.filename})" if exc.filename else "")
-                        + "; the primary files are untouched") from exc
+    return Job((record.path,), _payload_target(writer, relpath, made), record.hash,
+               record.hasher, make_dirs=False, size=record.disk_size or 0)
 
 
-def _seal_one(item, pending):
-    return seal_copy(pending)
+def _failure(item, outcome, writer, made):
+    """The exception a failed copy raises; a write error names the file (an ENOSPC
+    carries no name)."""
+    exc = exception(outcome.error)
+    if outcome.stage == "write" and isinstance(exc, OSError):
+        record, relpath = item
+        target = _payload_target(writer, relpath, made)
+        error = CopyError(f"copying {record.path} to {target} failed: "
+                          f"{exc.strerror or exc}"
+                          + (f" ({exc.filename})" if exc.filename else "")
+                          + "; the primary files are untouched")
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 def _copy_files(todo, writer, copy, workers, progress):
-    """Copy in parallel, small files made durable in batches (batchcopy.py); verified
-    files are recorded in batches of CopyFile rows, as they finish."""
+    """Copy in worker processes, small files made durable in batches (batchcopy.py);
+    verified files are recorded in batches of CopyFile rows, as they come back."""
     progress.start(len(todo))
     batch = []
 
@@ -266,17 +274,19 @@ def _copy_files(todo, writer, copy, workers, progress):
 
     made = set()  # payload folders made so far
     try:
-        for (record, relpath), result in copy_batched(
-                todo, lambda item, durable: _write_one(item, writer, made, durable),
-                _seal_one, lambda item: item[0].disk_size or 0, workers,
-                prefetch=lambda item: prefetch(item[0].path)):
-            batch.append(CopyFile(copy=copy, relpath=relpath, size=result.size,
-                                  checksum=result.sha1, algorithm=MANIFEST_ALGORITHM,
-                                  mode=result.mode, verified=True,
-                                  source_mtime=record.mtime))
-            progress.advance(1, 1, result.size)
-            if len(batch) >= BATCH:
-                flush()
+        with closing(copy_in_processes(todo, lambda item: _job(item, writer, made),
+                                       workers, fail_fast=True)) as copies:
+            for item, outcome in copies:
+                if isinstance(outcome, Failed):
+                    raise _failure(item, outcome, writer, made)
+                record, relpath = item
+                batch.append(CopyFile(copy=copy, relpath=relpath, size=outcome.size,
+                                      checksum=outcome.sha1, algorithm=MANIFEST_ALGORITHM,
+                                      mode=outcome.mode, verified=True,
+                                      source_mtime=record.mtime))
+                progress.advance(1, 1, outcome.size)
+                if len(batch) >= BATCH:
+                    flush()
         if batch:
             flush()
     except (CopyError, LocationError) as exc:

@@ -2,23 +2,24 @@
 
 Each file comes back through copyfile.py's verified copy (temporary name beside it,
 made durable, read back, rename: the rename also replaces a symlink left by a
-symlink-mode purge; small files made durable in batches, batchcopy.py), checked against
-the SHA1 its copy's manifest and OMERO agreed on when it was purged, with its original
-mode. A file is taken from any verified copy holding it; copies that failed an audit
-are tried last. When no copy is reachable the restore waits (RestoreWaiting) instead of
-failing: the location's backend says what to do (connect a disk, restore a tape, an
-XML order written), and running the restore again resumes it.
+symlink-mode purge), in copy worker processes with small files made durable in batches
+(batchcopy.py), checked against the SHA1 its copy's manifest and OMERO agreed on when
+it was purged, with its original mode. A file is taken from any verified copy holding
+it; copies that failed an audit are tried last. When no copy is reachable the restore
+waits (RestoreWaiting) instead of failing: the location's backend says what to do
+(connect a disk, restore a tape, an XML order written), and running the restore again
+resumes it.
 """
 import os
-import time
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import List
 
 from ..models import Collection, Copy, CopyFile, PurgedFile
-from .batchcopy import copy_batched
-from .copyfile import (MANIFEST_ALGORITHM, CopyError, copy_verified, fsync_dirs,
-                       prefetch, seal_copy, write_copy)
+from .batchcopy import copy_in_processes
+from .copyfile import MANIFEST_ALGORITHM, CopyError, fsync_dirs
+from .copyworker import Done, Job
 from .locks import collection_lock
 from .progress import NullProgress
 from .purge import ARCHIVED_PREFIX, state_pairs
@@ -98,82 +99,28 @@ def _plans(rows, cache, order_for, waiting):
 
 class _Attempt:
     """One purged file on its way back: the copies that can give it, in order of
-    preference, the one being used and what went wrong with the others."""
+    preference, and what went wrong with them."""
 
     def __init__(self, row, sources, reasons):
         self.row, self.sources, self.reasons = row, list(sources), reasons
-        self.entry, self.problems = None, []
+        self.problems = []
 
     def source_path(self, bag):
         return f"{bag}/data/{self.row.relpath}"
 
+    def job(self):
+        """What a copy worker does: the first source that reads right, checked against
+        the SHA1 the copies and OMERO agreed on, with the file's mode; the modification
+        time of the copy used is given back after the rename (an archive after the
+        restore then sees the file unchanged instead of copying it again)."""
+        row = self.row
+        return Job(tuple(self.source_path(bag) for bag, _ in self.sources), row.path,
+                   row.sha1, MANIFEST_ALGORITHM, row.mode,
+                   tuple(entry.source_mtime for _, entry in self.sources),
+                   make_dirs=True, size=row.size or 0)
+
     def unusable(self, entry, exc):
         self.problems.append(f"{self.row.path}: copy {entry.copy.bag_path} unusable: {exc}")
-
-
-def _prefetcher():
-    """Asks ahead for what a restore will read: the source of each file and, once per
-    folder, the folder the file goes back to (creating a file in a folder whose blocks
-    are not cached waits on the disk while holding the folder's lock; a listing reads
-    them all at once). Runs in batchcopy's single asking thread."""
-    listed = set()
-
-    def ask(attempt):
-        folder = os.path.dirname(attempt.row.path)
-        if folder not in listed:
-            listed.add(folder)
-            try:
-                with os.scandir(folder) as entries:
-                    for _ in entries:
-                        pass
-            except OSError:
-                pass  # the copy will say what is wrong
-        if attempt.sources:
-            prefetch(attempt.source_path(attempt.sources[0][0]))
-    return ask
-
-
-def _write_back(attempt, durable):
-    """First half of the copy back, from the first source that reads right."""
-    row = attempt.row
-    while attempt.sources:
-        bag, entry = attempt.sources.pop(0)
-        try:
-            pending = write_copy(attempt.source_path(bag), row.path, row.sha1,
-                                 MANIFEST_ALGORITHM, mode=row.mode, durable=durable)
-        except (CopyError, OSError) as exc:
-            attempt.unusable(entry, exc)
-            continue
-        attempt.entry = entry
-        return pending
-    return None
-
-
-def _seal_back(attempt, pending):
-    """Second half; a copy that reads back wrong falls back to the other sources, each
-    with its own fsync. True when the file is back."""
-    try:
-        seal_copy(pending)
-    except (CopyError, OSError) as exc:
-        attempt.unusable(attempt.entry, exc)
-        attempt.entry = None
-        for bag, entry in attempt.sources:
-            try:
-                copy_verified(attempt.source_path(bag), attempt.row.path, attempt.row.sha1,
-                              MANIFEST_ALGORITHM, mode=attempt.row.mode, fsync_dir=False)
-            except (CopyError, OSError) as exc2:
-                attempt.unusable(entry, exc2)
-                continue
-            attempt.entry = entry
-            break
-        else:
-            return False
-    if attempt.entry.source_mtime is not None:
-        # The file's own modification time back too: an archive after the restore then
-        # sees it unchanged (files OMERO keeps no checksum for are compared by time)
-        # instead of copying it again.
-        os.utime(attempt.row.path, (time.time(), attempt.entry.source_mtime))
-    return True
 
 
 def _restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
@@ -213,23 +160,28 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
 
     progress.start(total)
     try:
-        for attempt, back in copy_batched(attempts(), _write_back, _seal_back,
-                                          lambda a: a.row.size or 0, workers,
-                                          prefetch=_prefetcher()):
-            result.problems.extend(attempt.problems)
-            if back:
-                done.append(attempt.row)
-                result.restored += 1
-                result.bytes += attempt.row.size
-                progress.advance(0, 1, attempt.row.size)
-                if len(done) >= BATCH:
-                    flush()
-            else:
-                failed.append((attempt.row, attempt.reasons))
+        with closing(copy_in_processes(attempts(), _Attempt.job, workers, fail_fast=False,
+                                       list_targets=True)) as copies:
+            for attempt, outcome in copies:
+                for index, message in outcome.problems:
+                    attempt.unusable(attempt.sources[index][1], message)
+                result.problems.extend(attempt.problems)
+                if isinstance(outcome, Done):
+                    done.append(attempt.row)
+                    result.restored += 1
+                    result.bytes += attempt.row.size
+                    progress.advance(0, 1, attempt.row.size)
+                    if len(done) >= BATCH:
+                        flush()
+                else:
+                    failed.append((attempt.row, attempt.reasons))
     except OSError as exc:  # flushing the restored files to the disk failed
         raise RestoreError(f"{collection.key}: writing the restored files failed: "
                            f"{exc.strerror or exc} ({exc.filename or ''}); "
                            "running the restore again resumes it") from exc
+    except CopyError as exc:  # a copy worker died
+        raise RestoreError(f"{collection.key}: {exc}; running the restore again "
+                           "resumes it") from exc
     finally:
         if done:
             flush()

@@ -237,7 +237,7 @@ def trial_full(server, rng, index, root, name):
         size = rng.randrange(64, int(total * 0.9) // 4096) * 4096  # pages, below the total
         workers = rng.choice((1, 2, 4))
         trial = Trial("full", f"{size // 1024} KiB disk for {total // 1024} KiB, "
-                              f"{workers} copy thread(s)")
+                              f"{workers} copy worker(s)")
         mount_tmpfs(mount, str(size))
         location = add_location("small disk", "hdd", str(mount), 10**9, current=True)
         try:
@@ -288,7 +288,7 @@ def trial_unmounted(server, rng, index, root, name):
         hold = rng.choice((0, 0.1, 0.3))
         workers = rng.choice((1, 2))
         trial = Trial("unmounted", f"after {n}/{len(before)} files, main thread held {hold}s, "
-                                   f"{workers} copy thread(s)")
+                                   f"{workers} copy worker(s)")
         location = world.location("hdd", name="Disk U")
         id_dir = os.path.join(location.mount, str(location.pk))
         try:
