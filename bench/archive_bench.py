@@ -542,10 +542,13 @@ micro-benchmarks, on 2026-11-22, same machine and dataset; not re-measured by ea
   one Python interpreter: about 300 µs of user CPU per file (the plan's two passes over
   the inventory with a stat each, a future per stage, about 15 system calls, a CopyFile
   row, a bag record), and the copy threads spend most of their samples waiting for the
-  interpreter lock; more threads do not help. A second floor is the folder: creating
-  and renaming 20,000 files in one folder took 1.9 to 3 s from Python here (the
-  folder's lock serialises them). The next step is copying in worker processes, as the
-  scan's stat workers do, not more I/O tricks.
+  interpreter lock; more threads did not help. That was the session-3 profile. Since
+  2026-12-06 the per-file work runs in copy worker processes (engine/copyworker.py,
+  one per core, fed batches of 256 files), which took small files from 1,676/s to
+  about 5,000/s (archive) and 8,000/s (restore). The mix gained less (0.73 -> 0.55 of
+  the shell) because it is bound by I/O and hashing, not by the interpreter. A floor
+  that remains is the folder: creating and renaming 20,000 files in one folder took
+  1.9 to 3 s from Python here (the folder's lock serialises them).
 - *Restore*: the same path (batchcopy.py); the folder each file goes back to is listed
   ahead, as creating a file in a folder whose blocks are not cached waits on the disk
   while holding the folder's lock (2.99 s against 1.91 s for 20,000 creates in a
@@ -555,7 +558,7 @@ Done: session 2, restore in a thread pool with its records read a slice at a tim
 results taken as they finish, one reused buffer per thread; session 3, durability as a
 batch step (`engine/batchcopy.py`), reads asked ahead, and flat archive memory: the
 inventory streamed in slices of 2,000 files, planned in two passes, bag records kept
-on disk (`bench/archive_memory.py`, 2 KiB files: peak 121 MB for 20,000 files and
+on disk; session 5, copies in worker processes, not threads (`bench/archive_memory.py`, 2 KiB files: peak 121 MB for 20,000 files and
 132 MB for 100,000, against 160 MB and 359 MB before; a slow rise of about 11 MB
 between the two is not explained yet).
 """
