@@ -211,6 +211,11 @@ def _write_failure(where, exc):
     return f"{exc}; the primary files are untouched"
 
 
+def _payload_path(writer, relpath):
+    """Where relpath's copy goes in the bag being written (nothing is made)."""
+    return os.path.join(writer.work_dir, "data", *safe_relpath(relpath, "payload path").parts)
+
+
 def _payload_target(writer, relpath, made):
     """The payload path of relpath, its folders made one by one below the bag's data/
     (never with parents: if the location went away mid-copy, this fails instead of
@@ -240,13 +245,13 @@ def _job(item, writer, made):
                record.hasher, make_dirs=False, size=record.disk_size or 0)
 
 
-def _failure(item, outcome, writer, made):
+def _failure(item, outcome, writer):
     """The exception a failed copy raises; a write error names the file (an ENOSPC
     carries no name)."""
     exc = exception(outcome.error)
     if outcome.stage == "write" and isinstance(exc, OSError):
         record, relpath = item
-        target = _payload_target(writer, relpath, made)
+        target = _payload_path(writer, relpath)  # only named: a failing disk makes nothing
         error = CopyError(f"copying {record.path} to {target} failed: "
                           f"{exc.strerror or exc}"
                           + (f" ({exc.filename})" if exc.filename else "")
@@ -278,7 +283,7 @@ def _copy_files(todo, writer, copy, workers, progress):
                                        workers, fail_fast=True)) as copies:
             for item, outcome in copies:
                 if isinstance(outcome, Failed):
-                    raise _failure(item, outcome, writer, made)
+                    raise _failure(item, outcome, writer)
                 record, relpath = item
                 batch.append(CopyFile(copy=copy, relpath=relpath, size=outcome.size,
                                       checksum=outcome.sha1, algorithm=MANIFEST_ALGORITHM,
