@@ -13,6 +13,12 @@ cp-sync         A reference, not a goal: `cp -r SRC DEST && sync -f DEST`, a cop
                 durable but never verified: about the least I/O any archive must do
                 (read everything once, write it, flush it to the disk).
 
+cp-sync-reread  The floor of a copy verified from the disk, not a goal: cp-sync, then the
+                copy's pages dropped from the page cache (posix_fadvise DONTNEED per file)
+                and every file read back (`xargs -P2 cat`: both cores) with no hash.
+                The I/O an archive must do (read, write, flush, read back from the
+                disk), phase after phase.
+
 omero-archiving The file method of omero-archiving (aherbert/omero-archiving,
                 tools/bin/archive_to_file.py), re-implemented here: for each file, one
                 pass reading the source in 64 KiB blocks, writing each block to the copy
@@ -29,6 +35,7 @@ root only), untimed.
 
     python -m bench.archive_baselines shell SRC DEST [--drop-caches]
     python -m bench.archive_baselines cp-sync SRC DEST [--drop-caches]
+    python -m bench.archive_baselines cp-sync-reread SRC DEST [--drop-caches]
     python -m bench.archive_baselines omero-archiving SRC DEST [--drop-caches]
 """
 import argparse
@@ -64,6 +71,24 @@ def shell(src, dest):
 def cp_sync(src, dest):
     subprocess.run(["cp", "-r", src, dest], check=True)
     subprocess.run(["sync", "-f", dest], check=True)
+
+
+REREAD_SCRIPT = r"""
+set -euo pipefail
+cd "$DEST" && find . -type f -print0 | xargs -0 -P2 -n 64 cat > /dev/null
+"""
+
+
+def cp_sync_reread(src, dest):
+    cp_sync(src, dest)
+    for top, _, names in os.walk(dest):
+        for name in names:
+            fd = os.open(os.path.join(top, name), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    subprocess.run(["bash", "-c", REREAD_SCRIPT], check=True, env=dict(os.environ, DEST=dest))
 
 
 def create_sync(src, dest):
@@ -136,7 +161,8 @@ def drop_caches():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("method", choices=["shell", "cp-sync", "create-sync", "omero-archiving"])
+    parser.add_argument("method", choices=["shell", "cp-sync", "cp-sync-reread", "create-sync",
+                                           "omero-archiving"])
     parser.add_argument("src")
     parser.add_argument("dest", help="must not exist yet")
     parser.add_argument("--drop-caches", action="store_true")
@@ -146,9 +172,9 @@ def main(argv=None):
     if args.drop_caches:
         drop_caches()
     started = time.perf_counter()
-    if args.method in ("shell", "cp-sync", "create-sync"):
-        {"shell": shell, "cp-sync": cp_sync, "create-sync": create_sync}[args.method](
-            args.src, args.dest)
+    if args.method != "omero-archiving":
+        {"shell": shell, "cp-sync": cp_sync, "cp-sync-reread": cp_sync_reread,
+         "create-sync": create_sync}[args.method](args.src, args.dest)
         seconds = time.perf_counter() - started
         files, nbytes = tree_size(args.dest)
     else:

@@ -19,6 +19,7 @@ import os
 import platform
 from dataclasses import dataclass
 
+from . import streamcopy
 from .hashing import new_hasher, open_noatime_fd, read_buffer
 
 TMP_SUFFIX = ".sm-partial"
@@ -61,6 +62,7 @@ class PendingCopy:
     device: int
     durable: bool
     reread: bool = False  # dropped from the page cache and asked from the disk again
+    back_sha1: str = None  # read back from the disk already, as it was written (streamcopy)
 
 
 def _read_into_hashers(fd, hashers, sink=None):
@@ -144,15 +146,25 @@ def write_copy(source, target, expected=None, expected_algorithm=None, mode=None
     src = open_noatime_fd(source)
     try:
         before = os.fstat(src)
+        # A large file that must be durable now goes through streamcopy's pipeline,
+        # which also reads it back; it needs the temporary file readable.
+        streamed = durable and streamcopy.AVAILABLE and before.st_size >= streamcopy.WINDOW
+        flags = (os.O_RDWR if streamed else os.O_WRONLY) | os.O_CREAT | os.O_EXCL
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(tmp, flags, 0o600)
         except FileExistsError:  # left by a run that was killed: never trusted
             os.unlink(tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(tmp, flags, 0o600)
+        back_sha1 = None
         try:
-            size = _read_into_hashers(src, hashers, _writer(fd, tmp))
-            if durable:
-                os.fsync(fd)
+            if streamed:
+                sink = streamcopy.StreamedWriter(fd, tmp, hashlib.sha1(), src)
+                size = _read_into_hashers(src, hashers, sink)
+                back_sha1 = sink.finish()
+            else:
+                size = _read_into_hashers(src, hashers, _writer(fd, tmp))
+                if durable:
+                    os.fsync(fd)
             device = os.fstat(fd).st_dev
         finally:
             os.close(fd)
@@ -177,14 +189,15 @@ def write_copy(source, target, expected=None, expected_algorithm=None, mode=None
         _unlink_quietly(tmp)
         raise
     mode = before.st_mode & 0o7777 if mode is None else mode
-    return PendingCopy(target, tmp, sha1, size, mode, device, durable)
+    return PendingCopy(target, tmp, sha1, size, mode, device, durable,
+                       reread=back_sha1 is not None, back_sha1=back_sha1)
 
 
 def seal_copy(pending, fsync_dir=False):
     """Second half, once the temporary file is durable: read it back from the disk,
     compare, give it its mode and its final name. Returns a CopyResult."""
     try:
-        back = read_back_sha1(pending.tmp, drop=not pending.reread)
+        back = pending.back_sha1 or read_back_sha1(pending.tmp, drop=not pending.reread)
         if back != pending.sha1:
             raise CopyCorrupt(f"{pending.target}: read back {back}, wrote {pending.sha1}")
         os.chmod(pending.tmp, pending.mode)
@@ -217,8 +230,8 @@ def reread_from_disk(pending):
     """Once durable: drop the copy's cached pages and start reading it back from the
     disk, so that seal_copy's read-back (which then skips its own drop) finds the
     disk's bytes, asked ahead of time."""
-    if not (pending.durable and hasattr(os, "posix_fadvise")):
-        return
+    if not (pending.durable and hasattr(os, "posix_fadvise")) or pending.back_sha1:
+        return  # streamed copies were read back already
     try:
         fd = os.open(pending.tmp, os.O_RDONLY)
     except OSError:
