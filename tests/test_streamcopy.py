@@ -3,6 +3,8 @@ and read back window by window), on real files on the machine's disk.
 
 The window is made as small as it may be (2 MiB, the page cache's largest folio on
 x86-64: see streamcopy.WINDOW) so that files of a few MiB cross several windows."""
+import ctypes
+import errno
 import hashlib
 import os
 
@@ -136,3 +138,37 @@ def test_the_read_back_comes_from_the_disk(tmp_path):
                     "tests with a TMPDIR on a real disk")
     assert after - before >= 2 * size * 0.95, (before, after)
     assert seal_copy(pending).sha1 == digest
+
+
+def test_a_file_system_without_sync_file_range_still_gets_a_verified_copy(
+        tmp_path, monkeypatch):
+    source, target = tmp_path / "source", tmp_path / "copy"
+    digest = make_file(source, 6 * SMALL_WINDOW + 5)
+    calls = []
+
+    def refused(fd, offset, length, flags):
+        calls.append(offset)
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(streamcopy, "_sync_file_range", refused)
+    pending = write_copy(str(source), str(target), digest, "SHA1-160")
+    assert calls == [0]  # tried once, then the copy went on without windows
+    assert pending.back_sha1 == digest
+    assert seal_copy(pending).sha1 == digest and target.read_bytes() == source.read_bytes()
+
+
+def test_a_write_error_from_sync_file_range_fails_the_copy_and_leaves_nothing(
+        tmp_path, monkeypatch):
+    source, target = tmp_path / "source", tmp_path / "copy"
+    digest = make_file(source, 6 * SMALL_WINDOW)
+
+    def failing(fd, offset, length, flags):
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(streamcopy, "_sync_file_range", failing)
+    with pytest.raises(OSError) as raised:
+        write_copy(str(source), str(target), digest, "SHA1-160")
+    assert raised.value.errno == errno.EIO
+    assert os.listdir(tmp_path) == ["source"]

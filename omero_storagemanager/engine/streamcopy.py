@@ -47,10 +47,21 @@ except (OSError, AttributeError):
 AVAILABLE = _sync_file_range is not None and hasattr(os, "posix_fadvise")
 
 
+# A file system that does not do sync_file_range says so with one of these: the copy
+# then goes on without windows (flushed by the fsync at the end, then read back).
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE}
+
+
+class _Unsupported(Exception):
+    pass
+
+
 def _range_sync(fd, offset, length, flags, name):
     if _sync_file_range(fd, offset, length, flags) != 0:
         code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), name)
+        if code in _UNSUPPORTED:
+            raise _Unsupported(code)
+        raise OSError(code, os.strerror(code), name)  # EIO, ENOSPC: the copy fails
 
 
 class StreamedWriter:
@@ -65,6 +76,7 @@ class StreamedWriter:
         self.started = 0  # windows whose writeback was started
         self.asked = 0  # windows waited for, dropped and asked back from the disk
         self.hashed = 0  # bytes read back and hashed
+        self.windowed = True  # False once the file system refused sync_file_range
         self.buf = bytearray(CHUNK)
         self.view = memoryview(self.buf)
 
@@ -76,8 +88,11 @@ class StreamedWriter:
                 raise OSError(errno.EIO, "the disk accepted no more bytes", self.name)
             chunk = chunk[n:]
             self.written += n
-        while self.written >= (self.started + 1) * WINDOW:
-            self._window_full()
+        while self.windowed and self.written >= (self.started + 1) * WINDOW:
+            try:
+                self._window_full()
+            except _Unsupported:
+                self.windowed = False
 
     def _window_full(self):
         k = self.started
