@@ -124,8 +124,9 @@ class StreamedWriter:
                 return  # shorter than written: the comparison will say so
             back.update(view[:n])
             self.hashed += n
-        # Read and checked: leave the page cache to other files.
-        os.posix_fadvise(fd, start, self.hashed - start, os.POSIX_FADV_DONTNEED)
+        if self.hashed > start:  # (a length of 0 would mean "to the end of the file")
+            # Read and checked: leave the page cache to other files.
+            os.posix_fadvise(fd, start, self.hashed - start, os.POSIX_FADV_DONTNEED)
 
     def finish(self):
         """fsync the copy, then read back what is left. Returns the read-back digest."""
