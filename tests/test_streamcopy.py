@@ -7,6 +7,8 @@ import ctypes
 import errno
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -172,3 +174,36 @@ def test_a_write_error_from_sync_file_range_fails_the_copy_and_leaves_nothing(
         write_copy(str(source), str(target), digest, "SHA1-160")
     assert raised.value.errno == errno.EIO
     assert os.listdir(tmp_path) == ["source"]
+
+
+KILLED_COPY = """
+import sys
+from omero_storagemanager.engine import copyfile, streamcopy
+streamcopy.WINDOW = 2 << 20
+window_full = streamcopy.StreamedWriter._window_full
+def announcing(self):
+    window_full(self)
+    if self.started == 4:
+        print("inside", flush=True)
+        sys.stdin.read()  # killed here, half-way through the file
+streamcopy.StreamedWriter._window_full = announcing
+copyfile.write_copy(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_copy_killed_half_way_leaves_only_a_temporary_file_that_a_rerun_replaces(
+        tmp_path):
+    source, target = tmp_path / "source", tmp_path / "copy"
+    digest = make_file(source, 10 * SMALL_WINDOW)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_COPY, str(source), str(target)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"inside\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert sorted(os.listdir(tmp_path)) == ["copy" + TMP_SUFFIX, "source"]
+    assert os.path.getsize(str(target) + TMP_SUFFIX) < 10 * SMALL_WINDOW
+    pending = write_copy(str(source), str(target), digest, "SHA1-160")
+    assert seal_copy(pending).sha1 == digest and target.read_bytes() == source.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["copy", "source"]
