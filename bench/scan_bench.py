@@ -42,6 +42,7 @@ import resource
 import shlex
 import subprocess
 import sys
+import time
 
 from bench.common import (REPO_ROOT, CannotDropCaches, Dataset, DatasetBusy, Params,
                           cache_drops, can_drop_caches, django_setup, drop_caches, log,
@@ -115,6 +116,8 @@ def parse_args(argv=None):
     parser.add_argument("--verify-max-gib", type=float, default=VERIFY_MAX_GIB,
                         help="skip verify when the data to hash exceeds this many GiB")
     parser.add_argument("--no-doc", action="store_true", help="print only, leave the doc be")
+    parser.add_argument("--trace", action="store_true",
+                        help="log the seconds of each phase of every scan run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -160,6 +163,7 @@ def child_main(args):
     paths = RepositoryPaths(spec["data_dir"], spec["managed_dir"])
     # Everything loaded, nothing scanned: what the scan adds is measured from here.
     startup_mb = peak_rss_mb()
+    phases = _trace_phases() if spec.get("trace") else None
     seconds, report = timed(scan, conn, paths, args.child,
                             connect=lambda: connect(spec["omero_db"]))
     conn.close()
@@ -172,8 +176,36 @@ def child_main(args):
         "workers_peak_mb": workers_mb,
         "collections": report.collections, "files": report.files, "bytes": report.bytes,
         "problems": sum(len(found) for found in report.problems.values()),
+        **({"phases": {k: round(v, 3) for k, v in phases.items()}} if phases else {}),
     }))
     return 0
+
+
+def _trace_phases():
+    """--trace: seconds in each phase of a scan (wrapped engine functions, summed over
+    their calls). The catalog scan aggregates its figures on a second connection while
+    it syncs the collections: those two overlap, the rest follows them."""
+    from omero_storagemanager.engine import scan as engine_scan
+
+    phases = {}
+
+    def timed_as(owner, name, label):
+        inner = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                phases[label] = phases.get(label, 0.0) + time.perf_counter() - t
+        setattr(owner, name, wrapper)
+
+    timed_as(engine_scan, "sync_collections", "sync")
+    timed_as(engine_scan, "collection_figures", "figures")
+    timed_as(engine_scan, "collection_figures_from_disk", "figures from disk")
+    timed_as(engine_scan, "_live_targets", "targets")
+    timed_as(engine_scan, "store", "store")
+    return phases
 
 
 def run_child(what, spec, max_seconds=0):
@@ -189,7 +221,11 @@ def run_child(what, spec, max_seconds=0):
                       " (start-up included)") from None
     if proc.returncode != 0:
         raise BenchError(f"child {what} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "phases" in result:
+        log(f"  {what} phases: " + ", ".join(f"{k} {v:.2f} s"
+                                            for k, v in result["phases"].items()))
+    return result
 
 
 # -- baselines ------------------------------------------------------------------------------
@@ -322,7 +358,7 @@ def run_benchmarks(args, dataset):
     started = dt.datetime.now(dt.timezone.utc)
     dataset.fresh_app_db()
     spec = {"omero_db": dataset.omero_params(), "data_dir": str(dataset.data_dir),
-            "managed_dir": str(dataset.managed_dir)}
+            "managed_dir": str(dataset.managed_dir), "trace": args.trace}
     log("migrating the app database")
     run_child("migrate", spec)
     file_list = dataset.dir / "files.list"
