@@ -34,7 +34,7 @@ def copy_rows(pg_server, rows):
 
         class Sink:
             write = out.append
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
         with conn.cursor() as cur:
             query = cur.mogrify(f"SELECT * FROM (VALUES {values}) v", [x for r in rows for x in r])
             cur.copy_expert(f"COPY ({query.decode()}) TO STDOUT", Sink())
@@ -44,7 +44,7 @@ def copy_rows(pg_server, rows):
 
 
 def test_names_escaped_by_copy_are_found_on_disk(pg_server, repo):
-    rows = [("f", 7, "fileset_entry", f"u_1/2024-01/{name}", i, i + 1, None, None)
+    rows = [("f", 7, "fileset_entry", "u_1/2024-01", name, i, i + 1, None, None)
             for i, name in enumerate(ODD_NAMES)]
     lines = copy_rows(pg_server, rows)
     assert any(b"\\t" in line for line in lines)  # PostgreSQL did escape them
@@ -61,12 +61,12 @@ def test_verify_names_damage_and_keeps_access_times(pg_server, repo):
     good = os.path.join(repo.managed_dir, "u_1", "2024-01", ODD_NAMES[0])
     bad = os.path.join(repo.managed_dir, "u_1", "2024-01", ODD_NAMES[1])
     os.utime(good, (1_000_000, 1_000_000))
-    rows = [("f", 1, "fileset_entry", f"u_1/2024-01/{ODD_NAMES[0]}", 1, 1,
+    rows = [("f", 1, "fileset_entry", "u_1/2024-01", ODD_NAMES[0], 1, 1,
              hashlib.sha1(b"x").hexdigest(), "SHA1-160"),
-            ("f", 1, "fileset_entry", f"u_1/2024-01/{ODD_NAMES[1]}", 2, 2,
+            ("f", 1, "fileset_entry", "u_1/2024-01", ODD_NAMES[1], 2, 2,
              hashlib.sha1(b"not it").hexdigest().upper(), "SHA1-160"),
-            ("f", 1, "fileset_entry", "u_1/2024-01/gone.tif", 3, 5, None, None),
-            ("f", 1, "fileset_entry", f"u_1/2024-01/{ODD_NAMES[2]}", 4, 3,
+            ("f", 1, "fileset_entry", "u_1/2024-01", "gone.tif", 3, 5, None, None),
+            ("f", 1, "fileset_entry", "u_1/2024-01", ODD_NAMES[2], 4, 3,
              "0000", "Murmur3-128")]
     units, problems = statworker.check_rows(copy_rows(pg_server, rows),
                                             os.fsencode(repo.managed_dir),
@@ -83,7 +83,7 @@ def test_verify_names_damage_and_keeps_access_times(pg_server, repo):
 
 
 def test_the_pool_splits_rows_over_processes_and_sums_them(pg_server, repo):
-    rows = [("f", 9, "fileset_entry", f"u_1/2024-01/{name}", i, i + 1, None, None)
+    rows = [("f", 9, "fileset_entry", "u_1/2024-01", name, i, i + 1, None, None)
             for i, name in enumerate(ODD_NAMES)] * 50
     pool = WorkerPool(repo, verify=False, processes=2)
     try:
@@ -104,7 +104,7 @@ def test_a_worker_that_dies_is_a_clear_error(repo):
         pool.procs[1].wait()
         with pytest.raises(StatWorkerFailed, match="stat worker exited with -9"):
             for _ in range(200):  # until the dead worker's pipe is written to
-                pool.write(b"f\t1\tfileset_entry\tu_1/x\t1\t1\t\\N\t\\N\n")
+                pool.write(b"f\t1\tfileset_entry\tu_1\tx\t1\t1\t\\N\t\\N\n")
                 pool.flush()
             pool.finish()
     finally:
@@ -134,3 +134,32 @@ def test_units_no_collection_holds_are_stat_ed_but_left_out_of_every_figure():
     assert out[("project", 4)].missing_files == 0 and out[("project", 4)].images == 2
     assert out[("project", 4)].shared_bytes == 10 and out[("screen", 2)].shared_bytes == 10
     assert found == {}
+
+
+def test_folders_opened_once_per_run_of_rows_and_units_that_come_back(pg_server, repo,
+                                                                     tmp_path):
+    """A file at the repository's top (folder ''), a folder that is gone (its files
+    missing), an in-place-import symlink stat'ed through its folder, and a unit whose
+    rows come in two runs with another unit's between them."""
+    managed = repo.managed_dir
+    with open(os.path.join(managed, "top.tif"), "wb") as f:
+        f.write(b"abc")
+    target = tmp_path / "elsewhere.tif"
+    target.write_bytes(b"0123456789")
+    os.symlink(target, os.path.join(managed, "u_1", "2024-01", "linked.tif"))
+    rows = [("f", 1, "fileset_entry", "u_1/2024-01", ODD_NAMES[0], 1, 1, None, None),
+            ("f", 2, "fileset_entry", "", "top.tif", 2, 3, None, None),
+            ("f", 1, "fileset_entry", "u_1/2024-01", "linked.tif", 3, 10, None, None),
+            ("f", 1, "fileset_entry", "u_9/gone", "a.tif", 4, 1, None, None),
+            ("f", 1, "fileset_entry", "u_9/gone", "b.tif", 5, 1, None, None)]
+    units, problems = statworker.check_rows(copy_rows(pg_server, rows),
+                                            os.fsencode(managed), os.fsencode(repo.data_dir),
+                                            verify=False)
+    one = dict(zip(statworker.FIELDS, units[(b"f", b"1")]))
+    two = dict(zip(statworker.FIELDS, units[(b"f", b"2")]))
+    assert (two["files"], two["bytes"], two["missing"]) == (1, 3, 0)
+    assert (one["files"], one["bytes"], one["symlinks"], one["missing"]) == (4, 11, 1, 2)
+    assert sorted(p["path"] for p in problems[(b"f", b"1")]) == [
+        os.path.join(managed, "u_9", "gone", "a.tif"),
+        os.path.join(managed, "u_9", "gone", "b.tif")]
+    assert (b"f", b"2") not in problems

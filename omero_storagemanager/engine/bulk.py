@@ -33,12 +33,13 @@ from .statworker import (ACCESSED, BYTES, CHECKSUM_MISMATCHES, FILES, MISMATCHED
                          NEWEST, PYRAMIDS, SYMLINKS, THUMB_BYTES, THUMBS, UNHASHED)
 
 
-# The worker's row: unit type, unit id, kind, path relative to the managed repository
-# (NULL where OMERO derives the path from the id: Files/, Pixels/, Thumbnails/), file
-# id, OMERO's size, hash and algorithm (see rows_sql). The path is joined as
-# engine/scan.py does.
-_REL = ("CASE WHEN o.repo IS NULL THEN NULL ELSE ltrim(o.path, '/') || CASE WHEN "
-        "o.path = '' OR right(o.path, 1) = '/' THEN '' ELSE '/' END || o.name END")
+# The worker's row: unit type, unit id, kind, folder relative to the managed repository
+# and name (both NULL where OMERO derives the path from the id: Files/, Pixels/,
+# Thumbnails/), file id, OMERO's size, hash and algorithm (see rows_sql). Folder and
+# name are OMERO's path and name, apart (statworker.py opens each folder once); joined
+# they are the path engine/scan.py builds.
+_REL = ("CASE WHEN o.repo IS NULL THEN NULL ELSE btrim(o.path, '/') END, "
+        "CASE WHEN o.repo IS NULL THEN NULL ELSE ltrim(o.name, '/') END")
 # Verify needs the hash and its algorithm; stat only whether there is a hash (an empty
 # field for yes, NULL for no): a million 40-character hashes are a third of the bytes
 # PostgreSQL formats and the workers parse, for nothing.
@@ -62,14 +63,14 @@ SELECT 'i', p.image, 'original', @OF@
   FROM pixels p JOIN pixelsoriginalfilemap pom ON pom.child = p.id
   JOIN originalfile o ON o.id = pom.parent @JOIN@
 UNION ALL
-SELECT 'i', p.image, 'pixels', NULL, p.id,
+SELECT 'i', p.image, 'pixels', NULL, NULL, p.id,
        div(p.sizex::numeric * p.sizey * p.sizez * p.sizec * p.sizet
            * coalesce(pt.bitsize, 8) + 7, 8)::bigint, NULL, NULL
   FROM image i JOIN pixels p ON p.image = i.id
   LEFT JOIN pixelstype pt ON pt.id = p.pixelstype
  WHERE i.fileset IS NULL
 UNION ALL
-SELECT 'i', p.image, 'thumbnail', NULL, t.id, NULL, NULL, NULL
+SELECT 'i', p.image, 'thumbnail', NULL, NULL, t.id, NULL, NULL, NULL
   FROM pixels p JOIN thumbnail t ON t.pixels = p.id
 """
 _ATTACHMENT_ROWS = f"""
@@ -127,9 +128,11 @@ def pyramid_rows(conn, paths):
     for pixels_id, files in sorted(found.items()):
         if pixels_id in image_of:
             for kind, rel in files:
+                # Absolute: the worker's folders are the managed repository's else.
+                folder, name = os.path.split(os.fsencode(os.path.abspath(os.path.join(paths.data_dir, rel))))
                 rows.append(b"\t".join([b"i", b"%d" % image_of[pixels_id], kind.encode(),
-                                        _copy_escape(os.fsencode(rel)), b"%d" % pixels_id,
-                                        b"\\N", b"\\N", b"\\N"]) + b"\n")
+                                        _copy_escape(folder), _copy_escape(name),
+                                        b"%d" % pixels_id, b"\\N", b"\\N", b"\\N"]) + b"\n")
     return rows
 
 
