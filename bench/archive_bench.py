@@ -567,7 +567,9 @@ def render(args, p, sets, runs, s, machine, drop, why_not, when):
         "query and a stat of every file), the bag's tag files and validation, and its "
         "database rows. The shell baseline's copy is left unsynced in the page cache and "
         "verified from there; the archive makes every file durable before it reads it back "
-        "from the disk and gives it its name (an fsync each for files of 4 MiB or more; "
+        "from the disk and gives it its name (an fsync each for files of 4 MiB or more, "
+        "and from 8 MiB written, flushed and read back 8 MiB at a time, "
+        "engine/streamcopy.py; "
         "for smaller ones one `syncfs` of the location's filesystem per batch of up to 256 "
         "files or 64 MiB, engine/batchcopy.py). Baselines: `bench/archive_baselines.py`. "
         "Flat memory whatever the collection's size: `bench/archive_memory.py` (below).",

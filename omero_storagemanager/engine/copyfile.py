@@ -10,7 +10,9 @@
 So a file under its final name has always been verified, and a crash at any instant
 leaves at most a temporary file (suffix TMP_SUFFIX) that the next run removes.
 write_copy and seal_copy are the two halves (before and after durability);
-copy_verified is both, with an fsync between them.
+copy_verified is both, with an fsync between them. A large file that must be durable at
+once goes through streamcopy.py, which does the same steps window by window (its
+read-back is done by the time write_copy returns; seal_copy only compares).
 """
 import ctypes
 import errno
