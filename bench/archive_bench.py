@@ -56,8 +56,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.common import (REPO_ROOT, can_drop_caches, drop_caches, log, machine_info, median,
-                          peak_rss_mb)
+from bench.common import (REPO_ROOT, PhaseTimer, can_drop_caches, drop_caches, log,
+                          machine_info, median, peak_rss_mb, phases_line)
 
 DOC = REPO_ROOT / "docs" / "performance.md"
 START, END = "<!-- archive-bench:start -->", "<!-- archive-bench:end -->"
@@ -313,38 +313,25 @@ def child_main(role, spec):
     out = {"seconds": seconds, "files": files, "bytes": nbytes,
            "startup_mb": startup_mb, "peak_mb": peak_rss_mb()}
     if phases is not None:
-        out["phases"] = {k: round(v, 3) for k, v in phases.items()}
+        out["phases"] = phases.figures()
     print(json.dumps(out))
     return 0
 
 
 def _trace_phases():
-    """--trace: seconds spent in each phase of an archive (wrapped engine functions,
-    summed over their calls)."""
+    """--trace: a PhaseTimer on the phases of an archive."""
     from omero_storagemanager.backends.bag import BagWriter
     from omero_storagemanager.engine import archive
 
-    phases = {}
-
-    def timed(owner, name, label):
-        inner = getattr(owner, name)
-
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                phases[label] = phases.get(label, 0.0) + time.perf_counter() - t
-        setattr(owner, name, wrapper)
-
-    timed(archive, "plan", "plan")
-    timed(archive, "_copy_files", "copy")
-    timed(archive, "validate_bag", "validate")
-    timed(BagWriter, "finish", "bag finish")
-    timed(BagWriter, "record", "bag records")
+    timer = PhaseTimer()
+    timer.wrap(archive, "plan", "plan")
+    timer.wrap(archive, "_copy_files", "copy")
+    timer.wrap(archive, "validate_bag", "validate")
+    timer.wrap(BagWriter, "finish", "bag finish")
+    timer.wrap(BagWriter, "record", "bag records")
     # Not restore's: it plans lazily inside its copy loop (generators), so its phases
     # cannot be told apart by wrapping functions.
-    return phases
+    return timer
 
 
 def _run_json(argv, env=None):
@@ -416,8 +403,7 @@ def measure(datasets, args, drop):
         runs.append(one)
         for key, figures in one.items():
             if "phases" in figures:
-                log(f"  {key} phases: " + ", ".join(f"{k} {v:.2f} s"
-                                                   for k, v in figures["phases"].items()))
+                log(phases_line(key, figures["phases"]))
         log(f"run {run + 1}/{args.runs}: " + ", ".join(
             f"{k} {v['seconds']:.2f} s" for k, v in one.items() if "seconds" in v))
     return runs

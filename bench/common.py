@@ -298,6 +298,36 @@ def timed(fn, *args, **kwargs):
     return time.perf_counter() - started, result
 
 
+class PhaseTimer:
+    """--trace of the benchmarks: seconds spent in chosen engine functions, summed over
+    their calls, by wrapping them in this process (a benchmark's child, which runs one
+    engine operation and exits)."""
+
+    def __init__(self):
+        self.seconds = {}
+
+    def wrap(self, owner, name, label):
+        inner = getattr(owner, name)
+        seconds = self.seconds
+
+        def timed_call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - started
+        setattr(owner, name, timed_call)
+
+    def figures(self):
+        """{label: seconds}, rounded, as the child's JSON line carries them."""
+        return {label: round(value, 3) for label, value in self.seconds.items()}
+
+
+def phases_line(name, phases):
+    """One log line of a child's phases."""
+    return f"  {name} phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+
+
 def median(values):
     return statistics.median(values) if values else None
 

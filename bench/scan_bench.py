@@ -42,11 +42,11 @@ import resource
 import shlex
 import subprocess
 import sys
-import time
 
 from bench.common import (REPO_ROOT, CannotDropCaches, Dataset, DatasetBusy, Params,
-                          cache_drops, can_drop_caches, django_setup, drop_caches, log,
-                          machine_info, median, migrate, opened, peak_rss_mb, timed)
+                          PhaseTimer, cache_drops, can_drop_caches, django_setup,
+                          drop_caches, log, machine_info, median, migrate, opened,
+                          peak_rss_mb, phases_line, timed)
 
 MODES = ("catalog", "stat", "verify")
 DOC = REPO_ROOT / "docs" / "performance.md"
@@ -176,36 +176,24 @@ def child_main(args):
         "workers_peak_mb": workers_mb,
         "collections": report.collections, "files": report.files, "bytes": report.bytes,
         "problems": sum(len(found) for found in report.problems.values()),
-        **({"phases": {k: round(v, 3) for k, v in phases.items()}} if phases else {}),
+        **({"phases": phases.figures()} if phases is not None else {}),
     }))
     return 0
 
 
 def _trace_phases():
-    """--trace: seconds in each phase of a scan (wrapped engine functions, summed over
-    their calls). The catalog scan aggregates its figures on a second connection while
-    it syncs the collections: those two overlap, the rest follows them."""
+    """--trace: a PhaseTimer on the phases of a scan. The catalog scan aggregates its
+    figures on a second connection while it syncs the collections: those two overlap,
+    the rest follows them."""
     from omero_storagemanager.engine import scan as engine_scan
 
-    phases = {}
-
-    def timed_as(owner, name, label):
-        inner = getattr(owner, name)
-
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                phases[label] = phases.get(label, 0.0) + time.perf_counter() - t
-        setattr(owner, name, wrapper)
-
-    timed_as(engine_scan, "sync_collections", "sync")
-    timed_as(engine_scan, "collection_figures", "figures")
-    timed_as(engine_scan, "collection_figures_from_disk", "figures from disk")
-    timed_as(engine_scan, "_live_targets", "targets")
-    timed_as(engine_scan, "store", "store")
-    return phases
+    timer = PhaseTimer()
+    timer.wrap(engine_scan, "sync_collections", "sync")
+    timer.wrap(engine_scan, "collection_figures", "figures")
+    timer.wrap(engine_scan, "collection_figures_from_disk", "figures from disk")
+    timer.wrap(engine_scan, "_live_targets", "targets")
+    timer.wrap(engine_scan, "store", "store")
+    return timer
 
 
 def run_child(what, spec, max_seconds=0):
@@ -223,8 +211,7 @@ def run_child(what, spec, max_seconds=0):
         raise BenchError(f"child {what} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if "phases" in result:
-        log(f"  {what} phases: " + ", ".join(f"{k} {v:.2f} s"
-                                            for k, v in result["phases"].items()))
+        log(phases_line(what, result["phases"]))
     return result
 
 

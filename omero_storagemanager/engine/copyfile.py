@@ -160,7 +160,8 @@ def write_copy(source, target, expected=None, expected_algorithm=None, mode=None
         back_sha1 = None
         try:
             if streamed:
-                sink = streamcopy.StreamedWriter(fd, tmp, hashlib.sha1(), src)
+                sink = streamcopy.StreamedWriter(fd, tmp, _writer(fd, tmp), hashlib.sha1(),
+                                                 src)
                 size = _read_into_hashers(src, hashers, sink)
                 back_sha1 = sink.finish()
             else:

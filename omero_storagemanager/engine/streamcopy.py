@@ -65,13 +65,14 @@ def _range_sync(fd, offset, length, flags, name):
 
 
 class StreamedWriter:
-    """The sink of copyfile._read_into_hashers for one large copy: writes each chunk to
-    `fd` (the temporary file, opened read-write), drives the windows above, and reads
-    the copy back into `back` (a hasher). finish() fsyncs and completes the read-back.
-    src: the source's descriptor, whose next window is asked ahead."""
+    """The sink of copyfile._read_into_hashers for one large copy: `write` (copyfile's
+    writer of the temporary file `fd`, opened read-write) writes each chunk; this
+    drives the windows above and reads the copy back into `back` (a hasher). finish()
+    fsyncs and completes the read-back. src: the source's descriptor, whose next
+    window is asked ahead."""
 
-    def __init__(self, fd, name, back, src=None):
-        self.fd, self.name, self.back, self.src = fd, name, back, src
+    def __init__(self, fd, name, write, back, src=None):
+        self.fd, self.name, self.write, self.back, self.src = fd, name, write, back, src
         self.written = 0  # bytes written
         self.started = 0  # windows whose writeback was started
         self.asked = 0  # windows waited for, dropped and asked back from the disk
@@ -81,13 +82,8 @@ class StreamedWriter:
         self.view = memoryview(self.buf)
 
     def __call__(self, chunk):
-        fd = self.fd
-        while chunk:
-            n = os.write(fd, chunk)
-            if not n:
-                raise OSError(errno.EIO, "the disk accepted no more bytes", self.name)
-            chunk = chunk[n:]
-            self.written += n
+        self.write(chunk)
+        self.written += len(chunk)
         while self.windowed and self.written >= (self.started + 1) * WINDOW:
             try:
                 self._window_full()
