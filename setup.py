@@ -6,7 +6,7 @@ site-packages, where it would clash with anything else of that name.
 """
 import os
 
-from setuptools import find_namespace_packages, find_packages, setup
+from setuptools import Extension, find_namespace_packages, find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,6 +45,19 @@ setup(
         "omero_storagemanager": "omero_storagemanager",
         "omero_storagemanager.backends": "backends",
     },
+    # The stat scan's per-file loop in C (engine/_statrows.c; Linux system calls).
+    # Optional: without a C compiler the install still works and the scan uses its
+    # Python loop, about twice as slow on a warm cache.
+    ext_modules=[
+        Extension(
+            "omero_storagemanager.engine._statrows",
+            sources=["omero_storagemanager/engine/_statrows.c"],
+            # Stat times are added up as CPython does, with no fused multiply-add, so
+            # the C and Python loops give the same floats.
+            extra_compile_args=["-O2", "-ffp-contract=off"],
+            optional=True,
+        )
+    ],
     include_package_data=True,
     zip_safe=False,
     # Lower bounds are the versions the test suite ran against: older ones are untested.

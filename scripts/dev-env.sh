@@ -47,7 +47,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 stamp=$venv/.sm-installed
-if [ ! -f "$stamp" ] || [ "$here/setup.py" -nt "$stamp" ] || [ "$0" -nt "$stamp" ]; then
+# Again when the C extension's source changed: an editable install builds it only then.
+if [ ! -f "$stamp" ] || [ "$here/setup.py" -nt "$stamp" ] || [ "$0" -nt "$stamp" ] \
+        || [ "$here/omero_storagemanager/engine/_statrows.c" -nt "$stamp" ]; then
     log "installing omero-storagemanager (editable, with test extras)"
     "$venv/bin/pip" install --quiet "$ice_wheel"
     "$venv/bin/pip" install --quiet -e "$here[test]"

@@ -31,10 +31,12 @@ def test_sdist_contains_templates_static_migrations_and_backends(dist):
         "omero_storagemanager/static/omero_storagemanager/css/storagemanager.css",
         "omero_storagemanager/migrations/0001_initial.py",
         "backends/__init__.py",
+        "omero_storagemanager/engine/_statrows.c",
         "setup.py",
         "README.md",
     }
     assert expected <= names, f"missing from sdist: {sorted(expected - names)}"
+    assert not [name for name in names if name.endswith(".so")], "a built module in the sdist"
 
 
 def test_wheel_ships_backends_inside_the_package(dist):
@@ -44,6 +46,9 @@ def test_wheel_ships_backends_inside_the_package(dist):
     assert "omero_storagemanager/backends/__init__.py" in names
     assert "omero_storagemanager/templates/omero_storagemanager/index.html" in names
     assert "omero_storagemanager/migrations/0001_initial.py" in names
+    # The stat scan's C loop, compiled for this Python (engine/_statrows.c).
+    assert [name for name in names if name.startswith("omero_storagemanager/engine/_statrows.")
+            and name.endswith(".so")], "the wheel has no compiled _statrows"
     top_level = {name.split("/")[0] for name in names}
     assert "backends" not in top_level
     assert "testbed" not in top_level and "tests" not in top_level

@@ -36,6 +36,11 @@ import sys
 from ..catalog.paths import numbered as _numbered
 from .hashing import ALGORITHMS
 
+try:
+    from ._statrows import stat_rows
+except ImportError:  # not compiled (no C compiler at install): the Python loop, slower
+    stat_rows = None
+
 # Per unit: the order of the figures a worker returns.
 FIELDS = ("files", "bytes", "unhashed", "missing", "mismatched_sizes", "symlinks",
           "pyramids", "thumbnails", "thumbnail_bytes", "checksum_mismatches",
@@ -100,15 +105,70 @@ _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY
 
 
 def check_rows(lines, managed, data, verify, report=None):
-    """Stat (and hash) the files of an iterable of COPY rows; returns (units, problems).
+    """Stat (and hash) the files of an iterable of COPY rows; returns (units, problems)."""
+    units, problems = {}, {}
+    _check_lines(lines, managed, data, verify, report, units, problems)
+    return units, problems
+
+
+def check_stream(read, managed, data, report=None):
+    """Stat mode through the C loop (engine/_statrows.c): check_rows' result for the
+    rows that `read(size)` returns, read in blocks of whole rows.
+
+    The C loop counts the rows whose file is there with OMERO's size, in runs per
+    unit, and hands every other row back; those go through check_rows' loop, which
+    alone says what a problem is. Figures are sums and maxima, so the order in which
+    the two loops count a unit's rows does not matter."""
+    units, problems = {}, {}
+    managed, data = _slashed(managed), _slashed(data)
+    carry = b""
+    while True:
+        chunk = read(CHUNK)
+        block = carry + chunk if carry else chunk
+        if not block:
+            break
+        end = block.rfind(b"\n") + 1 if chunk else len(block)  # the last row may lack "\n"
+        runs, rest, rows, row_bytes = stat_rows(block, end, managed, data)
+        _add_runs(units, runs)
+        if report is not None and rows:
+            report(rows, row_bytes)
+        if rest:
+            _check_lines(rest, managed, data, False, report, units, problems)
+        carry = block[end:]
+    return units, problems
+
+
+def _add_runs(units, runs):
+    for unit_type, unit_id, *counts, newest, accessed in runs:
+        u = units.get((unit_type, unit_id))
+        if u is None:
+            u = units[(unit_type, unit_id)] = [0] * 10 + [None, None]
+        for index, count in zip(_RUN_FIELDS, counts):
+            u[index] += count
+        if newest is not None:
+            if u[NEWEST] is None or newest > u[NEWEST]:
+                u[NEWEST] = newest
+            if u[ACCESSED] is None or accessed > u[ACCESSED]:
+                u[ACCESSED] = accessed
+
+
+# The counts of a run of _statrows.stat_rows, in its order.
+_RUN_FIELDS = (FILES, BYTES, UNHASHED, SYMLINKS, PYRAMIDS, THUMBS, THUMB_BYTES)
+
+
+def _slashed(folder):
+    return folder.rstrip(b"/") + b"/"
+
+
+def _check_lines(lines, managed, data, verify, report, units, problems):
+    """check_rows' loop: adds the rows' figures and problems to units and problems.
 
     This loop runs a million times a scan, so the common case (a file in the same
     folder as the row before, of the same unit) is kept inline and short: the folder is
     opened once for its run of rows and each file stat'ed by name in it (dir_fd), and
     a unit's figures are looked up only when the unit changes. A folder that starts
     with "/" is absolute (bulk.pyramid_rows: pyramids are below the data dir)."""
-    units, problems = {}, {}
-    managed, data = managed.rstrip(b"/") + b"/", data.rstrip(b"/") + b"/"
+    managed, data = _slashed(managed), _slashed(data)
     lstat, stat_, is_link, os_open, os_close = os.lstat, os.stat, stat.S_ISLNK, os.open, os.close
     verifier = Verifier() if verify else None
     folder_now, fd = None, None  # the folder of the rows, and its descriptor (None: cannot)
@@ -212,7 +272,6 @@ def check_rows(lines, managed, data, verify, report=None):
             os_close(fd)
     if report is not None and seen:
         report(seen, seen_bytes)
-    return units, problems
 
 
 def _join(managed, folder, name):
@@ -230,7 +289,12 @@ def main(argv=None):
         sys.stderr.write(f"progress {files} {nbytes}\n")
         sys.stderr.flush()
 
-    units, problems = check_rows(sys.stdin.buffer, managed, data, verify, report)
+    if verify or stat_rows is None:
+        units, problems = check_rows(sys.stdin.buffer, managed, data, verify, report)
+    else:
+        stdin = sys.stdin.fileno()
+        units, problems = check_stream(lambda size: os.read(stdin, size), managed, data,
+                                       report)
     pickle.dump((units, problems), sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
     sys.stdout.buffer.flush()
     return 0
