@@ -105,6 +105,40 @@ def test_what_it_cannot_count_is_handed_back_untouched(tree):
     assert rest == handed_back and rows == 1 and runs[0][2] == 1
 
 
+def test_slashes_at_the_ends_of_omero_paths_and_names_mean_nothing(tree):
+    # The server sends OMERO's path and name as stored (bulk._REL): "u_1/" as FS
+    # writes it, or with a "/" more; both loops find the same files either way.
+    plain = b"f\t1\tfileset_entry\tu_1\ta.tif\t1\t3\t\t\\N\n"
+    variants = [b"f\t1\tfileset_entry\tu_1/\ta.tif\t1\t3\t\t\\N\n",
+                b"f\t1\tfileset_entry\t/u_1/\t/a.tif\t1\t3\t\t\\N\n",
+                b"f\t1\timport_log\t/\ttop.log\t3\t3\t\t\\N\n"]
+    expected = call(plain, tree)[0][0][:9]
+    for row in variants[:2]:
+        runs, rest, rows, _ = call(row, tree)
+        assert rest == [] and runs[0][:9] == expected, row
+    assert call(variants[2], tree)[2] == 1
+    _assert_loops_agree(b"".join(variants), tree)
+
+
+def test_a_missing_file_is_named_as_the_inventory_names_it(tree):
+    row = b"f\t1\tfileset_entry\t/u_1/\t/gone.tif\t2\t3\t\t\\N\n"
+    managed, data = os.fsencode(tree.managed_dir), os.fsencode(tree.data_dir)
+    _, problems = statworker.check_rows([row], managed, data, False)
+    assert problems[(b"f", b"1")] == [
+        {"path": tree.managed("/u_1/", "gone.tif"), "problem": "missing"}]
+
+
+def test_a_pyramid_row_names_its_path_below_the_data_dir(tree):
+    pyramid = os.path.join(tree.data_dir, "Pixels", "Dir-001", "Dir-234", "1234567_pyramid")
+    with open(pyramid, "wb") as f:
+        f.write(b"y" * 7)
+    row = b"i\t4\tpyramid\t\\N\tPixels/Dir-001/Dir-234/1234567_pyramid\t1234567\t\\N\t\\N\t\\N\n"
+    runs, rest, rows, row_bytes = call(row, tree)
+    assert rest == [] and row_bytes == 7
+    assert runs[0][:9] == (b"i", b"4", 1, 7, 1, 0, 1, 0, 0)
+    _assert_loops_agree(row, tree)
+
+
 def test_rows_after_end_are_left_and_the_last_row_may_lack_its_newline(tree):
     row = b"f\t1\tfileset_entry\tu_1\ta.tif\t1\t3\t\t\\N\n"
     runs, rest, rows, _ = call(row + row[:20], tree, end=len(row))

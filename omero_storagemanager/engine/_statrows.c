@@ -161,15 +161,20 @@ static PyObject *stat_rows(PyObject *self, PyObject *args) {
                 if (fd >= 0) close(fd);
                 fd = -1;
                 folder_now = f[FOLDER];
-                int absolute = f[FOLDER].n > 0 && f[FOLDER].p[0] == '/';
-                int n = snprintf(path, sizeof path, "%s%.*s", absolute ? "" : managed,
+                /* A "/" more at either end of the folder changes nothing here. */
+                int n = snprintf(path, sizeof path, "%s%.*s", managed,
                                  (int)f[FOLDER].n, f[FOLDER].p);
                 if (n >= 0 && (size_t)n < sizeof path)
                     fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             }
             if (fd >= 0) {
-                memcpy(name, f[NAME].p, f[NAME].n);
-                name[f[NAME].n] = '\0';
+                field given = f[NAME];
+                while (given.n > 0 && given.p[0] == '/') {  /* else fstatat ignores fd */
+                    given.p++;
+                    given.n--;
+                }
+                memcpy(name, given.p, given.n);
+                name[given.n] = '\0';
                 found = fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
                 if (found && S_ISLNK(st.st_mode)) {  /* in-place import: the target's data */
                     link = 1;
@@ -177,11 +182,17 @@ static PyObject *stat_rows(PyObject *self, PyObject *args) {
                 }
             }
         } else {
-            unsigned long long id;
-            const char *sub = thumbnail ? "Thumbnails/"
-                              : equals(f[KIND], "pixels") ? "Pixels/" : "Files/";
-            if (!parse_ull(f[IDENT], &id) || !numbered_path(path, sizeof path, data, sub, id))
-                goto hand_back;
+            if (!is_null(f[NAME])) {  /* a pyramid: the name is its path below the data dir */
+                int n = snprintf(path, sizeof path, "%s%.*s", data, (int)f[NAME].n, f[NAME].p);
+                if (n < 0 || (size_t)n >= sizeof path) goto hand_back;
+            } else {
+                unsigned long long id;
+                const char *sub = thumbnail ? "Thumbnails/"
+                                  : equals(f[KIND], "pixels") ? "Pixels/" : "Files/";
+                if (!parse_ull(f[IDENT], &id)
+                        || !numbered_path(path, sizeof path, data, sub, id))
+                    goto hand_back;
+            }
             found = lstat(path, &st) == 0;
             if (found && S_ISLNK(st.st_mode)) {
                 link = 1;

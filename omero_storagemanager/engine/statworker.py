@@ -11,9 +11,11 @@ tab separated:
 
     unit type, unit id, kind, folder, name, file id, OMERO size, hash, algorithm
 
-`folder` is relative to the managed repository, '' for the repository itself, or
-absolute (pyramids, below the data dir), and `name` the file's name in it; both \\N for files whose
-path OMERO derives from an id (Files/, Pixels/, Thumbnails/). Folder and name come
+`folder` is OMERO's path of the file, relative to the managed repository ('' for the
+repository itself; a "/" at either end means nothing), and `name` the file's name in it
+(a leading "/" means nothing). For files below the data dir `folder` is \\N: `name`
+is then the path below the data dir (pyramids), or \\N too where OMERO derives the path
+from the id (Files/, Pixels/, Thumbnails/). Folder and name come
 apart, as OMERO stores them, because each file is stat'ed by name in its folder, which
 is opened once for all its files (rows come folder by folder, a fileset at a time):
 the kernel then walks one path component per file, not the whole path, and the
@@ -166,8 +168,7 @@ def _check_lines(lines, managed, data, verify, report, units, problems):
     This loop runs a million times a scan, so the common case (a file in the same
     folder as the row before, of the same unit) is kept inline and short: the folder is
     opened once for its run of rows and each file stat'ed by name in it (dir_fd), and
-    a unit's figures are looked up only when the unit changes. A folder that starts
-    with "/" is absolute (bulk.pyramid_rows: pyramids are below the data dir)."""
+    a unit's figures are looked up only when the unit changes."""
     managed, data = _slashed(managed), _slashed(data)
     lstat, stat_, is_link, os_open, os_close = os.lstat, os.stat, stat.S_ISLNK, os.open, os.close
     verifier = Verifier() if verify else None
@@ -194,13 +195,14 @@ def _check_lines(lines, managed, data, verify, report, units, problems):
             link = False
             if folder != NULL:
                 path = None  # joined only when needed (a problem, a hash)
+                if name[:1] == b"/":  # else stat by name would ignore dir_fd
+                    name = name.lstrip(b"/")
                 if folder != folder_now:
                     if fd is not None:
                         os_close(fd)
                     folder_now = folder
-                    try:
-                        fd = os_open(folder if folder[:1] == b"/" else managed + folder,
-                                     _DIRECTORY)
+                    try:  # a "/" more at either end of folder changes nothing here
+                        fd = os_open(managed + folder, _DIRECTORY)
                     except OSError:
                         fd = None  # every file in it is missing
                 if fd is None:
@@ -218,6 +220,8 @@ def _check_lines(lines, managed, data, verify, report, units, problems):
                     path = data + b"Thumbnails/" + numbered(ident)
                 elif kind == b"pixels":
                     path = data + b"Pixels/" + numbered(ident)
+                elif name != NULL:  # a pyramid: its path below the data dir
+                    path = data + name
                 else:
                     path = data + b"Files/" + numbered(ident)
                 try:
@@ -275,9 +279,9 @@ def _check_lines(lines, managed, data, verify, report, units, problems):
 
 
 def _join(managed, folder, name):
-    """The file's path, as the message of a problem names it."""
-    if folder[:1] == b"/":
-        return folder + b"/" + name
+    """The file's path, as the message of a problem names it (and a hash reads it):
+    catalog/paths.py's, with no "/" doubled where the folder has one at an end."""
+    folder = folder.strip(b"/")
     return managed + folder + b"/" + name if folder else managed + name
 
 
