@@ -2,8 +2,11 @@
 
 The per-collection inventory (inventory.py) lists files one by one; scanning ten
 thousand collections that way would take ten thousand round trips. Here everything is
-summed in two set-based statements (FIGURES, and ATTACHMENTS), a shared fileset is found
-by counting the collections that hold it, and one row per collection comes back.
+summed in three set-based statements: the figures of every fileset (FILESET_FIGURES),
+each collection's filesets and the rest of its figures (COLLECTION_PARTS), and its
+attachments (ATTACHMENTS); a shared fileset is found by counting the collections that
+hold it. The first two are independent, so a scan runs them at once on two
+connections, and the filesets' figures are added up per collection here.
 The figures agree with the inventory's (tests/test_scan.py holds them to it), except
 pyramids, which are not in the database and are counted by the stat and verify modes.
 """
@@ -36,35 +39,33 @@ SELECT 'screen', spl.parent, i.id, i.fileset
   JOIN wellsample ws ON ws.well = w.id JOIN image i ON i.id = ws.image
 """
 
-# Everything but attachments, per collection, in one statement. The collections' images
-# are computed once (MATERIALIZED); a fileset's files, entries and import logs alike, are
-# summed in ONE pass over originalfile (a UNION ALL of the two link paths; the same file
-# reached by both paths counts twice, as it would summed apart); then per collection.
-# Filesets count whole; a fileset or image held by more than one collection makes its
-# bytes shared. What an image adds beside its fileset (the Pixels/ file of an OMERO 4
-# image, sized from its dimensions; OMERO 4 archived originals) is gathered only for the
-# images that have any, so the hundreds of thousands of OMERO 5 images cost nothing but
-# their count; thumbnails are counted apart for the same reason.
-FIGURES = f"""WITH cimg AS MATERIALIZED ({COLLECTION_IMAGE_FILESETS}),
+# The figures of every fileset: its files, entries and import logs alike, summed in ONE
+# pass over originalfile (a UNION ALL of the two link paths; the same file reached by
+# both paths counts twice, as it would summed apart). This is half of the catalogue's
+# work, and it needs nothing of the collections: it runs on its own connection while
+# COLLECTION_PARTS runs on another (collection_figures puts the two together).
+FILESET_FIGURES = """
+WITH fs_files AS (SELECT fileset, originalfile AS file FROM filesetentry
+                  UNION ALL
+                  SELECT fjl.parent, jol.child FROM filesetjoblink fjl
+                    JOIN joboriginalfilelink jol ON jol.parent = fjl.child)
+SELECT x.fileset, count(*), sum(o."size")::bigint, max(o.mtime),
+       count(*) FILTER (WHERE o.hash IS NULL)
+  FROM fs_files x JOIN originalfile o ON o.id = x.file GROUP BY x.fileset
+"""
+
+# Everything else, one row per collection: its images, what they add beside their
+# filesets, its thumbnails, and its filesets (an array; those held by another
+# collection too, which makes their bytes shared, in a second one). Sums are cast to
+# bigint: sums of bigints are numeric, which psycopg2 turns into slow Decimals. The
+# collections' images are computed once (MATERIALIZED). What an image adds beside its
+# fileset (the Pixels/ file of an OMERO 4 image, sized from its dimensions; OMERO 4
+# archived originals) is gathered only for the images that have any, so the hundreds of
+# thousands of OMERO 5 images cost nothing but their count; thumbnails are counted
+# apart for the same reason.
+COLLECTION_PARTS = f"""WITH cimg AS MATERIALIZED ({COLLECTION_IMAGE_FILESETS}),
 cf AS MATERIALIZED (SELECT DISTINCT kind, cid, fileset FROM cimg WHERE fileset IS NOT NULL),
 holders AS (SELECT fileset, count(*) AS n FROM cf GROUP BY fileset),
-fs_files AS (SELECT fileset, originalfile AS file FROM filesetentry
-             UNION ALL
-             SELECT fjl.parent, jol.child FROM filesetjoblink fjl
-               JOIN joboriginalfilelink jol ON jol.parent = fjl.child),
-per_fileset AS (
-    SELECT x.fileset, count(*) AS files, sum(o."size") AS bytes, max(o.mtime) AS newest,
-           count(*) FILTER (WHERE o.hash IS NULL) AS unhashed
-      FROM fs_files x JOIN originalfile o ON o.id = x.file GROUP BY x.fileset),
-fs_figures AS (
-    SELECT cf.kind, cf.cid, coalesce(sum(f.files), 0) AS files,
-           coalesce(sum(f.bytes), 0) AS bytes, max(f.newest) AS newest,
-           coalesce(sum(f.unhashed), 0) AS unhashed,
-           coalesce(sum(f.bytes) FILTER (WHERE h.n > 1), 0) AS shared,
-           count(*) FILTER (WHERE h.n > 1) AS shared_filesets
-      FROM cf JOIN holders h ON h.fileset = cf.fileset
-      LEFT JOIN per_fileset f ON f.fileset = cf.fileset
-     GROUP BY cf.kind, cf.cid),
 images AS (SELECT kind, cid, count(*) AS images FROM cimg GROUP BY kind, cid),
 extra AS (
     SELECT image, sum(files) AS files, sum(bytes) AS bytes, max(newest) AS newest,
@@ -93,16 +94,16 @@ img_figures AS (
 thumbs AS (
     SELECT c.kind, c.cid, count(*) AS n
       FROM thumbnail t JOIN pixels p ON p.id = t.pixels JOIN cimg c ON c.image = p.image
-     GROUP BY c.kind, c.cid)
-SELECT m.kind, m.cid, m.images,
-       coalesce(f.files, 0) + coalesce(x.files, 0),
-       coalesce(f.bytes, 0) + coalesce(x.bytes, 0),
-       greatest(f.newest, x.newest),
-       coalesce(f.unhashed, 0) + coalesce(x.unhashed, 0),
-       coalesce(f.shared, 0) + coalesce(x.shared, 0),
-       coalesce(f.shared_filesets, 0), coalesce(t.n, 0)
+     GROUP BY c.kind, c.cid),
+fs_of AS (
+    SELECT cf.kind, cf.cid, array_agg(cf.fileset) AS filesets,
+           array_agg(cf.fileset) FILTER (WHERE h.n > 1) AS shared
+      FROM cf JOIN holders h ON h.fileset = cf.fileset GROUP BY cf.kind, cf.cid)
+SELECT m.kind, m.cid, m.images, coalesce(x.files, 0)::bigint,
+       coalesce(x.bytes, 0)::bigint, coalesce(x.unhashed, 0)::bigint,
+       coalesce(x.shared, 0)::bigint, x.newest, coalesce(t.n, 0), fs.filesets, fs.shared
   FROM images m
-  LEFT JOIN fs_figures f ON f.kind = m.kind AND f.cid = m.cid
+  LEFT JOIN fs_of fs ON fs.kind = m.kind AND fs.cid = m.cid
   LEFT JOIN img_figures x ON x.kind = m.kind AND x.cid = m.cid
   LEFT JOIN thumbs t ON t.kind = m.kind AND t.cid = m.cid
 """
@@ -175,27 +176,55 @@ def _newest(a, b):
     return b if a is None or (b is not None and b > a) else a
 
 
-def collection_figures(conn, include_attachments=True):
-    """{(kind, id): Figures} for every Project and Screen that holds anything."""
+def fileset_figures(conn):
+    """{fileset id: (files, bytes, newest file time, files with no hash)}."""
+    with conn.cursor() as cur:
+        cur.execute(FILESET_FIGURES)
+        return {row[0]: row[1:] for row in cur}
+
+
+def collection_figures(conn, include_attachments=True, per_fileset=None):
+    """{(kind, id): Figures} for every Project and Screen that holds anything.
+
+    per_fileset: a callable that returns fileset_figures(), such as the result of a
+    query running on another connection meanwhile; without it they are read on `conn`
+    after the collections' parts.
+    """
     figures = defaultdict(Figures)
     with conn.cursor() as cur:
-        cur.execute(FIGURES)
-        for (kind, cid, images, files, nbytes, newest, unhashed, shared, shared_filesets,
-             thumbs) in cur:
-            f = figures[(kind, cid)]
-            f.images, f.files, f.bytes = int(images), int(files), int(nbytes)
-            f.newest_file = as_utc(newest)
-            f.unhashed_files, f.shared_bytes = int(unhashed), int(shared)
-            f.shared_filesets, f.thumbnails = int(shared_filesets), int(thumbs)
+        cur.execute(COLLECTION_PARTS)
+        parts = cur.fetchall()
         if include_attachments:
             cur.execute(ATTACHMENTS)
-            for kind, cid, files, nbytes, newest, unhashed, shared in cur:
-                f = figures[(kind, cid)]
-                f.files += int(files)
-                f.bytes += int(nbytes or 0)
-                f.newest_file = _newest(f.newest_file, as_utc(newest))
-                f.unhashed_files += int(unhashed)
-                f.shared_bytes += int(shared)
+            attachments = cur.fetchall()
+    per_fileset = per_fileset() if per_fileset is not None else fileset_figures(conn)
+    for (kind, cid, images, files, nbytes, unhashed, shared, newest, thumbs, filesets,
+         shared_filesets) in parts:
+        f = figures[(kind, cid)]
+        f.images, f.thumbnails = images, thumbs
+        newest = as_utc(newest)
+        # A column at a time over the collection's filesets (a loop per fileset took a
+        # fifth of a second for a hundred thousand); a fileset with no files has no row.
+        found = [x for x in map(per_fileset.get, filesets or ()) if x is not None]
+        if found:
+            fs_files, fs_bytes, fs_newest, fs_unhashed = zip(*found)
+            files += sum(fs_files)
+            nbytes += sum(fs_bytes)
+            unhashed += sum(fs_unhashed)
+            newest = _newest(newest, as_utc(max(filter(None, fs_newest), default=None)))
+        if shared_filesets:
+            f.shared_filesets = len(shared_filesets)
+            shared += sum(per_fileset[s][1] for s in shared_filesets if s in per_fileset)
+        f.files, f.bytes, f.unhashed_files, f.shared_bytes = files, nbytes, unhashed, shared
+        f.newest_file = newest
+    if include_attachments:
+        for kind, cid, files, nbytes, newest, unhashed, shared in attachments:
+            f = figures[(kind, cid)]
+            f.files += int(files)
+            f.bytes += int(nbytes or 0)
+            f.newest_file = _newest(f.newest_file, as_utc(newest))
+            f.unhashed_files += int(unhashed)
+            f.shared_bytes += int(shared)
     return dict(figures)
 
 

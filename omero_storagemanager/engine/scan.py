@@ -21,7 +21,8 @@ from django.db import connection, transaction
 
 from ..catalog.collections import UnknownCollection, format_key
 from ..catalog.inventory import InventoryReader
-from ..catalog.totals import Figures, collection_figures
+from ..catalog.db import without_parallel_workers
+from ..catalog.totals import Figures, collection_figures, fileset_figures
 from ..models import Collection, ScanResult
 from .bulk import collection_figures_from_disk
 from .disk import check_repository, stat_inventory, verify_record
@@ -131,27 +132,28 @@ _KIND_NAMES = dict(Collection.KINDS)  # as Collection.key writes them
 def _scan_catalog_all(conn, include_attachments, progress, connect):
     """A catalog scan of every collection: a few statements in the database.
 
-    With `connect`, the figures are aggregated on a second connection while this one
-    syncs the collections: the aggregation is most of the scan's time and runs in the
-    server, the sync is mostly Python here, so the two overlap (psycopg2 lets go of the
-    interpreter lock while it waits for the server).
+    With `connect`, the filesets' figures (half of the database's work) are summed on a
+    second connection while this one syncs the collections and reads the rest of their
+    figures: both run in the server, on a core each, and psycopg2 lets go of the
+    interpreter lock while it waits.
     """
     started = datetime.now(timezone.utc)
     other = connect() if connect is not None else None
     try:
-        with ThreadPoolExecutor(1) as side:
-            pending = (side.submit(collection_figures, other, include_attachments)
-                       if other is not None else None)
+        with ThreadPoolExecutor(1) as side, \
+                without_parallel_workers(*([conn, other] if other is not None else [])):
+            pending = (side.submit(fileset_figures, other) if other is not None else None)
             try:
                 sync_collections(conn)
                 targets = _live_targets()
                 progress.start(len(targets))  # a cancelled job raises here
+                all_figures = collection_figures(
+                    conn, include_attachments,
+                    per_fileset=pending.result if pending is not None else None)
             except BaseException:
                 if other is not None:
                     other.cancel()  # do not wait seconds for figures nobody will read
                 raise
-            all_figures = (pending.result() if pending is not None
-                           else collection_figures(conn, include_attachments))
     finally:
         if other is not None:
             other.close()
