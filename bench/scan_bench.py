@@ -458,8 +458,9 @@ MODE_NOTES = {
                "collections, counts import logs, images, "
                "shared files, attachments and OMERO 4 files, and stores its figures and one "
                "ScanResult per collection. The scan is given a second connection (as the "
-               "scan verb and job give it): the figures are aggregated on it while the first "
-               "syncs the collections. Peak RSS: VmHWM of the scan's own process.",
+               "scan verb and job give it): the figures of every fileset are summed on it "
+               "while the first syncs the collections and reads their other figures. Peak "
+               "RSS: VmHWM of the scan's own process.",
     "stat": "Baseline: `du -s` of the data dir (it also visits every directory). Scan "
             "files/s: the files the scan stat'ed (ScanReport.files). Cold: `sync; echo 3 > "
             "/proc/sys/vm/drop_caches` before each timed run of either. The scan stats in "
