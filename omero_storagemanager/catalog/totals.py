@@ -214,18 +214,22 @@ def collection_figures(conn, include_attachments=True, per_fileset=None):
             newest = _newest(newest, as_utc(max(filter(None, fs_newest), default=None)))
         if shared_filesets:
             f.shared_filesets = len(shared_filesets)
-            shared += sum(per_fileset[s][1] for s in shared_filesets if s in per_fileset)
-        f.files, f.bytes, f.unhashed_files, f.shared_bytes = files, nbytes, unhashed, shared
-        f.newest_file = newest
+            shared += sum(x[1] for x in map(per_fileset.get, shared_filesets) if x is not None)
+        _add(f, files, nbytes, newest, unhashed, shared)
     if include_attachments:
         for kind, cid, files, nbytes, newest, unhashed, shared in attachments:
-            f = figures[(kind, cid)]
-            f.files += int(files)
-            f.bytes += int(nbytes or 0)
-            f.newest_file = _newest(f.newest_file, as_utc(newest))
-            f.unhashed_files += int(unhashed)
-            f.shared_bytes += int(shared)
+            _add(figures[(kind, cid)], int(files), int(nbytes or 0), as_utc(newest),
+                 int(unhashed), int(shared))
     return dict(figures)
+
+
+def _add(f, files, nbytes, newest, unhashed, shared):
+    """Add one part's figures (a collection's own, or its attachments') to a Figures."""
+    f.files += files
+    f.bytes += nbytes
+    f.newest_file = _newest(f.newest_file, newest)
+    f.unhashed_files += unhashed
+    f.shared_bytes += shared
 
 
 # Bytes per owner or per group of the collections, each file counted once however many

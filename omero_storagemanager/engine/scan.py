@@ -140,8 +140,9 @@ def _scan_catalog_all(conn, include_attachments, progress, connect):
     started = datetime.now(timezone.utc)
     other = connect() if connect is not None else None
     try:
-        with ThreadPoolExecutor(1) as side, \
-                without_parallel_workers(*([conn, other] if other is not None else [])):
+        # Only when the two statements run at once (see without_parallel_workers).
+        both = [conn, other] if other is not None else []
+        with ThreadPoolExecutor(1) as side, without_parallel_workers(*both):
             pending = (side.submit(fileset_figures, other) if other is not None else None)
             try:
                 sync_collections(conn)
