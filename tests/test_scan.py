@@ -480,3 +480,15 @@ def test_sync_brings_back_a_collection_marked_gone(facility, omero, app_db):
     assert report.back == [c.key] and report.changed == [c.key]
     again = Collection.objects.get(pk=c.pk)
     assert (again.gone, again.name, again.files) == (False, c.name, 7)  # figures kept
+
+
+def test_collection_table_leaves_room_for_hot_updates(app_db):
+    """Migration 0007: a scan updates every Collection row; with fillfactor 70 the new
+    versions stay on their page and no index is touched (docs/performance.md)."""
+    from django.db import connection
+    with connection.cursor() as cur:
+        cur.execute("SELECT reloptions FROM pg_class WHERE relname = %s",
+                    [Collection._meta.db_table])
+        (options,) = cur.fetchone()
+    assert options is not None and "fillfactor=70" in options, options
+
