@@ -5,13 +5,23 @@ A location is identified on disk by its directory <mount>/<id>/ holding read/ an
 write/ (manual chapter 7). A removable disk that is not plugged in leaves an empty
 mount point, so a missing <mount>/<id>/ means "not connected", and nothing is ever
 written there: it would land on whatever disk holds the mount point.
+
+Another disk mounted there may hold a <mount>/<id>/ too (another installation's
+location of the same id, a disk restored from elsewhere): <mount>/<id>/MARKER holds
+the location's marker (a random UUID the app's database keeps, LocationConfig.marker)
+and a location whose marker file is missing or different is not online (WrongDisk):
+nothing is read from it or written to it. A location made before markers existed
+(empty marker, LocationConfig.on_marker given) gets one written at its first check
+while online, and on_marker(marker) records it.
 """
 import dataclasses
+import errno
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, List, NamedTuple, Optional
+from typing import Callable, Iterator, List, NamedTuple, Optional
 
 from .bag import BagContents, BagError, is_complete_bag, read_bag, validate_bag
 from .fsutil import fsync_dir, makedirs_durable, remove_tree, tree_bytes
@@ -38,6 +48,10 @@ class LocationOffline(LocationError):
     """<mount>/<id>/ (or its read/ or write/) is missing: disk not connected or mounted."""
 
 
+class WrongDisk(LocationOffline):
+    """<mount>/<id>/ is there but its marker is not this location's: another disk."""
+
+
 class CorruptCopy(LocationError):
     """A copy does not match its manifest, so it must not be copied or relied on."""
 
@@ -52,6 +66,15 @@ class LocationConfig:
     purge_watermark: int = 80  # percent of max_bytes
     purge_enabled: bool = False
     xml_folder: str = ""  # automated only: where the archiver's XML orders go
+    # The marker <mount>/<id>/MARKER must hold ("": none yet). on_marker(marker): called
+    # when a location without one got its marker at a check (the caller records it);
+    # with neither, the marker is not checked (a backend used on its own).
+    marker: str = ""
+    on_marker: Optional[Callable[[str], None]] = dataclasses.field(
+        default=None, compare=False, repr=False)
+
+
+MARKER = ".omero-storagemanager"
 
 
 class CachedBag(NamedTuple):
@@ -131,6 +154,8 @@ class Backend:
                               f"not {self.type!r}")
         self.config = config
         self.mount = Path(check_path_syntax(config.mount))
+        self.marker = config.marker
+        self._marked_root = None  # (st_dev, st_ino) of the root whose marker was right
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.describe()} at {self.root}>"
@@ -159,15 +184,106 @@ class Backend:
             if os.path.lexists(path) and (path.is_symlink() or not path.is_dir()):
                 raise BadLocation(f"{path} exists and is not a directory")
             makedirs_durable(path)
+        if self.marker:
+            found = self.read_marker()
+            if found is None:
+                found = self.write_marker(self.marker)
+            if found != self.marker:
+                raise BadLocation(f"{self.root} belongs to another location: its marker "
+                                  f"{self.marker_path} holds {found}, not {self.marker}")
+
+    # -- the marker: this location's disk, not another one mounted at the same place --
+
+    @property
+    def marker_path(self) -> Path:
+        return self.root / MARKER
+
+    def read_marker(self) -> Optional[str]:
+        """The marker in <mount>/<id>/ (never through a link), None when there is none."""
+        try:
+            fd = os.open(self.marker_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            return os.read(fd, 4096).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+
+    def write_marker(self, marker: str) -> str:
+        """Write the marker unless one is there (that one wins: returned)."""
+        tmp = self.root / f"{MARKER}.{uuid.uuid4()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            try:
+                os.write(fd, (marker + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:  # appears whole or not at all, never replacing another marker
+                os.link(tmp, self.marker_path, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            except OSError as exc:  # a file system without hard links
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+                    raise
+                if not os.path.lexists(self.marker_path):
+                    os.rename(tmp, self.marker_path)
+            fsync_dir(self.root)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        return self.read_marker()
+
+    def marker_problem(self) -> Optional[str]:
+        """Why the disk at <mount>/<id>/ is not this location's, or None. Call with the
+        directories there. A location without a marker yet gets one (on_marker)."""
+        if not self.marker and self.config.on_marker is None:
+            return None
+        try:
+            st = os.stat(self.root)
+            if (st.st_dev, st.st_ino) == self._marked_root:
+                return None  # the same directory as at the last check: not read again
+            found = self.read_marker()
+        except OSError as exc:
+            return f"its marker {self.marker_path} cannot be read: {exc.strerror or exc}"
+        if not self.marker:  # made before markers: this disk is taken as it is
+            try:
+                found = found or self.write_marker(str(uuid.uuid4()))
+            except OSError:
+                return None  # read-only: it stays unmarked, as before markers
+            self.config.on_marker(found)
+            self.marker = found
+        elif found is None:
+            return (f"the disk at {self.root} is not this location's: its marker "
+                    f"{self.marker_path} is missing (if it is this location's disk, "
+                    f"write {self.marker} into that file)")
+        elif found != self.marker:
+            return (f"the disk at {self.root} is not this location's: its marker "
+                    f"{self.marker_path} holds {found}, not {self.marker} (another disk, "
+                    f"or another installation's location {self.config.id}, is mounted "
+                    f"at {self.mount})")
+        self._marked_root = (st.st_dev, st.st_ino)
+        return None
 
     def is_online(self) -> bool:
-        return all(p.is_dir() for p in (self.root, self.write_root, self.read_root))
+        return (all(p.is_dir() for p in (self.root, self.write_root, self.read_root))
+                and self.marker_problem() is None)
 
     def check_online(self) -> None:
         for path in (self.root, self.write_root, self.read_root):
             if not path.is_dir():
                 raise LocationOffline(f"{self.describe()} {self.offline_state}: "
                                       f"{path} is missing")
+        problem = self.marker_problem()
+        if problem:
+            raise WrongDisk(f"{self.describe()}: {problem}; nothing was read or written")
+
+    def offline_reason(self) -> str:
+        """Why is_online() is False: the directory missing, or the marker's problem."""
+        for path in (self.root, self.write_root, self.read_root):
+            if not path.is_dir():
+                return f"{path} is missing"
+        return self.marker_problem() or "it is online"
 
     def disk_usage(self) -> int:
         """Bytes of the files below <mount>/<id>/ (write and read)."""
@@ -226,17 +342,13 @@ class Backend:
         rel = self._relpath(relpath)
         self.order_folders(relpath, order)
         if not self.is_online():
-            return f"{self.connect_verb} {self.describe()}: {self._missing()} is missing"
+            return f"{self.connect_verb} {self.describe()}: {self.offline_reason()}"
         path = self.write_root / rel
         if self.restore_source(relpath):
             return f"the copy is ready at {path}"
         return (f"{self.describe()} is {self.connect_verb}ed but holds no complete copy at "
                 f"{path}: put the copy back there (then rescan) or restore from another "
                 "location")
-
-    def _missing(self) -> Path:
-        return next(p for p in (self.root, self.write_root, self.read_root)
-                    if not p.is_dir())
 
     # -- maintenance -------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ class ReadCacheBackend(Backend):
         if not self.is_online():
             # Nothing is asked for: a copy restored now would land on the bare mount
             # point's disk.
-            return f"mount {self.describe()}: {self._missing()} is missing"
+            return f"mount {self.describe()}: {self.offline_reason()}"
         state = self._cache_state(relpath)
         if state == "ready":
             return f"the copy is ready in the read cache at {order.destination_folder}"

@@ -265,6 +265,10 @@ def child_main(role, spec):
     import django
 
     django.setup()
+    if role.startswith("purge-bench-"):  # bench/purge_bench.py's steps, same datasets
+        from bench.purge_bench import child_main as purge_child
+
+        return purge_child(role[len("purge-bench-"):], spec)
     if role == "migrate":
         from django.core.management import call_command
 

@@ -104,6 +104,9 @@ class Location(models.Model):
     current = models.BooleanField(default=False)  # the target of new archives
     xml_folder = models.CharField(max_length=4096, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
+    # Written into <mount>/<id>/ as well (backends: the location marker): a disk whose
+    # marker differs is another disk mounted at the same place, never trusted.
+    marker = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self):
         return f"{self.name} ({self.type}, id {self.pk})"
@@ -113,10 +116,16 @@ class Location(models.Model):
         from .backends import backend_for
         from .backends.base import LocationConfig
 
+        def on_marker(marker):  # a location made before markers got one: record it
+            from .engine.locations import record_marker
+
+            record_marker(self, marker)
+
         return backend_for(LocationConfig(
             id=self.pk, name=self.name, type=self.type, mount=self.mount,
             max_bytes=self.max_bytes, purge_watermark=self.purge_watermark,
-            purge_enabled=self.purge_enabled, xml_folder=self.xml_folder))
+            purge_enabled=self.purge_enabled, xml_folder=self.xml_folder,
+            marker=self.marker, on_marker=on_marker))
 
 
 class Copy(models.Model):
@@ -157,12 +166,48 @@ class CopyFile(models.Model):
     verified = models.BooleanField(default=False)
     # The source's mtime when copied: tells a changed file without a checksum in OMERO.
     source_mtime = models.FloatField(null=True)
+    # The same, exact (st_mtime_ns): what a restore gives back with os.utime(ns=...).
+    source_mtime_ns = models.BigIntegerField(null=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["copy", "relpath"], name="sm_copyfile_unique"),
         ]
         indexes = [models.Index(fields=["relpath"])]
+
+
+class PrimaryFile(models.Model):
+    """A primary file whose bytes the app knows: when it copied the file (archive) or
+    wrote it (restore), the file had this identity (device, inode, size, mtime in ns)
+    and these bytes (sha1). Purge deletes a primary file only while lstat still gives
+    this identity, with one link, and a copy of this sha1 is there now: a file
+    rewritten, replaced or hard-linked since is kept (engine/purge.py)."""
+
+    relpath = models.TextField(unique=True)  # relative to its OMERO root, as in copies
+    device = models.BigIntegerField()
+    inode = models.BigIntegerField()
+    size = models.BigIntegerField()
+    mtime_ns = models.BigIntegerField()
+    # Changes with any write or metadata change and cannot be set back by a tool (an
+    # rsync --inplace -t keeps size and mtime): a mismatch makes purge read the file.
+    ctime_ns = models.BigIntegerField()
+    sha1 = models.CharField(max_length=40)
+    recorded = models.DateTimeField(auto_now=True)
+
+    def identity(self):
+        """As copyfile.identity_of: (device, inode, size, mtime_ns, ctime_ns)."""
+        return (self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
+
+
+class RepositoryRoot(models.Model):
+    """An OMERO root (data directory, managed repository) the app archived from, as it
+    was then: its device and the marker file the app left in it. A restore refuses a
+    root whose device or marker differs (an unmounted share: the bare mount point)."""
+
+    path = models.TextField(unique=True)
+    device = models.BigIntegerField()
+    marker = models.CharField(max_length=64)
+    recorded = models.DateTimeField(auto_now=True)
 
 
 class PurgedFile(models.Model):

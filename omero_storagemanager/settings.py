@@ -102,6 +102,16 @@ def parse_optional_id(value):
     return number
 
 
+def parse_non_negative_int(value):
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError("must be a whole number, 0 or more") from None
+    if number < 0:
+        raise ValueError("must be a whole number, 0 or more")
+    return number
+
+
 def parse_positive_int(value):
     number = int(value)
     if number < 1:
@@ -151,6 +161,22 @@ CUSTOM_SETTINGS_MAPPINGS = {
         "1",
         parse_positive_int,
         "Verified copies a file needs before purge may delete its primary copy.",
+    ],
+    PREFIX + "purge_audit_max_age_days": [
+        "PURGE_AUDIT_MAX_AGE_DAYS",
+        "30",
+        parse_positive_int,
+        "A copy that purge cannot read now (a tape, a removable disk not connected) counts "
+        "only if an audit found it whole within this many days; otherwise the purge keeps "
+        "the file and says why.",
+    ],
+    PREFIX + "purge_sample_above": [
+        "PURGE_SAMPLE_ABOVE",
+        "0",
+        parse_non_negative_int,
+        "Purge reads every copy it relies on whole and compares its checksum. Files larger "
+        "than this many bytes are instead compared with the primary file at 16 sampled "
+        "places of 64 KiB (first and last included). 0: always whole files.",
     ],
     PREFIX + "purge_rename": [
         "PURGE_RENAME",

@@ -179,7 +179,7 @@ def test_purge_dry_run_lists_what_is_freed_and_what_blocks(world):
     blocked = dict(plan.blocked)
     assert shared and shared <= set(blocked)
     assert all("stays online" in blocked[p] for p in shared)
-    assert {r.path for r, _, _ in plan.freed}.isdisjoint(shared)
+    assert {c.record.path for c in plan.freed}.isdisjoint(shared)
     assert all(os.path.exists(p) for p in shared)  # a dry run changes nothing
     assert not PurgedFile.objects.exists()
 

@@ -162,7 +162,7 @@ def test_restore_falls_back_to_the_next_source_and_sets_the_time(tmp_path, monke
         return seal_copy(pending, *args)
 
     monkeypatch.setattr(copyworker, "seal_copy", seal)
-    mtime = 1_500_000_000
+    mtime = 1_500_000_000_123_456_789  # ns (Job.mtimes), given back exactly
     job = Job((str(tmp_path / "missing"), str(bad), good, good), str(dest), digest,
               "SHA1-160", 0o640, (None, None, mtime - 1, mtime), size=size)
     answer = run_batch(Batch([job], fail_fast=False, list_targets=True))
@@ -171,7 +171,7 @@ def test_restore_falls_back_to_the_next_source_and_sets_the_time(tmp_path, monke
     assert [index for index, _ in done.problems] == [0, 1, 2]
     assert "No such file" in done.problems[0][1] and "checksum" in done.problems[1][1]
     assert "read back" in done.problems[2][1]
-    assert os.stat(dest).st_mtime == mtime and (os.stat(dest).st_mode & 0o777) == 0o640
+    assert os.stat(dest).st_mtime_ns == mtime and (os.stat(dest).st_mode & 0o777) == 0o640
     assert os.listdir(dest.parent) == ["file"]
     nothing = run_batch(Batch([job._replace(sources=(str(bad),), mtimes=None)],
                               fail_fast=False))

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testbed.omerodir import write_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,3 +122,89 @@ def test_scan_errors_are_one_clear_line_and_non_zero(tmp_path, pg_server, facili
     proc = run_cli("scan", "--all", omerodir=omerodir)
     assert proc.returncode != 0 and "unreachable" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- no OMERO server -------------------------------------------------------------------------
+
+def ice_refusing_gateway():
+    """A gateway_factory standing for omero-py when OMERO.server is down: the Ice
+    exception its BlitzGateway.connect() raises (Ice's message spans two lines)."""
+    import Ice
+
+    raise Ice.ConnectionRefusedException(111)
+
+
+def test_without_an_omero_server_each_verb_says_so_in_one_line(tmp_path, pg_server,
+                                                              facility, app_db):
+    """The verbs that change OMERO (purge, restore) need OMERO.server: without one, one
+    line on stderr naming it and a non-zero exit, never a traceback nor Ice's own
+    messages."""
+    omerodir = facility_omerodir(tmp_path, pg_server, facility)
+    key = next(iter(facility.truth.collections))
+    cases = [
+        # The default factory: the service account against a port where nothing listens.
+        ({"omero.web.storagemanager.gateway_factory":
+          "omero_storagemanager.gateway.blitz.service_gateway",
+          "omero.web.storagemanager.service_user": "root",
+          "omero.web.storagemanager.service_password": "secret",
+          "omero.web.server_list": [["127.0.0.1", 1, "omero"]]},
+         "cannot reach OMERO.server 127.0.0.1:1 (ConnectionRefusedException: Connection refused)"),
+        # No service account configured.
+        ({"omero.web.storagemanager.service_user": ""},
+         "no OMERO service account: set omero.web.storagemanager.service_user"),
+        # omero-py raising Ice's exception.
+        ({"omero.web.storagemanager.gateway_factory": "tests.test_cli.ice_refusing_gateway"},
+         "cannot reach OMERO.server 127.0.0.1:1 (ConnectionRefusedException: Connection refused)"),
+    ]
+    for config, says in cases:
+        write_config(omerodir, config)
+        for verb in (["purge", key], ["restore", key]):
+            proc = run_cli(*verb, omerodir=omerodir)
+            err = proc.stderr.strip()
+            assert proc.returncode not in (0, None), (verb, proc.stdout + proc.stderr)
+            assert len(err.splitlines()) == 1, (verb, err)
+            assert err == f"CommandError: {says}" or err.startswith(f"CommandError: {says} "), \
+                (verb, err)
+            assert "secret" not in err + proc.stdout
+
+
+def _omero_errors():
+    import Ice
+    import omero
+    import omero.gateway  # noqa: F401 (defines omero.SecurityViolation & co)
+
+    from omero_storagemanager.gateway import GatewayError
+
+    trace = "ome.conditions.SecurityViolation: Bad password\n\tat ome.x.y(Z.java:1)"
+    return [
+        (Ice.ConnectionLostException(104),
+         "cannot reach OMERO.server {server} (ConnectionLostException: Connection reset by peer)"),
+        (Ice.DNSException(0, "no.such.host"),
+         "cannot reach OMERO.server {server} (DNSException: error = 0; host = no.such.host)"),
+        (omero.SecurityViolation(trace, "ome.conditions.SecurityViolation", "Bad password"),
+         "OMERO.server {server} refused: SecurityViolation: Bad password"),
+        (GatewayError("Project:1 not found or not visible"), "Project:1 not found or not visible"),
+    ]
+
+
+def test_omero_server_errors_during_a_verb_are_one_line(monkeypatch):
+    """Whatever omero-py raises while a verb runs (the server going away mid-run, a
+    refusal) is one line naming OMERO.server; Ice's and OMERO's exceptions span several
+    (fields, the server's Java stack trace)."""
+    from types import SimpleNamespace
+
+    from django.core.management.base import CommandError
+
+    from omero_storagemanager import settings
+    from omero_storagemanager.management.commands import storagemanager
+
+    server = "{}:{}".format(*settings.omero_server())
+    for raised, says in _omero_errors():
+        def run(command, options):
+            raise raised
+
+        monkeypatch.setattr(storagemanager, "_verb", lambda name: SimpleNamespace(run=run))
+        with pytest.raises(CommandError) as failure:
+            storagemanager.Command().handle(verb="restore")
+        assert str(failure.value) == says.format(server=server)
+        assert failure.value.__cause__ is raised  # --traceback shows where it came from

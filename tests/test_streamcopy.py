@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from omero_storagemanager.engine import streamcopy
+from omero_storagemanager.engine import copyfile, streamcopy
 from omero_storagemanager.engine.copyfile import (TMP_SUFFIX, CopyCorrupt, SourceChanged,
                                                   copy_verified, seal_copy, write_copy)
 
@@ -49,12 +49,36 @@ def test_a_streamed_copy_is_identical_and_read_back(tmp_path, size):
     assert sorted(os.listdir(tmp_path)) == ["copy", "source ü"]
 
 
-def test_below_one_window_the_copy_is_read_back_after_its_fsync(tmp_path):
-    source = tmp_path / "source"
+def test_below_one_window_the_copy_is_read_back_after_its_fsync(tmp_path, monkeypatch):
+    """Not streamed: write_copy fsyncs the temporary file itself, and seal_copy reads
+    it back from the disk only after that (both recorded, in this process, in order)."""
+    source, target = tmp_path / "source", tmp_path / "copy"
     digest = make_file(source, SMALL_WINDOW - 1)
-    pending = write_copy(str(source), str(tmp_path / "copy"), digest, "SHA1-160")
-    assert pending.back_sha1 is None and not pending.reread
+    src, tmp = os.path.realpath(source), os.path.realpath(target) + TMP_SUFFIX
+    events = []  # (what, the file's path), in the order they happen
+    fsync, read_into_hashers = os.fsync, copyfile._read_into_hashers
+
+    def named(fd):
+        return os.readlink(f"/proc/self/fd/{fd}")
+
+    def recording_fsync(fd):
+        events.append(("fsync", named(fd)))
+        return fsync(fd)
+
+    def recording_read(fd, *args, **kwargs):  # every read of a whole file hashes it
+        events.append(("read", named(fd)))
+        return read_into_hashers(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(copyfile, "_read_into_hashers", recording_read)
+    pending = write_copy(str(source), str(target), digest, "SHA1-160")
+    assert pending.back_sha1 is None and not pending.reread and pending.durable
+    # The source read once (written on the way), then the copy made durable.
+    assert events == [("read", src), ("fsync", tmp)]
     assert seal_copy(pending).sha1 == digest
+    # Read back from the disk (its temporary file) only after its fsync.
+    assert events == [("read", src), ("fsync", tmp), ("read", tmp)]
+    assert target.read_bytes() == source.read_bytes()
 
 
 def test_unsynced_batch_copies_are_not_streamed(tmp_path):

@@ -10,14 +10,15 @@ What belongs to a collection, as OMERO's own DiskUsage counts it:
 Pyramids (Pixels/<id>_pyramid and its .pyr_lock) are not in the database: the stat
 step (engine/stat.py) finds them on disk.
 
-A file held by other collections too is marked shared, with their keys.
+Each file names everything else that holds it (shared_with), as membership.py answers:
+other collections, and holders outside every collection (an orphaned image, ...).
 """
 import itertools
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterator, List, Optional
 
 from .collections import format_key
+from .membership import IMAGES_OF, attachments_of, holders
 from .paths import RepositoryPaths
 
 FILESET_ENTRY = "fileset_entry"
@@ -40,6 +41,9 @@ class FileRecord:
     originalfile_id: Optional[int] = None
     pixels_id: Optional[int] = None
     fileset_id: Optional[int] = None
+    # Everything else that holds the file (membership.py keys): other collections, and
+    # holders outside every collection, which block a purge. Figures about sharing
+    # between collections take membership.collection_keys() of it.
     shared_with: List[str] = field(default_factory=list)
     # Filled by the stat step.
     exists: Optional[bool] = None
@@ -47,6 +51,11 @@ class FileRecord:
     mtime: Optional[float] = None
     atime: Optional[float] = None
     symlink_target: Optional[str] = None
+    # copyfile.identity_of (device, inode, size, mtime ns, ctime ns) and link count of
+    # the file itself (lstat; None for a symlink): what purge compares with the file
+    # it copied.
+    identity: Optional[tuple] = None
+    nlink: Optional[int] = None
 
     def as_dict(self):
         return asdict(self)
@@ -60,7 +69,7 @@ class Inventory:
     files: List[FileRecord]
     thumbnails: List[FileRecord]
     pixels_ids: List[int]
-    # Other collections holding each pixels' image: what a pyramid found on disk shares.
+    # Everything else holding each pixels' image: what a pyramid found on disk shares.
     pixels_shared_with: Dict[int, List[str]] = field(default_factory=dict)
 
     @property
@@ -68,86 +77,6 @@ class Inventory:
         return format_key(self.kind, self.id)
 
 
-# Images of a collection, and the collections of images. Table names are fixed here.
-_IMAGES = {
-    "project": "SELECT DISTINCT dil.child FROM projectdatasetlink pdl"
-               " JOIN datasetimagelink dil ON dil.parent = pdl.child WHERE pdl.parent = %s",
-    "screen": "SELECT DISTINCT ws.image FROM screenplatelink spl"
-              " JOIN well w ON w.plate = spl.child JOIN wellsample ws ON ws.well = w.id"
-              " WHERE spl.parent = %s",
-}
-_IMAGE_HOLDERS = """
-SELECT dil.child, 'project', pdl.parent FROM datasetimagelink dil
-  JOIN projectdatasetlink pdl ON pdl.child = dil.parent WHERE dil.child = ANY(%(ids)s)
-UNION
-SELECT ws.image, 'screen', spl.parent FROM wellsample ws JOIN well w ON w.id = ws.well
-  JOIN screenplatelink spl ON spl.child = w.plate WHERE ws.image = ANY(%(ids)s)
-"""
-# Objects that can carry a file attachment, and the collection(s) each belongs to.
-_ATTACHMENT_HOLDERS = """
-SELECT a."file", 'project', l.parent FROM projectannotationlink l
-  JOIN annotation a ON a.id = l.child WHERE a."file" = ANY(%(files)s)
-UNION
-SELECT a."file", 'project', pdl.parent FROM datasetannotationlink l
-  JOIN annotation a ON a.id = l.child JOIN projectdatasetlink pdl ON pdl.child = l.parent
-  WHERE a."file" = ANY(%(files)s)
-UNION
-SELECT a."file", 'screen', l.parent FROM screenannotationlink l
-  JOIN annotation a ON a.id = l.child WHERE a."file" = ANY(%(files)s)
-UNION
-SELECT a."file", 'screen', spl.parent FROM plateannotationlink l
-  JOIN annotation a ON a.id = l.child JOIN screenplatelink spl ON spl.child = l.parent
-  WHERE a."file" = ANY(%(files)s)
-UNION
-SELECT a."file", 'screen', spl.parent FROM wellannotationlink l
-  JOIN annotation a ON a.id = l.child JOIN well w ON w.id = l.parent
-  JOIN screenplatelink spl ON spl.child = w.plate WHERE a."file" = ANY(%(files)s)
-UNION
-SELECT a."file", h.kind, h.cid FROM imageannotationlink l
-  JOIN annotation a ON a.id = l.child
-  JOIN (SELECT dil.child AS image, 'project' AS kind, pdl.parent AS cid
-          FROM datasetimagelink dil JOIN projectdatasetlink pdl ON pdl.child = dil.parent
-        UNION
-        SELECT ws.image, 'screen', spl.parent FROM wellsample ws
-          JOIN well w ON w.id = ws.well JOIN screenplatelink spl ON spl.child = w.plate
-       ) h ON h.image = l.parent
-  WHERE a."file" = ANY(%(files)s)
-"""
-# File annotations on the collection and everything below it.
-_ATTACHMENTS = {
-    "project": """
-        SELECT a."file" FROM projectannotationlink l JOIN annotation a ON a.id = l.child
-          WHERE l.parent = %(cid)s AND a."file" IS NOT NULL
-        UNION
-        SELECT a."file" FROM datasetannotationlink l JOIN annotation a ON a.id = l.child
-          JOIN projectdatasetlink pdl ON pdl.child = l.parent
-          WHERE pdl.parent = %(cid)s AND a."file" IS NOT NULL
-        UNION
-        SELECT a."file" FROM imageannotationlink l JOIN annotation a ON a.id = l.child
-          WHERE l.parent = ANY(%(images)s) AND a."file" IS NOT NULL""",
-    "screen": """
-        SELECT a."file" FROM screenannotationlink l JOIN annotation a ON a.id = l.child
-          WHERE l.parent = %(cid)s AND a."file" IS NOT NULL
-        UNION
-        SELECT a."file" FROM plateannotationlink l JOIN annotation a ON a.id = l.child
-          JOIN screenplatelink spl ON spl.child = l.parent
-          WHERE spl.parent = %(cid)s AND a."file" IS NOT NULL
-        UNION
-        SELECT a."file" FROM wellannotationlink l JOIN annotation a ON a.id = l.child
-          JOIN well w ON w.id = l.parent JOIN screenplatelink spl ON spl.child = w.plate
-          WHERE spl.parent = %(cid)s AND a."file" IS NOT NULL
-        UNION
-        SELECT a."file" FROM imageannotationlink l JOIN annotation a ON a.id = l.child
-          WHERE l.parent = ANY(%(images)s) AND a."file" IS NOT NULL""",
-}
-# The images of a collection as a CTE ("img"), for the streamed reads below.
-_IMG = {
-    "project": "SELECT DISTINCT dil.child AS id FROM projectdatasetlink pdl"
-               " JOIN datasetimagelink dil ON dil.parent = pdl.child WHERE pdl.parent = %(cid)s",
-    "screen": "SELECT DISTINCT ws.image AS id FROM screenplatelink spl"
-              " JOIN well w ON w.plate = spl.child JOIN wellsample ws ON ws.well = w.id"
-              " WHERE spl.parent = %(cid)s",
-}
 # Every originalfile of a collection once, with the kind read() gives it (its first
 # source in read()'s order: entry, import log, original, attachment), by id: one query
 # whose rows a server-side cursor hands over in slices.
@@ -191,7 +120,7 @@ class InventoryReader:
 
     def read(self, kind, cid):
         cid = int(cid)
-        image_ids = sorted(r[0] for r in self._rows(_IMAGES[kind], [cid]))
+        image_ids = self.image_ids(kind, cid)
         images = self._rows(
             "SELECT i.id, i.fileset, p.id, div(p.sizex::numeric * p.sizey * p.sizez * p.sizec"
             " * p.sizet * coalesce(pt.bitsize, 8) + 7, 8)"
@@ -226,7 +155,7 @@ class InventoryReader:
                 " WHERE pom.child = ANY(%s)", [pixels_ids]):
             add(self._originalfile(row[1:], ORIGINAL, pixels_id=row[0]))
         if self.include_attachments:
-            ids = [r[0] for r in self._rows(_ATTACHMENTS[kind], {"cid": cid, "images": image_ids})]
+            ids = [r[0] for r in self._rows(attachments_of(kind), {"cid": cid, "images": image_ids})]
             for row in self._rows(
                     f"SELECT {_ORIGINALFILE_COLUMNS} FROM originalfile o {_ORIGINALFILE_JOIN}"
                     " WHERE o.id = ANY(%s)", [ids]):
@@ -238,13 +167,13 @@ class InventoryReader:
                 [pixels_ids])]
         inventory = Inventory(kind, cid, image_ids, sorted(files.values(), key=lambda f: f.path),
                               thumbnails, pixels_ids)
-        self._mark_shared(inventory, images)
+        self._mark_shared(inventory)
         return inventory
 
     # -- streamed reads (archive): slices of records, never the whole collection --------
 
     def image_ids(self, kind, cid):
-        return sorted(r[0] for r in self._rows(_IMAGES[kind], [int(cid)]))
+        return sorted(r[0] for r in self._rows(IMAGES_OF[kind], {"cid": int(cid)}))
 
     def _stream(self, query, params, chunk):
         """Lists of at most `chunk` rows from a server-side cursor. WITH HOLD: the
@@ -265,9 +194,9 @@ class InventoryReader:
         params = {"cid": int(cid)}
         sources = _STREAM_SOURCES
         if self.include_attachments:
-            attachments = _ATTACHMENTS[kind].replace("= ANY(%(images)s)", "IN (SELECT id FROM img)")
+            attachments = attachments_of(kind, "IN (SELECT id FROM img)")
             sources += f' UNION ALL SELECT 3, att."file", NULL, NULL FROM ({attachments}) att'
-        query = (f"WITH img AS ({_IMG[kind]}),"
+        query = (f"WITH img AS ({IMAGES_OF[kind]}),"
                  " fs AS (SELECT DISTINCT i.fileset AS id FROM image i JOIN img ON img.id = i.id"
                  "        WHERE i.fileset IS NOT NULL),"
                  " px AS (SELECT p.id FROM pixels p JOIN img ON img.id = p.image),"
@@ -279,7 +208,7 @@ class InventoryReader:
             yield [self._originalfile(row[3:], _STREAM_KINDS[row[0]], fileset_id=row[1],
                                       pixels_id=row[2]) for row in rows]
         # OMERO 4 images: their planes in Pixels/<id>, size from the dimensions.
-        query = (f"WITH img AS ({_IMG[kind]})"
+        query = (f"WITH img AS ({IMAGES_OF[kind]})"
                  " SELECT p.id, div(p.sizex::numeric * p.sizey * p.sizez * p.sizec"
                  " * p.sizet * coalesce(pt.bitsize, 8) + 7, 8)"
                  " FROM img JOIN image i ON i.id = img.id JOIN pixels p ON p.image = i.id"
@@ -291,40 +220,23 @@ class InventoryReader:
 
     def iter_pixels_ids(self, kind, cid, chunk=CHUNK) -> Iterator[List[int]]:
         """The collection's pixels ids in slices (where the stat step looks for pyramids)."""
-        query = (f"WITH img AS ({_IMG[kind]})"
+        query = (f"WITH img AS ({IMAGES_OF[kind]})"
                  " SELECT p.id FROM img JOIN pixels p ON p.image = img.id ORDER BY p.id")
         for rows in self._stream(query, {"cid": int(cid)}, chunk):
             yield [r[0] for r in rows]
 
-    def _image_holders(self, image_ids):
-        holders = defaultdict(set)
-        for image, kind, cid in self._rows(_IMAGE_HOLDERS, {"ids": list(image_ids)}):
-            holders[image].add(format_key(kind, cid))
-        return holders
-
-    def _mark_shared(self, inventory, images):
-        """Name, for each file, the other collections that hold it too."""
+    def _mark_shared(self, inventory):
+        """Name, for each file, everything else that holds it (membership.holders, one
+        statement): entries and import logs asked by their fileset, Pixels/ files and
+        pyramids by their pixels, the other files by their original file."""
         me = inventory.key
-        filesets = {fs for _, fs, _, _ in images if fs is not None}
-        fileset_images = defaultdict(set)
-        for image, fileset in self._rows(
-                "SELECT id, fileset FROM image WHERE fileset = ANY(%s)", [sorted(filesets)]):
-            fileset_images[fileset].add(image)
-        all_images = set(inventory.image_ids).union(*fileset_images.values())
-        image_holders = self._image_holders(all_images)
-        pixels_image = {pid: iid for iid, _, pid, _ in images if pid is not None}
-        attachment_holders = defaultdict(set)
-        attachment_ids = [f.originalfile_id for f in inventory.files if f.kind == ATTACHMENT]
-        if attachment_ids:
-            for ofid, kind, cid in self._rows(_ATTACHMENT_HOLDERS, {"files": attachment_ids}):
-                attachment_holders[ofid].add(format_key(kind, cid))
+        held = holders(
+            self.conn,
+            originalfile_ids=[f.originalfile_id for f in inventory.files
+                              if f.originalfile_id is not None and f.fileset_id is None],
+            pixels_ids=inventory.pixels_ids,
+            fileset_ids=sorted({f.fileset_id for f in inventory.files if f.fileset_id is not None}))
         inventory.pixels_shared_with = {
-            pid: sorted(image_holders[iid] - {me}) for pid, iid in pixels_image.items()}
+            pid: sorted(held.pixels.get(pid, set()) - {me}) for pid in inventory.pixels_ids}
         for record in inventory.files:
-            if record.kind in (FILESET_ENTRY, IMPORT_LOG):
-                holders = set().union(*(image_holders[i] for i in fileset_images[record.fileset_id]))
-            elif record.kind == ATTACHMENT:
-                holders = attachment_holders[record.originalfile_id]
-            else:  # pixels, originals: held with their image
-                holders = image_holders[pixels_image.get(record.pixels_id)]
-            record.shared_with = sorted(holders - {me})
+            record.shared_with = sorted(held.of(record) - {me})

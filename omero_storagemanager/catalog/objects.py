@@ -1,30 +1,18 @@
 """OMERO objects below Projects and Screens: which collection(s) hold a Dataset, Image,
-Plate or Well, what a container is called, and where a collection's bytes lie (per
-Dataset or Plate). Read only, parametrised SQL; table names come from fixed maps here,
-never from input.
+Plate or Well (membership.py answers), what a container is called, and where a
+collection's bytes lie (per Dataset or Plate). Read only, parametrised SQL; table names
+come from fixed maps here, never from input.
 """
 from collections import defaultdict
 
 from .collections import format_key
+from .membership import (FILESETS_OF, collections_holding, holders,
+                         is_collection_key)
 from .inventory import ATTACHMENT, FILESET_ENTRY, IMPORT_LOG, InventoryReader
 
 # Object types the webclient selects, and the collection kinds above each one.
 OBJECT_TYPES = ("project", "screen", "dataset", "image", "plate", "well")
 
-_HOLDERS = {
-    "project": "SELECT 'project', id FROM project WHERE id = %(id)s",
-    "screen": "SELECT 'screen', id FROM screen WHERE id = %(id)s",
-    "dataset": "SELECT 'project', parent FROM projectdatasetlink WHERE child = %(id)s",
-    "image": """
-        SELECT 'project', pdl.parent FROM datasetimagelink dil
-          JOIN projectdatasetlink pdl ON pdl.child = dil.parent WHERE dil.child = %(id)s
-        UNION
-        SELECT 'screen', spl.parent FROM wellsample ws JOIN well w ON w.id = ws.well
-          JOIN screenplatelink spl ON spl.child = w.plate WHERE ws.image = %(id)s""",
-    "plate": "SELECT 'screen', parent FROM screenplatelink WHERE child = %(id)s",
-    "well": """SELECT 'screen', spl.parent FROM well w
-                 JOIN screenplatelink spl ON spl.child = w.plate WHERE w.id = %(id)s""",
-}
 _NAME = {
     "project": "SELECT name FROM project WHERE id = %(id)s",
     "screen": "SELECT name FROM screen WHERE id = %(id)s",
@@ -47,27 +35,6 @@ _CHILDREN = {
           LEFT JOIN well w ON w.plate = p.id LEFT JOIN wellsample ws ON ws.well = w.id
          WHERE spl.parent = %(id)s""",
 }
-# Collections that hold an image sharing a fileset with this collection's images.
-_SHARING = {
-    "project": """
-        WITH mine AS (SELECT DISTINCT i.fileset FROM projectdatasetlink pdl
-                        JOIN datasetimagelink dil ON dil.parent = pdl.child
-                        JOIN image i ON i.id = dil.child
-                       WHERE pdl.parent = %(id)s AND i.fileset IS NOT NULL),
-             imgs AS (SELECT i.id FROM image i JOIN mine m ON m.fileset = i.fileset)""",
-    "screen": """
-        WITH mine AS (SELECT DISTINCT i.fileset FROM screenplatelink spl
-                        JOIN well w ON w.plate = spl.child
-                        JOIN wellsample ws ON ws.well = w.id JOIN image i ON i.id = ws.image
-                       WHERE spl.parent = %(id)s AND i.fileset IS NOT NULL),
-             imgs AS (SELECT i.id FROM image i JOIN mine m ON m.fileset = i.fileset)""",
-}
-_SHARING_TAIL = """
-    SELECT 'project', pdl.parent FROM imgs JOIN datasetimagelink dil ON dil.child = imgs.id
-      JOIN projectdatasetlink pdl ON pdl.child = dil.parent
-    UNION
-    SELECT 'screen', spl.parent FROM imgs JOIN wellsample ws ON ws.image = imgs.id
-      JOIN well w ON w.id = ws.well JOIN screenplatelink spl ON spl.child = w.plate"""
 
 
 def _check(dtype):
@@ -87,19 +54,19 @@ def object_name(conn, dtype, oid):
 def holding_collections(conn, dtype, oid):
     """[(kind, id)] of the Projects or Screens that hold the object, sorted."""
     _check(dtype)
-    with conn.cursor() as cur:
-        cur.execute(_HOLDERS[dtype], {"id": int(oid)})
-        return sorted({(kind, int(cid)) for kind, cid in cur.fetchall()})
+    return collections_holding(conn, dtype, int(oid))
 
 
 def sharing_collections(conn, kind, cid):
-    """Keys ("Project:7") of the other collections holding a fileset of this one."""
-    if kind not in _SHARING:
+    """Keys ("Project:7") of the other collections holding a fileset of this one (only
+    collections: the views name them from the app's Collection rows)."""
+    if kind not in FILESETS_OF:
         raise ValueError(f"not a collection kind: {kind!r}")
     with conn.cursor() as cur:
-        cur.execute(_SHARING[kind] + _SHARING_TAIL, {"id": int(cid)})
-        found = {format_key(k, int(c)) for k, c in cur.fetchall()}
-    return sorted(found - {format_key(kind, int(cid))})
+        cur.execute(FILESETS_OF[kind], {"cid": int(cid)})
+        filesets = [r[0] for r in cur.fetchall()]
+    found = set().union(*holders(conn, fileset_ids=filesets).filesets.values())
+    return sorted({k for k in found if is_collection_key(k)} - {format_key(kind, int(cid))})
 
 
 def breakdown(conn, paths, kind, cid, include_attachments=True):

@@ -44,6 +44,14 @@ class RepositoryPaths:
     def thumbnail(self, thumbnail_id):
         return os.path.join(self.data_dir, "Thumbnails", numbered(thumbnail_id))
 
+    def root_of(self, relpath):
+        """(OMERO root, path below it) of a relative path as relative() gives it: where
+        purge and restore open directories beneath (engine/beneath.py)."""
+        head, _, rest = relpath.partition("/")
+        if head == "ManagedRepository" and rest:
+            return self.managed_dir, rest
+        return self.data_dir, relpath
+
     def relative(self, path):
         """A path relative to the OMERO root it lies under ("ManagedRepository/..." or
         "Pixels/..."): how archive copies name files."""

@@ -16,28 +16,9 @@ from datetime import datetime
 from typing import Optional
 
 from .collections import as_utc
-
-# Every image of every collection, once per (collection, image).
-COLLECTION_IMAGES = """
-SELECT 'project'::text AS kind, pdl.parent AS cid, dil.child AS image
-  FROM projectdatasetlink pdl JOIN datasetimagelink dil ON dil.parent = pdl.child
-UNION
-SELECT 'screen', spl.parent, ws.image
-  FROM screenplatelink spl JOIN well w ON w.plate = spl.child
-  JOIN wellsample ws ON ws.well = w.id
-"""
-
-# Every image of every collection with its fileset, once per (collection, image): the
-# image table is joined inside each branch so the set is built in one pass.
-COLLECTION_IMAGE_FILESETS = """
-SELECT 'project'::text AS kind, pdl.parent AS cid, i.id AS image, i.fileset
-  FROM projectdatasetlink pdl JOIN datasetimagelink dil ON dil.parent = pdl.child
-  JOIN image i ON i.id = dil.child
-UNION
-SELECT 'screen', spl.parent, i.id, i.fileset
-  FROM screenplatelink spl JOIN well w ON w.plate = spl.child
-  JOIN wellsample ws ON ws.well = w.id JOIN image i ON i.id = ws.image
-"""
+# Who holds what (each collection's images, with their filesets; its attachments) is
+# membership.py's: the statements below only add figures up.
+from .membership import ATTACHMENT_LINKS, COLLECTION_IMAGE_FILESETS, COLLECTION_IMAGES
 
 # The figures of every fileset: its files, entries and import logs alike, summed in ONE
 # pass over originalfile (a UNION ALL of the two link paths; the same file reached by
@@ -108,33 +89,6 @@ SELECT m.kind, m.cid, m.images, coalesce(x.files, 0)::bigint,
   LEFT JOIN thumbs t ON t.kind = m.kind AND t.cid = m.cid
 """
 
-
-# File attachments on a collection, its datasets, plates, wells and images: (kind, cid,
-# file) rows. Needs a CTE `ci` of collection images (kind, cid, image).
-ATTACHMENT_LINKS = """
-    SELECT 'project'::text AS kind, l.parent AS cid, a."file" AS file
-      FROM projectannotationlink l JOIN annotation a ON a.id = l.child
-     WHERE a."file" IS NOT NULL
-    UNION
-    SELECT 'project', pdl.parent, a."file" FROM datasetannotationlink l
-      JOIN annotation a ON a.id = l.child JOIN projectdatasetlink pdl ON pdl.child = l.parent
-     WHERE a."file" IS NOT NULL
-    UNION
-    SELECT 'screen', l.parent, a."file" FROM screenannotationlink l
-      JOIN annotation a ON a.id = l.child WHERE a."file" IS NOT NULL
-    UNION
-    SELECT 'screen', spl.parent, a."file" FROM plateannotationlink l
-      JOIN annotation a ON a.id = l.child JOIN screenplatelink spl ON spl.child = l.parent
-     WHERE a."file" IS NOT NULL
-    UNION
-    SELECT 'screen', spl.parent, a."file" FROM wellannotationlink l
-      JOIN annotation a ON a.id = l.child JOIN well w ON w.id = l.parent
-      JOIN screenplatelink spl ON spl.child = w.plate WHERE a."file" IS NOT NULL
-    UNION
-    SELECT ci.kind, ci.cid, a."file" FROM imageannotationlink l
-      JOIN annotation a ON a.id = l.child JOIN ci ON ci.image = l.parent
-     WHERE a."file" IS NOT NULL
-"""
 
 ATTACHMENTS = f"""
 WITH ci AS ({COLLECTION_IMAGES}),

@@ -10,6 +10,7 @@ and renamed when complete, and the Copy counts as VERIFIED only after that and a
 the backend published it (read cache, XML order).
 """
 import os
+import shutil
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,12 +21,12 @@ from django.db.models import Sum
 from ..backends.bag import BagError, BagWriter, validate_bag
 from ..backends.base import LocationError, Order, bag_relpath
 from ..backends.layout import safe_relpath
-from ..models import Collection, Copy, CopyFile
-from . import archiveplan
+from ..models import Collection, Copy, CopyFile, PrimaryFile
+from . import archiveplan, roots
 # ArchiveError lives with the plan (which raises it first); callers import it from here.
 from .archiveplan import ArchiveError, plan
 from .batchcopy import copy_in_processes
-from .copyfile import MANIFEST_ALGORITHM, CopyError
+from .copyfile import MANIFEST_ALGORITHM, CopyError, PrimaryDamaged, SourceChanged
 from .copyworker import Failed, Job, exception
 from .locks import collection_lock
 from .progress import NullProgress
@@ -100,6 +101,38 @@ def _open_copy(collection, location, backend, now):
     return copy
 
 
+def _refusal(exc):
+    """The archive refused the collection's data (a primary not matching OMERO's
+    checksum, or changing while read), as opposed to failing to write at the location
+    (disk full, read-only, an I/O error: the work done so far is kept for the re-run
+    once the location is fixed)."""
+    while exc is not None:
+        if isinstance(exc, (PrimaryDamaged, SourceChanged)):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _drop_if_unused(copy, final_dir):
+    """A copy opened by this run that holds no verified file is removed, its
+    "<bag>.partial" folder first, then its row: a refused archive leaves nothing behind.
+    One holding verified files stays for a re-run to resume. Best effort: whatever
+    cannot be removed stays a WRITING copy, which the next run resumes (or removes)."""
+    if CopyFile.objects.filter(copy=copy).exists():
+        return
+    work = str(final_dir) + ".partial"
+    try:
+        if os.path.lexists(work):
+            shutil.rmtree(work)  # never follows a symbolic link
+    except OSError:
+        return
+    Copy.objects.filter(pk=copy.pk, state=Copy.WRITING).delete()
+    try:
+        os.rmdir(os.path.dirname(final_dir))  # the collection's folder, if now empty
+    except OSError:
+        pass
+
+
 def _resume_writer(copy, final_dir):
     """A BagWriter for the copy and how many files it re-recorded: the files verified
     before a crash are recorded again, anything written but never recorded (it was not
@@ -154,20 +187,23 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
                        workers=4, progress=None, log=print, now=None):
     """Archive one collection to one location. Idempotent: safe to run again at any time."""
     progress = progress or NullProgress()
+    roots.remember(paths, log)  # the roots and their markers, which a restore checks
     backend = location.backend()
     backend.check_online()
     todo = plan(conn, paths, collection, location, include_attachments)
     pending = Copy.objects.filter(collection=collection, location=location,
                                   state=Copy.WRITING).exists()
+    if not todo.seen and not pending:
+        raise ArchiveError(f"{collection.key} holds no files: there is nothing to archive")
     if not todo and not pending:
         if collection.state == Collection.ONLINE:
             Collection.objects.filter(pk=collection.pk).update(state=Collection.ARCHIVED)
         log(f"{collection.key}: unchanged since its last verified copy, nothing to copy")
         return ArchiveResult(collection.key, "unchanged")
     now = now or datetime.now(timezone.utc)
-    copy = _open_copy(collection, location, backend, now)
-    if not pending:
+    if not pending:  # refused before anything is made for it (a resumed copy passed it)
         _check_capacity(location, todo.bytes)
+    copy = _open_copy(collection, location, backend, now)
     final_dir = backend.bag_dir(copy.bag_path)
     if os.path.isdir(final_dir):  # killed after the bag was complete: just check it
         problems = validate_bag(final_dir, check_hashes=True)
@@ -184,6 +220,8 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
             writer.finish(_bag_info(collection, todo.image_ids, copy), fsync_payload=False)
         except (ArchiveError, BagError, OSError) as exc:
             backend.check_online()  # the location went away mid-copy: say that
+            if not pending and _refusal(exc):  # the data refused, not the location failing
+                _drop_if_unused(copy, final_dir)
             if isinstance(exc, ArchiveError):
                 raise
             raise ArchiveError(_write_failure(final_dir, exc)) from exc
@@ -202,6 +240,17 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
     log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
         f"{copy.files} files, {copy.bytes} bytes")
     return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
+
+
+def record_primaries(rows):
+    """Remember, per primary file, the identity it had when its bytes were copied or
+    written (one row per relpath, the newest wins): purge deletes it only while it
+    still has that identity."""
+    if rows:
+        PrimaryFile.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["relpath"],
+            update_fields=["device", "inode", "size", "mtime_ns", "ctime_ns", "sha1",
+                           "recorded"])
 
 
 def _write_failure(where, exc):
@@ -271,6 +320,8 @@ def _copy_files(todo, writer, copy, workers, progress):
         rows = batch[:]
         batch.clear()  # taken before anything can fail: never inserted twice
         CopyFile.objects.bulk_create(rows)
+        record_primaries(list(identities.values()))
+        identities.clear()
         try:
             for row in rows:
                 writer.record(row.relpath, row.checksum, row.size)
@@ -278,6 +329,7 @@ def _copy_files(todo, writer, copy, workers, progress):
             writer.close_records()
 
     made = set()  # payload folders made so far
+    identities = {}  # relpath -> PrimaryFile of the batch
     try:
         with closing(copy_in_processes(todo, lambda item: _job(item, writer, made),
                                        workers, fail_fast=True)) as copies:
@@ -285,10 +337,15 @@ def _copy_files(todo, writer, copy, workers, progress):
                 if isinstance(outcome, Failed):
                     raise _failure(item, outcome, writer)
                 record, relpath = item
+                source = outcome.source_id  # the primary as it was read: what purge checks
                 batch.append(CopyFile(copy=copy, relpath=relpath, size=outcome.size,
                                       checksum=outcome.sha1, algorithm=MANIFEST_ALGORITHM,
                                       mode=outcome.mode, verified=True,
-                                      source_mtime=record.mtime))
+                                      source_mtime=source[3] / 1e9,
+                                      source_mtime_ns=source[3]))
+                identities[relpath] = PrimaryFile(
+                    relpath=relpath, device=source[0], inode=source[1], size=source[2],
+                    mtime_ns=source[3], ctime_ns=source[4], sha1=outcome.sha1)
                 progress.advance(1, 1, outcome.size)
                 if len(batch) >= BATCH:
                     flush()

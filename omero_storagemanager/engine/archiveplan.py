@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
 from ..catalog.inventory import InventoryReader
-from ..models import Copy, CopyFile, PurgedFile
+from ..models import Copy, CopyFile, PrimaryFile, PurgedFile
 from .copyfile import MANIFEST_ALGORITHM
 from .disk import pyramid_records, stat_records
 
@@ -36,10 +36,18 @@ def _already_copied(collection, location, relpaths):
     return {row.relpath: row for row in rows}
 
 
-def _needs_copy(record, relpath, copied):
-    """A file needs copying unless a verified copy of this very content exists."""
+def _needs_copy(record, relpath, copied, primaries):
+    """A file needs copying unless a verified copy of this very content exists. A file
+    that is no longer the one last copied or restored (another inode, size or mtime:
+    re-imported, rewritten in place) is copied again even when OMERO's checksum has not
+    changed: purge keeps such a file until a copy of its current bytes exists."""
     previous = copied.get(relpath)
     if previous is None or previous.size != record.disk_size:
+        return True
+    known = primaries.get(relpath)
+    # Not the ctime: a chmod alone does not make a file worth copying again.
+    if known is not None and record.identity is not None \
+            and known.identity()[:4] != tuple(record.identity)[:4]:
         return True
     if record.hash and record.hasher == MANIFEST_ALGORITHM:
         return record.hash.lower() != previous.checksum
@@ -66,8 +74,10 @@ class Plan:
         self.image_ids = self.reader.image_ids(collection.kind, collection.omero_id)
         self.skip_copy, self.skipped = None, 0  # see leave_out()
         self.files = self.bytes = missing = 0
+        self.seen = 0  # files the collection holds (an empty one has nothing to archive)
         example = None
         for records, purged, _ in self._slices(first_pass=True):
+            self.seen += len(records)
             for record in records:
                 if record.exists is False and record.path not in purged:
                     missing += 1
@@ -94,8 +104,10 @@ class Plan:
                 if first_pass and any(r.exists is False for r, _ in kept):
                     yield records, purged, []  # the archive refuses: no need to go on
                     continue
-                copied = _already_copied(self.collection, self.location, [rel for _, rel in kept])
-                todo = [(r, rel) for r, rel in kept if _needs_copy(r, rel, copied)]
+                rels = [rel for _, rel in kept]
+                copied = _already_copied(self.collection, self.location, rels)
+                primaries = {p.relpath: p for p in PrimaryFile.objects.filter(relpath__in=rels)}
+                todo = [(r, rel) for r, rel in kept if _needs_copy(r, rel, copied, primaries)]
                 if self.skip_copy is not None and todo:
                     done = set(CopyFile.objects.filter(
                         copy=self.skip_copy, relpath__in=[rel for _, rel in todo]

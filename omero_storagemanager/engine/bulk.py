@@ -26,8 +26,10 @@ from datetime import datetime, timezone
 import psycopg2
 
 from ..catalog.collections import format_key
-from ..catalog.totals import (ATTACHMENT_LINKS, COLLECTION_IMAGE_FILESETS,
-                               COLLECTION_IMAGES, Figures)
+# Who holds each unit (a collection's images, filesets, attachments): membership.py's.
+from ..catalog.membership import (ATTACHMENT_LINKS, COLLECTION_IMAGE_FILESETS,
+                                  COLLECTION_IMAGES)
+from ..catalog.totals import Figures
 from .statpool import WorkerPool
 from .statworker import (ACCESSED, BYTES, CHECKSUM_MISMATCHES, FILES, MISMATCHED, MISSING,
                          NEWEST, PYRAMIDS, SYMLINKS, THUMB_BYTES, THUMBS, UNHASHED)

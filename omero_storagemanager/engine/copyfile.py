@@ -49,6 +49,9 @@ class CopyResult:
     sha1: str
     size: int
     mode: int
+    # The source's identity while it was read (unchanged from start to end): device,
+    # inode, size, mtime in ns. What purge later checks the primary file against.
+    source_id: tuple = None
 
 
 @dataclass
@@ -65,6 +68,24 @@ class PendingCopy:
     durable: bool
     reread: bool = False  # dropped from the page cache and asked from the disk again
     back_sha1: str = None  # read back from the disk already, as it was written (streamcopy)
+    source_id: tuple = None  # (st_dev, st_ino, st_size, st_mtime_ns) of the source read
+    # With dir_fd, target and tmp are names in that directory (opened beneath its root,
+    # engine/beneath.py: no path is resolved again) and label is target's full path for
+    # messages. The descriptor is the caller's: open until the copy is sealed or dropped.
+    dir_fd: int = None
+    label: str = None
+
+    @property
+    def where(self):
+        return self.label or self.target
+
+
+def identity_of(st):
+    """What tells one file apart from another at a path, and a rewritten file from the
+    one read: (device, inode, size, mtime in ns, ctime in ns). The ctime also moves on
+    a chmod (then purge reads the file to be sure); a write always moves it, even
+    when the writer sets the mtime back."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _read_into_hashers(fd, hashers, sink=None):
@@ -103,32 +124,38 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def read_back_sha1(path, drop=True):
+def _sha1_of_fd(fd, drop):
+    if drop and hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    h = hashlib.sha1()
+    _read_into_hashers(fd, [h])
+    return h.hexdigest()
+
+
+def read_back_sha1(path, drop=True, dir_fd=None):
     """SHA1 of a file as the disk holds it (its cached pages are dropped first, unless
-    the caller did that already: reread_from_disk)."""
-    fd = os.open(path, os.O_RDONLY)
+    the caller did that already: reread_from_disk). dir_fd: path is a name in that
+    directory, never followed if it is a symbolic link."""
+    flags = os.O_RDONLY if dir_fd is None else os.O_RDONLY | os.O_NOFOLLOW
+    fd = os.open(path, flags, dir_fd=dir_fd)
     try:
-        if drop and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        h = hashlib.sha1()
-        _read_into_hashers(fd, [h])
-        return h.hexdigest()
+        return _sha1_of_fd(fd, drop)
     finally:
         os.close(fd)
 
 
-def _unlink_quietly(path):
+def _unlink_quietly(path, dir_fd=None):
     """Clean-up after a failure: best effort. A temporary name is never taken for a
     copy and the next run removes it, so a clean-up that fails too (the location went
     read-only, or away) must not hide the error that made us clean up."""
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass
 
 
 def write_copy(source, target, expected=None, expected_algorithm=None, mode=None,
-               make_dirs=True, durable=True):
+               make_dirs=True, durable=True, *, source_fd=None, dir_fd=None, label=None):
     """First half of a verified copy: `source` written to `target`+TMP_SUFFIX, hashed
     on the way and checked (unchanged while read, OMERO's checksum); fsynced unless
     durable=False. Returns a PendingCopy; raises a CopyError subclass or OSError and
@@ -137,35 +164,50 @@ def write_copy(source, target, expected=None, expected_algorithm=None, mode=None
     expected / expected_algorithm: the checksum OMERO (or a bag manifest) recorded for
     the source. mode: permission bits for the target (default: the source's).
     make_dirs=False: the target's folder must exist already (archive: never re-create
-    an unmounted location's tree)."""
+    an unmounted location's tree).
+
+    Beneath a root (restore, engine/beneath.py): dir_fd is the target's directory,
+    already opened beneath its root, and target a name in it (make_dirs is then the
+    caller's business); label is the target's full path for messages. source_fd: the
+    source already opened (beneath its own root), `source` then only names it; this
+    function closes it."""
     source, target = os.fspath(source), os.fspath(target)
     tmp = target + TMP_SUFFIX
-    if make_dirs:
+    where = label or target
+    if dir_fd is not None:
+        if "/" in target:
+            if source_fd is not None:
+                os.close(source_fd)
+            raise ValueError(f"{target!r}: with dir_fd, a name in that directory")
+    elif make_dirs:
         os.makedirs(os.path.dirname(target), exist_ok=True)
     hashers = [hashlib.sha1()]
     if expected and expected_algorithm and expected_algorithm != MANIFEST_ALGORITHM:
         hashers.append(new_hasher(expected_algorithm))
-    src = open_noatime_fd(source)
+    src = open_noatime_fd(source) if source_fd is None else source_fd
     try:
         before = os.fstat(src)
         # A large file that must be durable now goes through streamcopy's pipeline,
         # which also reads it back; it needs the temporary file readable.
         streamed = durable and streamcopy.AVAILABLE and before.st_size >= streamcopy.WINDOW
         flags = (os.O_RDWR if streamed else os.O_WRONLY) | os.O_CREAT | os.O_EXCL
+        if dir_fd is not None:
+            flags |= os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(tmp, flags, 0o600)
+            fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
         except FileExistsError:  # left by a run that was killed: never trusted
-            os.unlink(tmp)
-            fd = os.open(tmp, flags, 0o600)
+            os.unlink(tmp, dir_fd=dir_fd)
+            fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
         back_sha1 = None
+        tmp_name = tmp if dir_fd is None else where + TMP_SUFFIX
         try:
             if streamed:
-                sink = streamcopy.StreamedWriter(fd, tmp, _writer(fd, tmp), hashlib.sha1(),
-                                                 src)
+                sink = streamcopy.StreamedWriter(fd, tmp_name, _writer(fd, tmp_name),
+                                                 hashlib.sha1(), src)
                 size = _read_into_hashers(src, hashers, sink)
                 back_sha1 = sink.finish()
             else:
-                size = _read_into_hashers(src, hashers, _writer(fd, tmp))
+                size = _read_into_hashers(src, hashers, _writer(fd, tmp_name))
                 if durable:
                     os.fsync(fd)
             device = os.fstat(fd).st_dev
@@ -173,7 +215,7 @@ def write_copy(source, target, expected=None, expected_algorithm=None, mode=None
             os.close(fd)
         after = os.fstat(src)
     except BaseException:
-        _unlink_quietly(tmp)
+        _unlink_quietly(tmp, dir_fd)
         raise
     finally:
         os.close(src)
@@ -189,16 +231,19 @@ def write_copy(source, target, expected=None, expected_algorithm=None, mode=None
                     f"{source} does not match its recorded checksum "
                     f"({expected_algorithm or MANIFEST_ALGORITHM} {expected}, read {got})")
     except BaseException:
-        _unlink_quietly(tmp)
+        _unlink_quietly(tmp, dir_fd)
         raise
     mode = before.st_mode & 0o7777 if mode is None else mode
     return PendingCopy(target, tmp, sha1, size, mode, device, durable,
-                       reread=back_sha1 is not None, back_sha1=back_sha1)
+                       reread=back_sha1 is not None, back_sha1=back_sha1,
+                       source_id=identity_of(before), dir_fd=dir_fd, label=label)
 
 
 def seal_copy(pending, fsync_dir=False):
     """Second half, once the temporary file is durable: read it back from the disk,
     compare, give it its mode and its final name. Returns a CopyResult."""
+    if pending.dir_fd is not None:
+        return _seal_beneath(pending, fsync_dir)
     try:
         back = pending.back_sha1 or read_back_sha1(pending.tmp, drop=not pending.reread)
         if back != pending.sha1:
@@ -210,7 +255,32 @@ def seal_copy(pending, fsync_dir=False):
         raise
     if fsync_dir:
         _fsync_dir(os.path.dirname(pending.target))
-    return CopyResult(pending.sha1, pending.size, pending.mode)
+    return CopyResult(pending.sha1, pending.size, pending.mode, pending.source_id)
+
+
+def _seal_beneath(pending, fsync_dir):
+    """seal_copy of a copy written by name in a directory descriptor: the temporary
+    file is opened without following a link, read back and given its mode through
+    that one descriptor (fchmod: chmod by name cannot refuse links on Linux), then
+    renamed within the directory (renameat: the final name, even a symbolic link
+    left by a symlink-mode purge, is replaced, never followed)."""
+    dfd = pending.dir_fd
+    try:
+        fd = os.open(pending.tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            back = pending.back_sha1 or _sha1_of_fd(fd, drop=not pending.reread)
+            if back != pending.sha1:
+                raise CopyCorrupt(f"{pending.where}: read back {back}, wrote {pending.sha1}")
+            os.fchmod(fd, pending.mode)
+        finally:
+            os.close(fd)
+        os.rename(pending.tmp, pending.target, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        _unlink_quietly(pending.tmp, dfd)
+        raise
+    if fsync_dir:
+        os.fsync(dfd)
+    return CopyResult(pending.sha1, pending.size, pending.mode, pending.source_id)
 
 
 def prefetch(path):
@@ -235,8 +305,9 @@ def reread_from_disk(pending):
     disk's bytes, asked ahead of time."""
     if not (pending.durable and hasattr(os, "posix_fadvise")) or pending.back_sha1:
         return  # streamed copies were read back already
+    flags = os.O_RDONLY if pending.dir_fd is None else os.O_RDONLY | os.O_NOFOLLOW
     try:
-        fd = os.open(pending.tmp, os.O_RDONLY)
+        fd = os.open(pending.tmp, flags, dir_fd=pending.dir_fd)
     except OSError:
         return  # seal_copy will fail on it and say why
     try:
@@ -249,14 +320,15 @@ def reread_from_disk(pending):
 
 def discard_copy(pending):
     """Remove a pending copy's temporary file (a batch that is given up)."""
-    _unlink_quietly(pending.tmp)
+    _unlink_quietly(pending.tmp, pending.dir_fd)
 
 
 def copy_verified(source, target, expected=None, expected_algorithm=None, mode=None,
-                  fsync_dir=True, make_dirs=True):
+                  fsync_dir=True, make_dirs=True, *, source_fd=None, dir_fd=None, label=None):
     """Copy `source` to `target` verified, with an fsync of its own; returns
     CopyResult(sha1, size, mode). See write_copy for the arguments and errors."""
-    pending = write_copy(source, target, expected, expected_algorithm, mode, make_dirs)
+    pending = write_copy(source, target, expected, expected_algorithm, mode, make_dirs,
+                         source_fd=source_fd, dir_fd=dir_fd, label=label)
     return seal_copy(pending, fsync_dir)
 
 
@@ -290,7 +362,8 @@ def make_durable(pendings):
         return
     if _libc is None:
         for p in todo:
-            fd = os.open(p.tmp, os.O_RDONLY)
+            fd = os.open(p.tmp, os.O_RDONLY if p.dir_fd is None
+                         else os.O_RDONLY | os.O_NOFOLLOW, dir_fd=p.dir_fd)
             try:
                 os.fsync(fd)
             finally:
@@ -299,6 +372,12 @@ def make_durable(pendings):
         flushed = set()
         for p in todo:
             if p.device in flushed:
+                continue
+            if p.dir_fd is not None:  # the caller's: syncfs through it, left open
+                if _libc.syncfs(p.dir_fd) != 0:
+                    code = ctypes.get_errno()
+                    raise OSError(code, os.strerror(code), os.path.dirname(p.where))
+                flushed.add(p.device)
                 continue
             fd = os.open(os.path.dirname(p.tmp), os.O_RDONLY | os.O_DIRECTORY)
             try:

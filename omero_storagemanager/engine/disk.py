@@ -35,6 +35,9 @@ def stat_record(record: FileRecord):
         except OSError:
             record.exists = False  # a dangling link: the data is gone
             return record
+    else:
+        record.identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        record.nlink = st.st_nlink
     record.exists = True
     record.disk_size = st.st_size
     record.mtime = st.st_mtime

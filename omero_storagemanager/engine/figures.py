@@ -2,6 +2,7 @@
 from datetime import datetime, timezone
 
 from ..catalog.inventory import PYRAMID, PYRAMID_LOCK
+from ..catalog.membership import collection_keys
 from ..catalog.totals import Figures
 
 
@@ -18,17 +19,20 @@ def figures_from_inventory(inventory, mode, verify_results=None):
     f.files = len(files)
     f.thumbnails = len(inventory.thumbnails)
     f.unhashed_files = sum(1 for r in files if not r.hash)
-    f.shared_filesets = len({r.fileset_id for r in files if r.shared_with and r.fileset_id})
+    # Shared: held by another collection too (as the all-collections scan counts it);
+    # shared_with also names holders outside every collection, which only purge minds.
+    shared = [r for r in files if r.shared_with and collection_keys(r.shared_with)]
+    f.shared_filesets = len({r.fileset_id for r in shared if r.fileset_id})
     if mode == "catalog":
         f.bytes = sum(r.size or 0 for r in files)
-        f.shared_bytes = sum(r.size or 0 for r in files if r.shared_with)
+        f.shared_bytes = sum(r.size or 0 for r in shared)
         return f
 
     def disk_bytes(r):
         return r.disk_size or 0
 
     f.bytes = sum(disk_bytes(r) for r in files)
-    f.shared_bytes = sum(disk_bytes(r) for r in files if r.shared_with)
+    f.shared_bytes = sum(disk_bytes(r) for r in shared)
     f.missing_files = sum(1 for r in files if r.exists is False)
     f.size_mismatches = sum(
         1 for r in files if r.exists and r.size is not None and r.disk_size != r.size)

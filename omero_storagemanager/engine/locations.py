@@ -1,10 +1,13 @@
 """Archive locations: add, remove, purge the read cache, rescan, audit.
 
-A location is only written to when its <mount>/<id>/ directory is there (checked by the
-backend); adding a location creates it, removing one is refused while it holds copies.
+A location is only written to when its <mount>/<id>/ directory is there and holds the
+location's marker (checked by the backend: another disk mounted at the same place is
+refused); adding a location creates it with a new marker, removing one is refused while
+it holds copies.
 """
 import math
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List
@@ -38,11 +41,19 @@ def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled
         location = Location.objects.create(
             name=name, type=type, mount=mount, max_bytes=max_bytes,
             purge_watermark=purge_watermark, purge_enabled=purge_enabled,
-            xml_folder=xml_folder, current=False)
-        location.backend().initialize()
+            xml_folder=xml_folder, current=False, marker=str(uuid.uuid4()))
+        location.backend().initialize()  # writes the marker into <mount>/<id>/
         if current:
             make_current(location)
     return location
+
+
+def record_marker(location, marker):
+    """A location made before markers existed got its marker file at its first check
+    while online (backends/base.py): the database keeps it from now on. Only over an
+    empty marker: a marker once recorded is never replaced from a disk."""
+    Location.objects.filter(pk=location.pk, marker="").update(marker=marker)
+    location.marker = marker
 
 
 def make_current(location):

@@ -1,28 +1,41 @@
-"""Purge: free primary storage, only where verified copies exist.
+"""Purge: free primary storage, deciding from what is on disk and in OMERO now.
 
 A primary file is deleted (or, when its copy lies at a symlink-type location, replaced by
-a link to that copy, so OMERO keeps serving it) only when:
-  - at least `copies_required` verified copies of exactly its content exist, at distinct
-    locations (content: OMERO's SHA1 when it recorded one, else the file hashed now);
-  - no collection that stays online needs it (a fileset shared with one);
-  - it is OMERO's: an in-place import's symlink target is never touched.
-Each file gets a PurgedFile row (INTENT) before it is touched and is marked PURGED after,
-so a purge killed at any instant is completed by running it again.
+a link to that copy, so OMERO keeps serving it) only when, at that moment:
+  - `copies_required` copies of exactly its bytes are there now, at distinct locations:
+    found on disk, size checked, content read and compared (purgecheck.py; a copy that
+    cannot be read now counts only with a recent audit);
+  - the primary is the file that was copied: same device, inode, size and mtime (ns) as
+    recorded (PrimaryFile), one link, a regular file; an in-place import's link and its
+    target are never touched;
+  - every other holder of the file (any Project or Screen, and holders outside them:
+    orphan Datasets and Images, annotations on any object) is purged in this job or
+    already purged.
+The plan (plan_purge, also the dry run) checks all of that with stats and says how many
+bytes the content checks will read; the purge reads the copies, then re-checks, file by
+file just before each delete, on a directory descriptor (beneath.py), that the primary
+and the copy are still the files checked and that no holder appeared.
+
+Each file gets a PurgedFile row (INTENT) for its collection and for every holder purged
+with it, before it is touched, marked PURGED after; a purge killed at any instant is
+finished by running it again (INTENT rows are settled from what is on disk).
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
+from ..catalog.collections import parse_key
 from ..catalog.inventory import InventoryReader
-from ..models import Collection, Copy, CopyFile, Location, PurgedFile
-from .locks import collection_lock
-from .copyfile import MANIFEST_ALGORITHM, _fsync_dir
+from ..models import Collection, Copy, CopyFile, Location, PrimaryFile, PurgedFile
+from . import beneath, purgecheck
 from .disk import stat_inventory
-from .hashing import hash_file
+from .locks import collection_lock
 from .progress import NullProgress
 
 ARCHIVED_PREFIX = "(archived) "
+BATCH = 256  # files checked, re-checked for holders and deleted together
 
 
 class PurgeError(Exception):
@@ -30,137 +43,358 @@ class PurgeError(Exception):
 
 
 @dataclass
+class Candidate:
+    """A file the plan would free, with the copies it relies on."""
+    record: object  # FileRecord, stat'ed
+    relpath: str
+    copies: list  # [purgecheck.CopyAt], one per location, copies_required of them
+    primary: Optional[object]  # PrimaryFile whose identity matches the file now, or None
+    link: bool  # replace by a link to the copy at a symlink location
+
+    @property
+    def chosen(self):
+        return self.copies[0]
+
+
+@dataclass
 class PurgePlan:
     collection: str
-    freed: List[Tuple[object, CopyFile, bool]] = field(default_factory=list)  # record, copy, link?
+    freed: List[Candidate] = field(default_factory=list)
     blocked: List[Tuple[str, str]] = field(default_factory=list)  # path, reason
     already: int = 0
+    read_bytes: int = 0  # what the content checks of the copies (and primaries) read
+    audited: int = 0  # copies trusted on a recent audit instead of read now
 
     @property
     def freed_bytes(self):
-        return sum(record.disk_size or 0 for record, _, _ in self.freed)
+        return sum(c.record.disk_size or 0 for c in self.freed)
 
 
-def _verified_copies(relpaths):
+def _verified_rows(relpaths):
     """relpath -> [CopyFile] in verified copies (any collection's bag: shared files)."""
     rows = (CopyFile.objects.filter(relpath__in=relpaths, verified=True,
                                     copy__state=Copy.VERIFIED)
-            .select_related("copy__location"))
+            .select_related("copy__location").order_by("-copy__created"))
     found = {}
     for row in rows:
         found.setdefault(row.relpath, []).append(row)
     return found
 
 
-def _content_sha1(record):
-    """SHA1 of the primary's content: OMERO's record when it is SHA1, else read now."""
-    if record.hash and record.hasher == MANIFEST_ALGORITHM:
-        return record.hash.lower()
-    return hash_file(record.path, MANIFEST_ALGORITHM)[0]
+def _other_holders(holders, allowed, states):
+    """Holders of the file that stay online: not purged with it, not purged already.
+    Holders that are not collections (orphans, annotations elsewhere) always count."""
+    online = []
+    for holder in holders:
+        if holder in allowed:
+            continue
+        try:
+            parse_key(holder)
+        except ValueError:
+            online.append(holder)  # not a Project or Screen: never purged by us
+            continue
+        if states.get(holder) != Collection.PURGED:
+            online.append(holder)
+    return online
+
+
+def _choose_copies(rows, sha1, size, copies_required, locations, prefer_symlink):
+    """copies_required CopyAt at distinct locations holding `sha1` (None: any checksum,
+    to be compared with the primary read now), or (None, why not)."""
+    chosen, seen, reasons = [], set(), []
+    for row in sorted(rows, key=lambda r: (r.copy.location.type != Location.SYMLINK)
+                      if prefer_symlink else 0):
+        if row.size != size or (sha1 is not None and row.checksum != sha1):
+            continue
+        if row.copy.location_id in seen:
+            continue
+        found, why = locations.find(row)
+        if found is None:
+            reasons.append(why)
+            continue
+        seen.add(row.copy.location_id)
+        chosen.append(found)
+        if len(chosen) == copies_required:
+            return chosen, None
+    if reasons:
+        return None, "; ".join(sorted(set(reasons)))
+    return None, (f"{len(chosen)} verified copies, {copies_required} required "
+                  "(of its current bytes, there now)")
 
 
 def plan_purge(conn, paths, collection, copies_required=1, along_with=(),
-               include_attachments=True):
-    """What a purge of `collection` would free, and what blocks the rest (a dry run)."""
+               include_attachments=True, audit_max_age_days=30, sample_above=0):
+    """What a purge of `collection` would free, and what keeps the rest (a dry run:
+    stats only; read_bytes says what the purge's content checks will read)."""
     inventory = InventoryReader(conn, paths, include_attachments).read(
         collection.kind, collection.omero_id)
+    if not inventory.files:
+        raise PurgeError(f"{collection.key} holds no files: there is nothing to purge")
     stat_inventory(inventory, paths)
     done = dict(PurgedFile.objects.filter(collection=collection)
                 .exclude(state=PurgedFile.RESTORED).values_list("path", "state"))
     states = {c.key: c.state for c in Collection.objects.filter(gone=False)}
     allowed = set(along_with) | {collection.key}
     relpaths = {r.path: paths.relative(r.path) for r in inventory.files}
-    copies = _verified_copies(list(relpaths.values()))
+    copies = _verified_rows(list(relpaths.values()))
+    primaries = {p.relpath: p for p in PrimaryFile.objects.filter(relpath__in=relpaths.values())}
+    locations = purgecheck.Locations(audit_max_age_days)
     result = PurgePlan(collection.key)
     for record in inventory.files:
+        relpath = relpaths[record.path]
         if done.get(record.path) == PurgedFile.PURGED:
             result.already += 1
             continue
-        if record.symlink_target and record.path not in done:
+        if record.symlink_target:
             result.blocked.append((record.path, "in-place import: the link's target is not "
                                                 "OMERO's and is never purged"))
             continue
         if record.exists is False:
             result.blocked.append((record.path, "missing from the repository"))
             continue
-        online = [h for h in record.shared_with
-                  if h not in allowed and states.get(h) != Collection.PURGED]
+        online = _other_holders(record.shared_with, allowed, states)
         if online:
             result.blocked.append((record.path, "also in " + ", ".join(online)
                                    + ", which stays online"))
             continue
-        candidates = [c for c in copies.get(relpaths[record.path], [])
-                      if c.size == record.disk_size]
-        if len({c.copy.location_id for c in candidates}) < copies_required:
-            result.blocked.append((record.path, f"{len(candidates)} verified copies, "
-                                                f"{copies_required} required"))
+        if record.nlink != 1:
+            result.blocked.append((record.path, purgecheck.primary_problem(
+                _Lstat(record), None) or "not a regular file"))
             continue
-        sha1 = _content_sha1(record)
-        matching = [c for c in candidates if c.checksum == sha1]
-        locations = {c.copy.location_id for c in matching}
-        if len(locations) < copies_required:
-            result.blocked.append((record.path, "changed since it was archived: "
-                                                "archive it again first"))
+        primary = primaries.get(relpath)
+        if primary is not None and primary.identity() != tuple(record.identity):
+            primary = None  # rewritten or replaced since: its bytes are read now
+        chosen, why = _choose_copies(copies.get(relpath, []),
+                                     primary.sha1 if primary else None, record.disk_size,
+                                     copies_required, locations, prefer_symlink=True)
+        if chosen is None:
+            result.blocked.append((record.path, why))
             continue
-        symlinked = [c for c in matching if c.copy.location.type == Location.SYMLINK]
-        chosen = symlinked[0] if symlinked else matching[0]
-        result.freed.append((record, chosen, bool(symlinked)))
+        link = chosen[0].copy_file.copy.location.type == Location.SYMLINK
+        result.freed.append(Candidate(record, relpath, chosen, primary, link))
+        for copy_at in chosen:
+            result.read_bytes += purgecheck.reads_for(copy_at, sample_above)
+            result.audited += copy_at.root is None
+        if primary is None:
+            result.read_bytes += record.disk_size or 0
     return result
 
 
-def _link_target(copy_file):
-    backend = copy_file.copy.location.backend()
-    backend.check_online()
-    return os.path.join(backend.bag_dir(copy_file.copy.bag_path), "data", copy_file.relpath)
+class _Lstat:
+    """A FileRecord seen as the stat result primary_problem() wants."""
+
+    def __init__(self, record):
+        self.st_mode = 0o100000 if record.identity else 0o120000
+        self.st_nlink = record.nlink or 0
 
 
-def _free(row):
-    """Delete the primary file, or replace it by a link to its copy (atomic rename)."""
-    if row.linked:
-        target = _link_target(row.copy_file)
-        if os.path.islink(row.path) and os.readlink(row.path) == target:
-            return
-        tmp = row.path + ".sm-link"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(target, tmp)
-        os.replace(tmp, row.path)
-    elif os.path.lexists(row.path):
-        os.unlink(row.path)
-    _fsync_dir(os.path.dirname(row.path))
+# -- carrying a plan out ---------------------------------------------------------------
+
+def _check_contents(batch, paths, sample_above, pool):
+    """Read the copies (and the primaries of unknown identity); returns
+    {id(candidate): reason to keep it}."""
+    def check(candidate):
+        root, rel = paths.root_of(candidate.relpath)
+        if candidate.primary is None:
+            # No record of these bytes when copied: read the primary now and require a
+            # copy of exactly them.
+            try:
+                digest, before, after = purgecheck.sha1_beneath(root, rel)
+            except OSError as exc:
+                return f"cannot read it: {exc.strerror or exc}"
+            if before != after or before != tuple(candidate.record.identity):
+                return "changed while it was checked: archive it again first"
+            candidate.primary = PrimaryFile(relpath=candidate.relpath, device=before[0],
+                                            inode=before[1], size=before[2],
+                                            mtime_ns=before[3], ctime_ns=before[4],
+                                            sha1=digest)
+            wrong = [c for c in candidate.copies if c.copy_file.checksum != digest]
+            if wrong:
+                return "changed since it was archived: archive it again first"
+        for copy_at in candidate.copies:
+            problem = purgecheck.check_copy_content(copy_at, root, rel, sample_above)
+            if problem:
+                return problem
+        return None
+
+    return {id(c): why for c, why in zip(batch, pool.map(check, batch)) if why}
+
+
+def _holders_now(conn, paths, collection, include_attachments):
+    """path -> the other holders' keys, read from OMERO now (users link and unlink
+    while we work); a file no longer in the collection is absent."""
+    inventory = InventoryReader(conn, paths, include_attachments).read(
+        collection.kind, collection.omero_id)
+    now = {r.path: r.shared_with for r in inventory.files}
+    for pid in inventory.pixels_ids:  # pyramids: held with their image
+        shared = inventory.pixels_shared_with.get(pid, [])
+        now[paths.pyramid(pid)] = now[paths.pyramid_lock(pid)] = shared
+    return now
+
+
+def _free_at(candidate, paths):
+    """The delete itself: the primary's folder opened beneath its root, the file checked
+    to be the one planned, then unlinked (or replaced by a link) by name in that folder.
+    Returns None, or why the file was kept."""
+    for copy_at in candidate.copies:
+        problem = purgecheck.copy_unchanged(copy_at)
+        if problem:
+            return problem
+    root, rel = paths.root_of(candidate.relpath)
+    with beneath.parent_of(root, rel) as (dfd, name):
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return "gone from the repository before it could be purged"
+        problem = purgecheck.primary_problem(st, candidate.primary.identity())
+        if problem:
+            return problem
+        if candidate.link:
+            target = candidate.chosen.path
+            tmp = name + ".sm-link"
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            os.symlink(target, tmp, dir_fd=dfd)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        else:
+            os.unlink(name, dir_fd=dfd)
+        os.fsync(dfd)
+    return None
+
+
+def _settle_intents(collection, paths):
+    """A purge killed between INTENT and PURGED: the file is gone (or is our link) ->
+    PURGED; still there -> the row goes, the new plan decides afresh."""
+    for row in PurgedFile.objects.filter(collection=collection, state=PurgedFile.INTENT):
+        root, rel = paths.root_of(row.relpath)
+        try:
+            st = beneath.lstat(root, rel)
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            continue  # a folder became a link: leave the row, the plan keeps the file
+        purged = st is None or (row.linked and (st.st_mode & 0o170000) == 0o120000)
+        if purged:
+            PurgedFile.objects.filter(pk=row.pk).update(state=PurgedFile.PURGED)
+        else:
+            PurgedFile.objects.filter(pk=row.pk).delete()
+
+
+def _joint_holders(holders, along_with, me):
+    keys = [h for h in holders if h in along_with and h != me]
+    found = []
+    for key in keys:
+        kind, oid = parse_key(key)
+        found.extend(Collection.objects.filter(kind=kind, omero_id=oid, gone=False))
+    return found
+
+
+def _intent_rows(candidate, collection, joint):
+    chosen = candidate.chosen.copy_file
+    return [PurgedFile(collection=holder, path=candidate.record.path, relpath=candidate.relpath,
+                       size=candidate.record.disk_size, sha1=candidate.primary.sha1,
+                       mode=chosen.mode, copy_file=chosen, linked=candidate.link,
+                       state=PurgedFile.INTENT)
+            for holder in [collection, *joint]]
+
+
+def _carry_out(conn, paths, collection, plan, along_with, include_attachments,
+               sample_above, progress, log):
+    freed, kept = [], []
+    touched = set()  # joint holders that got rows
+    done = 0  # freed files whose PrimaryFile rows are deleted
+    with ThreadPoolExecutor(2) as pool:
+        for start in range(0, len(plan.freed), BATCH):
+            batch = plan.freed[start:start + BATCH]
+            problems = _check_contents(batch, paths, sample_above, pool)
+            # Holders as OMERO has them now, right before the deletes of this batch.
+            now = _holders_now(conn, paths, collection, include_attachments)
+            states = {c.key: c.state for c in Collection.objects.filter(gone=False)}
+            allowed = set(along_with) | {collection.key}
+            for candidate in batch:
+                why = problems.get(id(candidate))
+                current = now.get(candidate.record.path)
+                if why is None and current is None:
+                    why = f"no longer in {collection.key}"
+                if why is None:
+                    online = _other_holders(current, allowed, states)
+                    if online:
+                        why = "also in " + ", ".join(online) + ", which stays online"
+                if why is None:
+                    joint = _joint_holders(current, along_with, collection.key)
+                    rows = PurgedFile.objects.bulk_create(
+                        _intent_rows(candidate, collection, joint))
+                    try:
+                        why = _free_at(candidate, paths)
+                    except OSError as exc:
+                        why = f"{exc.strerror or exc}"
+                    ids = [r.pk for r in rows]
+                    if why is None:
+                        PurgedFile.objects.filter(pk__in=ids).update(state=PurgedFile.PURGED)
+                        touched.update(h.pk for h in joint)
+                    else:
+                        PurgedFile.objects.filter(pk__in=ids).delete()
+                if why is None:
+                    freed.append(candidate)
+                    progress.advance(0, 1, candidate.record.disk_size or 0)
+                else:
+                    kept.append((candidate.record.path, why))
+                    log(f"{collection.key}: kept {candidate.record.path}: {why}")
+            # The files are gone: what was known of them goes too (restore records anew).
+            PrimaryFile.objects.filter(relpath__in=[c.relpath for c in freed[done:]]).delete()
+            done = len(freed)
+    return freed, kept, touched
 
 
 def _purge_collection(conn, paths, collection, gateway=None, copies_required=1,
-                     along_with=(), rename=False, archive_user_id=None, archive_group_id=None,
-                     include_attachments=True, log=print, progress=None):
-    """Purge what can be purged; returns the PurgePlan that was carried out."""
+                      along_with=(), rename=False, archive_user_id=None, archive_group_id=None,
+                      include_attachments=True, log=print, progress=None,
+                      audit_max_age_days=30, sample_above=0):
+    """Purge what can be purged; returns the PurgePlan as carried out."""
     progress = progress or NullProgress()
-    # A purge killed between INTENT and PURGED: finish those first (they were checked).
-    for row in PurgedFile.objects.filter(collection=collection, state=PurgedFile.INTENT):
-        _free(row)
-        PurgedFile.objects.filter(pk=row.pk).update(state=PurgedFile.PURGED)
-    result = plan_purge(conn, paths, collection, copies_required, along_with,
-                        include_attachments)
-    progress.start(len(result.freed))
-    for record, copy_file, link in result.freed:
-        row = PurgedFile.objects.create(
-            collection=collection, path=record.path, relpath=copy_file.relpath,
-            size=record.disk_size, sha1=copy_file.checksum, mode=copy_file.mode,
-            copy_file=copy_file, linked=link, state=PurgedFile.INTENT)
-        _free(row)
-        PurgedFile.objects.filter(pk=row.pk).update(state=PurgedFile.PURGED)
-        progress.advance(0, 1, record.disk_size or 0)
+    _settle_intents(collection, paths)
+    plan = plan_purge(conn, paths, collection, copies_required, along_with,
+                      include_attachments, audit_max_age_days, sample_above)
+    progress.start(len(plan.freed))
+    freed, kept, touched = _carry_out(conn, paths, collection, plan, along_with,
+                                      include_attachments, sample_above, progress, log)
     progress.done()
-    state = Collection.PARTIALLY_PURGED if result.blocked else Collection.PURGED
-    if not result.freed and not result.already and result.blocked:
-        state = collection.state  # nothing freed: nothing changes
-    Collection.objects.filter(pk=collection.pk).update(state=state)
+    plan.freed, plan.blocked = freed, plan.blocked + kept
+    state = collection_state(collection, complete=not plan.blocked)
     collection.state = state
+    for holder in Collection.objects.filter(pk__in=touched):
+        collection_state(holder)  # its own purge, next in the job, completes it
     if gateway is not None and state in (Collection.PURGED, Collection.PARTIALLY_PURGED):
         mark_purged_in_omero(gateway, collection, rename, archive_user_id, archive_group_id)
-    log(f"{collection.key}: purged {len(result.freed)} file(s), "
-        f"{result.freed_bytes} bytes; {len(result.blocked)} blocked; state {state}")
-    return result
+    log(f"{collection.key}: purged {len(freed)} file(s), {plan.freed_bytes} bytes; "
+        f"{len(plan.blocked)} kept; state {state}")
+    return plan
+
+
+def collection_state(collection, complete=None):
+    """The state the collection's PurgedFile rows say, stored and returned. complete:
+    True when every file it holds is purged (a purge that kept nothing), False when
+    some are kept, None when unknown (a holder purged along: the state it had if that
+    was purged, else partially purged). Without purged files: never 'purged' (a purge
+    that freed nothing changes nothing; a state saying purged would lie)."""
+    purged = PurgedFile.objects.filter(collection=collection).exclude(
+        state=PurgedFile.RESTORED).exists()
+    if not purged:
+        state = collection.state
+        if state in (Collection.PURGED, Collection.PARTIALLY_PURGED):
+            has_copy = Copy.objects.filter(collection=collection, state=Copy.VERIFIED).exists()
+            state = Collection.ARCHIVED if has_copy else Collection.ONLINE
+    elif complete is True:
+        state = Collection.PURGED
+    elif complete is False or collection.state != Collection.PURGED:
+        state = Collection.PARTIALLY_PURGED
+    else:
+        state = Collection.PURGED
+    if state != collection.state:
+        Collection.objects.filter(pk=collection.pk).update(state=state)
+    return state
 
 
 def state_pairs(collection, state):
@@ -197,10 +431,12 @@ def mark_purged_in_omero(gateway, collection, rename, archive_user_id, archive_g
 
 def purge_collection(conn, paths, collection, gateway=None, copies_required=1, along_with=(),
                      rename=False, archive_user_id=None, archive_group_id=None,
-                     include_attachments=True, log=print, progress=None):
+                     include_attachments=True, log=print, progress=None,
+                     audit_max_age_days=30, sample_above=0):
     """Purge under the collection's lock (locks.py): refused at once while
     another archive, purge or restore of the same collection runs (CollectionBusy)."""
     with collection_lock(collection, "purge"):
         return _purge_collection(conn, paths, collection, gateway, copies_required,
                                  along_with, rename, archive_user_id, archive_group_id,
-                                 include_attachments, log, progress)
+                                 include_attachments, log, progress,
+                                 audit_max_age_days, sample_above)

@@ -16,13 +16,17 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import List
 
-from ..models import Collection, Copy, CopyFile, PurgedFile
+from django.db import transaction
+
+from ..models import Collection, Copy, CopyFile, PrimaryFile, PurgedFile
 from .batchcopy import copy_in_processes
 from .copyfile import MANIFEST_ALGORITHM, CopyError, fsync_dirs
 from .copyworker import Done, Job
 from .locks import collection_lock
+from . import roots
 from .progress import NullProgress
-from .purge import ARCHIVED_PREFIX, state_pairs
+from .archive import record_primaries
+from .purge import ARCHIVED_PREFIX, collection_state, state_pairs
 
 
 BATCH = 256  # files whose restored state is recorded at once
@@ -97,35 +101,107 @@ def _plans(rows, cache, order_for, waiting):
     return plans
 
 
+def _mtime_ns(entry):
+    """The copied file's mtime in ns (rows of older versions kept only a float)."""
+    if entry.source_mtime_ns is not None:
+        return entry.source_mtime_ns
+    return None if entry.source_mtime is None else round(entry.source_mtime * 1e9)
+
+
 class _Attempt:
     """One purged file on its way back: the copies that can give it, in order of
     preference, and what went wrong with them."""
 
-    def __init__(self, row, sources, reasons):
+    _location_roots = {}  # (location id, mount) -> <mount>/<id>: its backend's root
+
+    def __init__(self, row, sources, reasons, targets=None):
         self.row, self.sources, self.reasons = row, list(sources), reasons
+        self.targets = targets  # roots.Targets: the OMERO roots written beneath
         self.problems = []
 
     def source_path(self, bag):
         return f"{bag}/data/{self.row.relpath}"
 
+    @classmethod
+    def _location_root(cls, location):
+        key = (location.pk, location.mount)
+        root = cls._location_roots.get(key)
+        if root is None:
+            root = cls._location_roots[key] = str(location.backend().root)
+        return root
+
+    def _source(self, bag, entry):
+        """(root, path below it) of the file in the bag: read beneath the location's
+        root, so a symbolic link to a directory anywhere below it is refused."""
+        root, bag = self._location_root(entry.copy.location), str(bag)
+        if bag.startswith(root + "/"):
+            return root, f"{bag[len(root) + 1:]}/data/{self.row.relpath}"
+        return bag, f"data/{self.row.relpath}"
+
     def job(self):
         """What a copy worker does: the first source that reads right, checked against
         the SHA1 the copies and OMERO agreed on, with the file's mode; the modification
         time of the copy used is given back after the rename (an archive after the
-        restore then sees the file unchanged instead of copying it again)."""
+        restore then sees the file unchanged instead of copying it again). With
+        targets, the file is written beneath its OMERO root and read beneath its
+        location's root (engine/beneath.py): no symbolic link to a directory is
+        followed on either side."""
         row = self.row
-        return Job(tuple(self.source_path(bag) for bag, _ in self.sources), row.path,
-                   row.sha1, MANIFEST_ALGORITHM, row.mode,
-                   tuple(entry.source_mtime for _, entry in self.sources),
-                   make_dirs=True, size=row.size or 0)
+        mtimes = tuple(_mtime_ns(entry) for _, entry in self.sources)
+        if self.targets is None:
+            return Job(tuple(self.source_path(bag) for bag, _ in self.sources), row.path,
+                       row.sha1, MANIFEST_ALGORITHM, row.mode, mtimes,
+                       make_dirs=True, size=row.size or 0)
+        root, target = self.targets.split(row.path)
+        sources = [self._source(bag, entry) for bag, entry in self.sources]
+        return Job(tuple(rel for _, rel in sources), target, row.sha1, MANIFEST_ALGORITHM,
+                   row.mode, mtimes, make_dirs=True, size=row.size or 0, target_root=root,
+                   source_roots=tuple(r for r, _ in sources))
 
-    def unusable(self, entry, exc):
+    def unusable(self, index, exc):
+        """Source `index` could not give the file (None: the file could not be written
+        where it belongs, a symbolic link on the way: exc says so)."""
+        if index is None:
+            self.problems.append(str(exc))
+            return
+        entry = self.sources[index][1]
         self.problems.append(f"{self.row.path}: copy {entry.copy.bag_path} unusable: {exc}")
 
 
+def _nothing_to_restore(collection, log):
+    """None when a restore has work: purged files to bring back, or a purge or an
+    earlier restore to settle (state purged or restoring, OMERO still renamed or moved).
+    Else nothing is changed, in the app or in OMERO: a collection never archived is
+    refused (RestoreError); one whose files are online says so and gets an empty
+    RestoreResult (a restore run again after it completed finds this)."""
+    if PurgedFile.objects.filter(collection=collection).exclude(
+            state=PurgedFile.RESTORED).exists():
+        return None
+    now = Collection.objects.filter(pk=collection.pk).values(
+        "state", "original_name", "original_owner_id", "original_group_id").first() or {}
+    if now.get("state") in (Collection.PURGED, Collection.PARTIALLY_PURGED,
+                            Collection.RESTORING):
+        return None
+    if any(now.get(k) is not None for k in ("original_name", "original_owner_id",
+                                            "original_group_id")):
+        return None  # OMERO still shows the purge: the restore's end undoes it
+    archived = (PurgedFile.objects.filter(collection=collection).exists()
+                or Copy.objects.filter(collection=collection,
+                                       state__in=[Copy.VERIFIED, Copy.FAILED_AUDIT]).exists())
+    if not archived:
+        raise RestoreError(f"{collection.key}: never archived: nothing to restore")
+    log(f"{collection.key}: nothing to restore: its files are online")
+    return RestoreResult(collection.key)
+
+
 def _restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
-                        progress=None):
-    """Bring back the purged files of a collection; raises RestoreWaiting if some wait."""
+                        progress=None, paths=None):
+    """Bring back the purged files of a collection; raises RestoreWaiting if some wait.
+    paths: the repository's (catalog/paths.py), the configuration's when None."""
+    online = _nothing_to_restore(collection, log)
+    if online is not None:
+        return online
+    targets = roots.check(paths, collection)  # the repository is the one archived from
     progress = progress or NullProgress()
     from .archive import order_of
 
@@ -137,14 +213,26 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
         Collection.objects.filter(pk=collection.pk).update(state=Collection.RESTORING)
     result, waiting, cache = RestoreResult(collection.key), [], {}
     failed = []  # (row, reasons to wait) of files no reachable copy gave back
-    done = []
+    done, identities = [], []  # restored rows, their files' identities (Done.target_id)
+    holders = set()  # other collections whose purged files came back with these
 
     def flush():
         # Directories first, then the records: a row says RESTORED only once the
-        # file's name is durable too.
+        # file's name is durable too. The file is back for every holder purged with
+        # it (a shared fileset): their rows say so too.
         fsync_dirs(os.path.dirname(r.path) for r in done)
-        PurgedFile.objects.filter(pk__in=[r.pk for r in done]).update(state=PurgedFile.RESTORED)
+        record_primaries([PrimaryFile(relpath=r.relpath, device=i[0], inode=i[1], size=i[2],
+                                      mtime_ns=i[3], ctime_ns=i[4], sha1=r.sha1)
+                          for r, i in zip(done, identities) if i is not None])
+        with transaction.atomic():
+            PurgedFile.objects.filter(pk__in=[r.pk for r in done]).update(
+                state=PurgedFile.RESTORED)
+            others = PurgedFile.objects.filter(path__in=[r.path for r in done]).exclude(
+                collection=collection).exclude(state=PurgedFile.RESTORED)
+            holders.update(others.values_list("collection_id", flat=True))
+            others.update(state=PurgedFile.RESTORED)
         done.clear()
+        identities.clear()
 
     def attempts():
         # A slice of rows at a time (keyset on the primary key): memory stays flat
@@ -156,7 +244,7 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
                 return
             last = rows[-1].pk
             for row, sources, reasons in _plans(rows, cache, order_for, waiting):
-                yield _Attempt(row, sources, reasons)
+                yield _Attempt(row, sources, reasons, targets)
 
     progress.start(total)
     try:
@@ -164,10 +252,11 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
                                        list_targets=True)) as copies:
             for attempt, outcome in copies:
                 for index, message in outcome.problems:
-                    attempt.unusable(attempt.sources[index][1], message)
+                    attempt.unusable(index, message)
                 result.problems.extend(attempt.problems)
                 if isinstance(outcome, Done):
                     done.append(attempt.row)
+                    identities.append(outcome.target_id)
                     result.restored += 1
                     result.bytes += attempt.row.size
                     progress.advance(0, 1, attempt.row.size)
@@ -199,8 +288,24 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
     collection.state = Collection.ARCHIVED
     if gateway is not None:
         undo_omero_changes(gateway, collection)
+    _settle_holders(holders, gateway, log)
     log(f"{collection.key}: restored {result.restored} file(s), {result.bytes} bytes")
     return result
+
+
+def _settle_holders(holder_ids, gateway, log):
+    """Collections purged with this one whose shared files came back: all of their
+    files back -> archived, OMERO as before; some -> partially purged."""
+    for holder in Collection.objects.filter(pk__in=holder_ids):
+        state = collection_state(holder)
+        if state in (Collection.PURGED, Collection.PARTIALLY_PURGED):
+            continue
+        Collection.objects.filter(pk=holder.pk).update(state=Collection.ARCHIVED)
+        holder.state = Collection.ARCHIVED
+        if gateway is not None and holder.original_name is not None:
+            undo_omero_changes(gateway, holder)
+        log(f"{holder.key}: every purged file is back (restored with a collection "
+            "sharing them): archived")
 
 
 def undo_omero_changes(gateway, collection):
@@ -221,8 +326,9 @@ def undo_omero_changes(gateway, collection):
 
 
 def restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
-                       progress=None):
+                       progress=None, paths=None):
     """Restore under the collection's lock (locks.py): refused at once while
     another archive, purge or restore of the same collection runs (CollectionBusy)."""
     with collection_lock(collection, "restore"):
-        return _restore_collection(collection, gateway, log, order_for, workers, progress)
+        return _restore_collection(collection, gateway, log, order_for, workers, progress,
+                                   paths)

@@ -103,7 +103,22 @@ def service_gateway():
     host, port = settings.omero_server()
     conn = BlitzGateway(settings.SERVICE_USER, settings.SERVICE_PASSWORD, host=host, port=port,
                         secure=True)
-    if not conn.connect():
+    try:
+        connected = conn.connect()  # Ice's exceptions when the server is not reached
+    except BaseException:
+        _close_quietly(conn)
+        raise
+    if not connected:
+        _close_quietly(conn)
         raise GatewayError(f"cannot log in to OMERO.server {host}:{port} as "
                            f"{settings.SERVICE_USER}")
     return BlitzGatewayAdapter(conn)
+
+
+def _close_quietly(conn):
+    """Destroy a failed connection's Ice communicator now: left to the end of the
+    process, Ice prints "communicator not destroyed during global destruction"."""
+    try:
+        conn.close(hard=False)
+    except Exception:
+        pass

@@ -7,7 +7,7 @@ from .. import catalog, preferences, settings
 from ..catalog.paths import RepositoryPaths
 from ..engine.archive import archive_collection
 from ..engine.locations import audit, current_location, purge_read_cache, rescan
-from ..engine.purge import purge_collection
+from ..engine.purge import PurgeError, purge_collection
 from ..engine.restore import restore_collection
 from ..engine.scan import scan
 from ..engine.sync import sync_collections
@@ -96,12 +96,19 @@ def purge(job, handle):
     with _Catalog() as conn:
         for collection in collections:
             handle.check_cancel()
-            plan = purge_collection(
-                conn, _paths(), collection, gateway, preferences.get("copies_required"),
-                along, preferences.get("purge_rename"), preferences.get("archive_user_id"),
-                preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
-                log=handle.log, progress=handle)
-            handle.files(f"{collection.key}\t{r.path}\tpurged" for r, _, _ in plan.freed)
+            try:
+                plan = purge_collection(
+                    conn, _paths(), collection, gateway, preferences.get("copies_required"),
+                    along, preferences.get("purge_rename"), preferences.get("archive_user_id"),
+                    preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
+                    log=handle.log, progress=handle,
+                    audit_max_age_days=settings.PURGE_AUDIT_MAX_AGE_DAYS,
+                    sample_above=settings.PURGE_SAMPLE_ABOVE)
+            except PurgeError as exc:  # e.g. an empty collection: the others go on
+                handle.error(str(exc))
+                results.append({"collection": collection.key, "error": str(exc)})
+                continue
+            handle.files(f"{collection.key}\t{c.record.path}\tpurged" for c in plan.freed)
             for path, reason in plan.blocked:
                 handle.log(f"{collection.key}: kept {path}: {reason}")
             results.append({"collection": collection.key, "freed_files": len(plan.freed),
@@ -115,7 +122,8 @@ def restore(job, handle):
     for collection in _collections(job):
         handle.check_cancel()
         result = restore_collection(collection, gateway, log=handle.log,
-                                    workers=settings.COPY_WORKERS, progress=handle)
+                                    workers=settings.COPY_WORKERS, progress=handle,
+                                    paths=_paths())
         results.append({"collection": result.collection, "files": result.restored,
                         "bytes": result.bytes})
     return {"collections": results}

@@ -16,7 +16,7 @@ from ..engine.locks import CollectionBusy
 from ..engine.locations import current_location
 from ..engine.progress import ConsoleProgress
 from ..models import Location
-from .common import collections_for, open_catalog, repository_paths
+from .common import collections_for, keyed, open_catalog, repository_paths
 
 HELP = "archive collections (verified BagIt copies)"
 
@@ -51,7 +51,7 @@ def run(command, options):
                                    progress, log=command.stdout.write)
             except (ArchiveError, LocationError, CollectionBusy) as exc:
                 failures += 1
-                command.stderr.write(f"{collection.key}: {exc}")
+                command.stderr.write(keyed(collection, exc))
     finally:
         conn.close()
     return 1 if failures else 0

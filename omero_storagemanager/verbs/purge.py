@@ -3,16 +3,17 @@
     storagemanager purge Project:12 [--dry-run]
 
 Deletes (or, for copies at a symlink location, replaces by links) only files with
-enough verified copies of exactly their content, never a file another online
-collection needs, never an in-place import's target. --dry-run lists what would be
-freed and what blocks the rest, and changes nothing.
+enough copies of exactly their content there now (read and compared before each
+delete), never a file changed since it was copied, never a file another online
+holder needs, never an in-place import's target. --dry-run lists what would be
+freed, what blocks the rest and how much the checks will read, and changes nothing.
 """
 import humanize
 from django.core.management.base import CommandError
 
 from .. import preferences, settings
 from ..engine.locks import CollectionBusy
-from ..engine.purge import plan_purge, purge_collection
+from ..engine.purge import PurgeError, plan_purge, purge_collection
 from .common import admin_gateway, collections_for, open_catalog, repository_paths
 
 HELP = "purge collections (needs verified copies); --dry-run to see what would happen"
@@ -29,28 +30,38 @@ def run(command, options):
         collections = collections_for(conn, options["collections"])
         along = {c.key for c in collections}  # purged together: may share files
         gateway = None if options["dry_run"] else admin_gateway()
+        checks = {"audit_max_age_days": settings.PURGE_AUDIT_MAX_AGE_DAYS,
+                  "sample_above": settings.PURGE_SAMPLE_ABOVE}
         for collection in collections:
-            if options["dry_run"]:
-                plan = plan_purge(conn, repository_paths(), collection,
-                                  preferences.get("copies_required"), along,
-                                  settings.INCLUDE_ATTACHMENTS)
-                command.stdout.write(
-                    f"{collection.key}: would free {len(plan.freed)} file(s), "
-                    f"{humanize.naturalsize(plan.freed_bytes, binary=True)} "
-                    f"({plan.freed_bytes} bytes); {len(plan.blocked)} blocked; "
-                    f"{plan.already} already purged")
-            else:
-                try:
-                    plan = purge_collection(
-                        conn, repository_paths(), collection, gateway,
-                        preferences.get("copies_required"), along,
-                        preferences.get("purge_rename"), preferences.get("archive_user_id"),
-                        preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
-                        log=command.stdout.write)
-                except CollectionBusy as exc:
-                    raise CommandError(str(exc))
+            try:
+                plan = _run_one(command, options, conn, collection, gateway, along, checks)
+            except (CollectionBusy, PurgeError) as exc:
+                raise CommandError(str(exc))
             for path, reason in plan.blocked:
                 command.stdout.write(f"  blocked: {path}: {reason}")
     finally:
         conn.close()
     return 0
+
+
+def _run_one(command, options, conn, collection, gateway, along, checks):
+    if options["dry_run"]:
+        plan = plan_purge(conn, repository_paths(), collection,
+                          preferences.get("copies_required"), along,
+                          settings.INCLUDE_ATTACHMENTS, **checks)
+        command.stdout.write(
+            f"{collection.key}: would free {len(plan.freed)} file(s), "
+            f"{humanize.naturalsize(plan.freed_bytes, binary=True)} "
+            f"({plan.freed_bytes} bytes); {len(plan.blocked)} blocked; "
+            f"{plan.already} already purged; the checks will read "
+            f"{humanize.naturalsize(plan.read_bytes, binary=True)} "
+            f"({plan.read_bytes} bytes)"
+            + (f", {plan.audited} copies trusted on a recent audit"
+               if plan.audited else ""))
+        return plan
+    return purge_collection(
+        conn, repository_paths(), collection, gateway,
+        preferences.get("copies_required"), along,
+        preferences.get("purge_rename"), preferences.get("archive_user_id"),
+        preferences.get("archive_group_id"), settings.INCLUDE_ATTACHMENTS,
+        log=command.stdout.write, **checks)

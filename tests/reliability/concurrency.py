@@ -89,7 +89,8 @@ def verdict(verb, code, out, err):
     if verb == "purge":
         return "won"
     if verb == "restore":
-        return "nothing to do" if "restored 0 file(s)" in out else "won"
+        return ("nothing to do" if "restored 0 file(s)" in out
+                or "nothing to restore: its files are online" in out else "won")
     return "won"
 
 

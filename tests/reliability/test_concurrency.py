@@ -31,6 +31,8 @@ def test_verdicts_read_the_console_script():
     assert verdict("purge", 1, "", f"CommandError: Screen:1: {BUSY}; purge not started") \
         == "refused"
     assert verdict("restore", 0, "Screen:1: restored 0 file(s), 0 bytes", "") == "nothing to do"
+    assert verdict("restore", 0, "Screen:1: nothing to restore: its files are online",
+                   "") == "nothing to do"
     assert verdict("archive", 1, "", "Traceback (most recent call last):\n boom").startswith(
         "error (exit 1)")
 
