@@ -6,6 +6,7 @@ handler again and picks up where the last run stopped.
 from .. import catalog, preferences, settings
 from ..catalog.paths import RepositoryPaths
 from ..engine.archive import archive_collection
+from ..gateway.service import admin_gateway
 from ..engine.locations import audit, current_location, purge_read_cache, rescan
 from ..engine.purge import PurgeError, purge_collection
 from ..engine.restore import restore_collection
@@ -21,8 +22,6 @@ def _paths():
 
 
 def _gateway():
-    from ..verbs.common import admin_gateway
-
     return admin_gateway()
 
 
