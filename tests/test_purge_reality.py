@@ -293,3 +293,37 @@ def test_restore_gives_back_mtimes_to_the_nanosecond_and_records_the_files(world
                                     st.st_ctime_ns)
     plan = plan_purge(world.conn, world.paths, world.collection(key))
     assert not plan.blocked  # purgeable again without a new archive
+
+
+def _copy_row(cur, table, where, **changes):
+    """Insert a copy of one row of an OMERO table with some columns changed."""
+    cur.execute(f"SELECT * FROM {table} WHERE {where} LIMIT 1")
+    columns = [d.name for d in cur.description]
+    row = dict(zip(columns, cur.fetchone()))
+    row.update(changes)
+    cur.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES "
+                f"({', '.join(['%s'] * len(row))})", list(row.values()))
+    return row
+
+
+def test_holders_outside_every_collection_keep_the_file(world):
+    """An image of the fileset in no Dataset, and the Project's attachment also on an
+    Image in no Dataset: holders that no purge of ours ever purges."""
+    key = world.key_where(lambda c: clean(c) and c["kind"] == "project" and any(
+        f["kind"] == "fileset_entry" for f in c["files"]))
+    location = world.location("hdd")
+    world.archive(key, location)
+    entry = next(f for f in world.truth.collections[key]["files"]
+                 if f["kind"] == "fileset_entry")
+    writer = psycopg2.connect(world.dsn)
+    with writer, writer.cursor() as cur:
+        cur.execute("SELECT fileset FROM filesetentry fe JOIN originalfile o "
+                    "ON o.id = fe.originalfile WHERE o.name = %s", [os.path.basename(
+                        entry["path"])])
+        fileset = cur.fetchone()[0]
+        _copy_row(cur, "image", f"fileset = {int(fileset)}", id=10**9)  # in no Dataset
+    writer.close()
+    plan = world.purge(key)
+    kept = dict(plan.blocked)
+    assert "Image:1000000000 (orphaned)" in kept[entry["path"]]
+    assert os.path.exists(entry["path"])

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List, Optional, Tuple
 
+from ..catalog import membership
 from ..catalog.collections import parse_key
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, CopyFile, Location, PrimaryFile, PurgedFile
@@ -220,16 +221,13 @@ def _check_contents(batch, paths, sample_above, pool):
     return {id(c): why for c, why in zip(batch, pool.map(check, batch)) if why}
 
 
-def _holders_now(conn, paths, collection, include_attachments):
+def _holders_now(conn, collection, batch):
     """path -> the other holders' keys, read from OMERO now (users link and unlink
-    while we work); a file no longer in the collection is absent."""
-    inventory = InventoryReader(conn, paths, include_attachments).read(
-        collection.kind, collection.omero_id)
-    now = {r.path: r.shared_with for r in inventory.files}
-    for pid in inventory.pixels_ids:  # pyramids: held with their image
-        shared = inventory.pixels_shared_with.get(pid, [])
-        now[paths.pyramid(pid)] = now[paths.pyramid_lock(pid)] = shared
-    return now
+    while we work), along every role each file has; a file no longer in the
+    collection is absent. One statement per batch (membership.py)."""
+    held = membership.record_holders(conn, [c.record for c in batch], every_role=True)
+    return {path: sorted(keys - {collection.key}) for path, keys in held.items()
+            if collection.key in keys}
 
 
 def _free_at(candidate, paths):
@@ -300,8 +298,7 @@ def _intent_rows(candidate, collection, joint):
             for holder in [collection, *joint]]
 
 
-def _carry_out(conn, paths, collection, plan, along_with, include_attachments,
-               sample_above, progress, log):
+def _carry_out(conn, paths, collection, plan, along_with, sample_above, progress, log):
     freed, kept = [], []
     touched = set()  # joint holders that got rows
     done = 0  # freed files whose PrimaryFile rows are deleted
@@ -310,7 +307,7 @@ def _carry_out(conn, paths, collection, plan, along_with, include_attachments,
             batch = plan.freed[start:start + BATCH]
             problems = _check_contents(batch, paths, sample_above, pool)
             # Holders as OMERO has them now, right before the deletes of this batch.
-            now = _holders_now(conn, paths, collection, include_attachments)
+            now = _holders_now(conn, collection, batch)
             states = {c.key: c.state for c in Collection.objects.filter(gone=False)}
             allowed = set(along_with) | {collection.key}
             for candidate in batch:
@@ -359,7 +356,7 @@ def _purge_collection(conn, paths, collection, gateway=None, copies_required=1,
                       include_attachments, audit_max_age_days, sample_above)
     progress.start(len(plan.freed))
     freed, kept, touched = _carry_out(conn, paths, collection, plan, along_with,
-                                      include_attachments, sample_above, progress, log)
+                                      sample_above, progress, log)
     progress.done()
     plan.freed, plan.blocked = freed, plan.blocked + kept
     state = collection_state(collection, complete=not plan.blocked)
