@@ -205,9 +205,13 @@ def test_joint_purge_gives_every_holder_its_purged_state_and_restore_keeps_them_
     assert result.restored >= len(shared)
     assert all(os.path.exists(p) for p in shared)
     assert world.collection(second).state == Collection.ARCHIVED
-    # The first holder's shared files are back too: its rows say so.
+    # The first holder's shared files are back too: its rows say so, and its state.
     assert not PurgedFile.objects.filter(collection=world.collection(first), path__in=shared
                                          ).exclude(state=PurgedFile.RESTORED).exists()
+    still_purged = PurgedFile.objects.filter(collection=world.collection(first),
+                                             state=PurgedFile.PURGED).exists()
+    assert world.collection(first).state == (
+        Collection.PARTIALLY_PURGED if still_purged else Collection.ARCHIVED)
     world.restore(first)
     assert world.collection(first).state == Collection.ARCHIVED
     for key in along:

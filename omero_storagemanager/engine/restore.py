@@ -297,8 +297,10 @@ def _settle_holders(holder_ids, gateway, log):
     """Collections purged with this one whose shared files came back: all of their
     files back -> archived, OMERO as before; some -> partially purged."""
     for holder in Collection.objects.filter(pk__in=holder_ids):
-        state = collection_state(holder)
+        state = collection_state(holder, complete=False)  # some of its files came back
         if state in (Collection.PURGED, Collection.PARTIALLY_PURGED):
+            if gateway is not None:  # its annotation says what is true now
+                gateway.set_state(holder.kind, holder.omero_id, state_pairs(holder, state))
             continue
         Collection.objects.filter(pk=holder.pk).update(state=Collection.ARCHIVED)
         holder.state = Collection.ARCHIVED
