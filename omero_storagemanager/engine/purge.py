@@ -230,35 +230,60 @@ def _holders_now(conn, collection, batch):
             if collection.key in keys}
 
 
-def _free_at(candidate, paths):
+class _Folders:
+    """The folders of one batch's deletes, each opened once beneath its root (no link
+    followed) and fsynced once after the batch's unlinks: a row says PURGED only once
+    the unlink is durable."""
+
+    def __init__(self):
+        self.roots, self.dirs = {}, {}
+
+    def open(self, root, rel):
+        """(directory descriptor, name) of root/rel."""
+        parts = beneath.split(rel)
+        key = (root, tuple(parts[:-1]))
+        if key not in self.dirs:
+            if root not in self.roots:
+                self.roots[root] = beneath.open_root(root)
+            self.dirs[key] = beneath.open_dir(self.roots[root], parts[:-1], root_name=root)
+        return self.dirs[key], parts[-1]
+
+    def sync(self):
+        for fd in self.dirs.values():
+            os.fsync(fd)
+
+    def close(self):
+        for fd in [*self.dirs.values(), *self.roots.values()]:
+            os.close(fd)
+        self.roots, self.dirs = {}, {}
+
+
+def _free_at(candidate, paths, folders):
     """The delete itself: the primary's folder opened beneath its root, the file checked
     to be the one planned, then unlinked (or replaced by a link) by name in that folder.
-    Returns None, or why the file was kept."""
+    Returns None, or why the file was kept. The folder is fsynced with its batch."""
     for copy_at in candidate.copies:
         problem = purgecheck.copy_unchanged(copy_at)
         if problem:
             return problem
-    root, rel = paths.root_of(candidate.relpath)
-    with beneath.parent_of(root, rel) as (dfd, name):
+    dfd, name = folders.open(*paths.root_of(candidate.relpath))
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return "gone from the repository before it could be purged"
+    problem = purgecheck.primary_problem(st, candidate.primary.identity())
+    if problem:
+        return problem
+    if candidate.link:
+        tmp = name + ".sm-link"
         try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            os.unlink(tmp, dir_fd=dfd)
         except FileNotFoundError:
-            return "gone from the repository before it could be purged"
-        problem = purgecheck.primary_problem(st, candidate.primary.identity())
-        if problem:
-            return problem
-        if candidate.link:
-            target = candidate.chosen.path
-            tmp = name + ".sm-link"
-            try:
-                os.unlink(tmp, dir_fd=dfd)
-            except FileNotFoundError:
-                pass
-            os.symlink(target, tmp, dir_fd=dfd)
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        else:
-            os.unlink(name, dir_fd=dfd)
-        os.fsync(dfd)
+            pass
+        os.symlink(candidate.chosen.path, tmp, dir_fd=dfd)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    else:
+        os.unlink(name, dir_fd=dfd)
     return None
 
 
@@ -298,50 +323,78 @@ def _intent_rows(candidate, collection, joint):
             for holder in [collection, *joint]]
 
 
+def _ready(batch, conn, collection, along_with, problems):
+    """(candidate, joint holders) of the batch that still pass, and (path, why) of the
+    others: the content checks' problems, and the holders as OMERO has them now, read
+    right before the batch's deletes."""
+    now = _holders_now(conn, collection, batch)
+    states = {c.key: c.state for c in Collection.objects.filter(gone=False)}
+    allowed = set(along_with) | {collection.key}
+    ready, kept = [], []
+    for candidate in batch:
+        why = problems.get(id(candidate))
+        current = now.get(candidate.record.path)
+        if why is None and current is None:
+            why = f"no longer in {collection.key}"
+        if why is None:
+            online = _other_holders(current, allowed, states)
+            if online:
+                why = "also in " + ", ".join(online) + ", which stays online"
+        if why is None:
+            ready.append((candidate, _joint_holders(current, along_with, collection.key)))
+        else:
+            kept.append((candidate.record.path, why))
+    return ready, kept
+
+
+def _delete_batch(ready, collection, paths):
+    """INTENT rows for the batch, then each file re-checked and deleted, the folders
+    fsynced, then PURGED (rows of files kept at the last check are dropped). Returns
+    (freed candidates, [(path, why)] kept, joint holders' pks that got rows)."""
+    rows = PurgedFile.objects.bulk_create(
+        [row for candidate, joint in ready for row in _intent_rows(candidate, collection, joint)])
+    by_path = {}
+    for row in rows:
+        by_path.setdefault(row.path, []).append(row.pk)
+    freed, kept, touched = [], [], set()
+    folders = _Folders()
+    try:
+        for candidate, joint in ready:
+            try:
+                why = _free_at(candidate, paths, folders)
+            except OSError as exc:
+                why = f"{exc.strerror or exc}"
+            if why is None:
+                freed.append(candidate)
+                touched.update(h.pk for h in joint)
+            else:
+                kept.append((candidate.record.path, why))
+        folders.sync()
+    finally:
+        folders.close()
+    PurgedFile.objects.filter(pk__in=[pk for c in freed for pk in by_path[c.record.path]]
+                              ).update(state=PurgedFile.PURGED)
+    PurgedFile.objects.filter(pk__in=[pk for path, _ in kept for pk in by_path[path]]).delete()
+    # The files are gone: what was known of them goes too (restore records anew).
+    PrimaryFile.objects.filter(relpath__in=[c.relpath for c in freed]).delete()
+    return freed, kept, touched
+
+
 def _carry_out(conn, paths, collection, plan, along_with, sample_above, progress, log):
     freed, kept = [], []
     touched = set()  # joint holders that got rows
-    done = 0  # freed files whose PrimaryFile rows are deleted
     with ThreadPoolExecutor(2) as pool:
         for start in range(0, len(plan.freed), BATCH):
             batch = plan.freed[start:start + BATCH]
             problems = _check_contents(batch, paths, sample_above, pool)
-            # Holders as OMERO has them now, right before the deletes of this batch.
-            now = _holders_now(conn, collection, batch)
-            states = {c.key: c.state for c in Collection.objects.filter(gone=False)}
-            allowed = set(along_with) | {collection.key}
-            for candidate in batch:
-                why = problems.get(id(candidate))
-                current = now.get(candidate.record.path)
-                if why is None and current is None:
-                    why = f"no longer in {collection.key}"
-                if why is None:
-                    online = _other_holders(current, allowed, states)
-                    if online:
-                        why = "also in " + ", ".join(online) + ", which stays online"
-                if why is None:
-                    joint = _joint_holders(current, along_with, collection.key)
-                    rows = PurgedFile.objects.bulk_create(
-                        _intent_rows(candidate, collection, joint))
-                    try:
-                        why = _free_at(candidate, paths)
-                    except OSError as exc:
-                        why = f"{exc.strerror or exc}"
-                    ids = [r.pk for r in rows]
-                    if why is None:
-                        PurgedFile.objects.filter(pk__in=ids).update(state=PurgedFile.PURGED)
-                        touched.update(h.pk for h in joint)
-                    else:
-                        PurgedFile.objects.filter(pk__in=ids).delete()
-                if why is None:
-                    freed.append(candidate)
-                    progress.advance(0, 1, candidate.record.disk_size or 0)
-                else:
-                    kept.append((candidate.record.path, why))
-                    log(f"{collection.key}: kept {candidate.record.path}: {why}")
-            # The files are gone: what was known of them goes too (restore records anew).
-            PrimaryFile.objects.filter(relpath__in=[c.relpath for c in freed[done:]]).delete()
-            done = len(freed)
+            ready, not_ready = _ready(batch, conn, collection, along_with, problems)
+            done, last_kept, joint = _delete_batch(ready, collection, paths)
+            touched |= joint
+            freed.extend(done)
+            progress.advance(0, len(done), sum(c.record.disk_size or 0 for c in done))
+            for path, why in not_ready + last_kept:
+                kept.append((path, why))
+                log(f"{collection.key}: kept {path}: {why}")
     return freed, kept, touched
 
 
