@@ -195,3 +195,38 @@ def open_file(root, relpath, flags=os.O_RDONLY):
 
 def is_regular(st):
     return stat.S_ISREG(st.st_mode)
+
+
+class ReadFolders:
+    """Directory descriptors of recent folders below roots, for reads only (stats of
+    the copies a purge checks, many in few folders): a folder is opened beneath its root
+    once, not once per file. At most `limit` stay open (the least recently used is
+    closed). Never used to delete or write: a folder moved out of its root after it
+    was opened would still be reached through its descriptor."""
+
+    def __init__(self, limit=64):
+        self.limit = limit
+        self._fds = {}  # (root, folder parts) -> fd, in order of use
+
+    def _dir(self, root, parts):
+        key = (root, tuple(parts))
+        fd = self._fds.pop(key, None)
+        if fd is None:
+            rfd = open_root(root)
+            try:
+                fd = open_dir(rfd, parts, root_name=root)
+            finally:
+                os.close(rfd)
+            while len(self._fds) >= self.limit:
+                os.close(self._fds.pop(next(iter(self._fds))))
+        self._fds[key] = fd
+        return fd
+
+    def lstat(self, root, relpath):
+        parts = split(relpath)
+        return os.stat(parts[-1], dir_fd=self._dir(root, parts[:-1]), follow_symlinks=False)
+
+    def close(self):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}

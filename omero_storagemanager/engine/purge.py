@@ -22,6 +22,7 @@ finished by running it again (INTENT rows are settled from what is on disk).
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List, Optional, Tuple
@@ -65,6 +66,7 @@ class PurgePlan:
     already: int = 0
     read_bytes: int = 0  # what the content checks of the copies (and primaries) read
     audited: int = 0  # copies trusted on a recent audit instead of read now
+    folders: object = None  # beneath.ReadFolders of the copies' folders (reopened lazily)
 
     @property
     def freed_bytes(self):
@@ -82,6 +84,20 @@ def _verified_rows(relpaths):
     return found
 
 
+def _states_of(keys):
+    """key -> state of the collections among these holder keys (one query)."""
+    ids = {}
+    for key in set(keys):
+        if membership.is_collection_key(key):
+            kind, oid = parse_key(key)
+            ids.setdefault(kind, []).append(oid)
+    states = {}
+    for kind, oids in ids.items():
+        for collection in Collection.objects.filter(kind=kind, omero_id__in=oids, gone=False):
+            states[collection.key] = collection.state
+    return states
+
+
 def _other_holders(holders, allowed, states):
     """Holders of the file that stay online: not purged with it, not purged already.
     Holders that are not collections (orphans, annotations elsewhere) always count."""
@@ -89,9 +105,7 @@ def _other_holders(holders, allowed, states):
     for holder in holders:
         if holder in allowed:
             continue
-        try:
-            parse_key(holder)
-        except ValueError:
+        if not membership.is_collection_key(holder):
             online.append(holder)  # not a Project or Screen: never purged by us
             continue
         if states.get(holder) != Collection.PURGED:
@@ -134,13 +148,23 @@ def plan_purge(conn, paths, collection, copies_required=1, along_with=(),
     stat_inventory(inventory, paths)
     done = dict(PurgedFile.objects.filter(collection=collection)
                 .exclude(state=PurgedFile.RESTORED).values_list("path", "state"))
-    states = {c.key: c.state for c in Collection.objects.filter(gone=False)}
+    states = _states_of(k for r in inventory.files for k in r.shared_with)
     allowed = set(along_with) | {collection.key}
     relpaths = {r.path: paths.relative(r.path) for r in inventory.files}
     copies = _verified_rows(list(relpaths.values()))
     primaries = {p.relpath: p for p in PrimaryFile.objects.filter(relpath__in=relpaths.values())}
     locations = purgecheck.Locations(audit_max_age_days)
-    result = PurgePlan(collection.key)
+    result = PurgePlan(collection.key, folders=locations.folders)
+    try:
+        _plan_files(result, inventory, relpaths, done, states, allowed, copies, primaries,
+                    locations, copies_required, sample_above)
+    finally:
+        locations.close()
+    return result
+
+
+def _plan_files(result, inventory, relpaths, done, states, allowed, copies, primaries,
+                locations, copies_required, sample_above):
     for record in inventory.files:
         relpath = relpaths[record.path]
         if done.get(record.path) == PurgedFile.PURGED:
@@ -178,7 +202,6 @@ def plan_purge(conn, paths, collection, copies_required=1, along_with=(),
             result.audited += copy_at.root is None
         if primary is None:
             result.read_bytes += record.disk_size or 0
-    return result
 
 
 class _Lstat:
@@ -226,8 +249,8 @@ def _holders_now(conn, collection, batch):
     while we work), along every role each file has; a file no longer in the
     collection is absent. One statement per batch (membership.py)."""
     held = membership.record_holders(conn, [c.record for c in batch], every_role=True)
-    return {path: sorted(keys - {collection.key}) for path, keys in held.items()
-            if collection.key in keys}
+    me = collection.key
+    return {path: sorted(keys - {me}) for path, keys in held.items() if me in keys}
 
 
 class _Folders:
@@ -258,12 +281,12 @@ class _Folders:
         self.roots, self.dirs = {}, {}
 
 
-def _free_at(candidate, paths, folders):
+def _free_at(candidate, paths, folders, copy_folders):
     """The delete itself: the primary's folder opened beneath its root, the file checked
     to be the one planned, then unlinked (or replaced by a link) by name in that folder.
     Returns None, or why the file was kept. The folder is fsynced with its batch."""
     for copy_at in candidate.copies:
-        problem = purgecheck.copy_unchanged(copy_at)
+        problem = purgecheck.copy_unchanged(copy_at, copy_folders)
         if problem:
             return problem
     dfd, name = folders.open(*paths.root_of(candidate.relpath))
@@ -328,26 +351,26 @@ def _ready(batch, conn, collection, along_with, problems):
     others: the content checks' problems, and the holders as OMERO has them now, read
     right before the batch's deletes."""
     now = _holders_now(conn, collection, batch)
-    states = {c.key: c.state for c in Collection.objects.filter(gone=False)}
+    states = _states_of(k for keys in now.values() for k in keys)
     allowed = set(along_with) | {collection.key}
-    ready, kept = [], []
+    ready, kept, me = [], [], collection.key
     for candidate in batch:
         why = problems.get(id(candidate))
         current = now.get(candidate.record.path)
         if why is None and current is None:
-            why = f"no longer in {collection.key}"
+            why = f"no longer in {me}"
         if why is None:
             online = _other_holders(current, allowed, states)
             if online:
                 why = "also in " + ", ".join(online) + ", which stays online"
         if why is None:
-            ready.append((candidate, _joint_holders(current, along_with, collection.key)))
+            ready.append((candidate, _joint_holders(current, along_with, me)))
         else:
             kept.append((candidate.record.path, why))
     return ready, kept
 
 
-def _delete_batch(ready, collection, paths):
+def _delete_batch(ready, collection, paths, copy_folders):
     """INTENT rows for the batch, then each file re-checked and deleted, the folders
     fsynced, then PURGED (rows of files kept at the last check are dropped). Returns
     (freed candidates, [(path, why)] kept, joint holders' pks that got rows)."""
@@ -361,7 +384,7 @@ def _delete_batch(ready, collection, paths):
     try:
         for candidate, joint in ready:
             try:
-                why = _free_at(candidate, paths, folders)
+                why = _free_at(candidate, paths, folders, copy_folders)
             except OSError as exc:
                 why = f"{exc.strerror or exc}"
             if why is None:
@@ -383,12 +406,12 @@ def _delete_batch(ready, collection, paths):
 def _carry_out(conn, paths, collection, plan, along_with, sample_above, progress, log):
     freed, kept = [], []
     touched = set()  # joint holders that got rows
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(2) as pool, closing(plan.folders):
         for start in range(0, len(plan.freed), BATCH):
             batch = plan.freed[start:start + BATCH]
             problems = _check_contents(batch, paths, sample_above, pool)
             ready, not_ready = _ready(batch, conn, collection, along_with, problems)
-            done, last_kept, joint = _delete_batch(ready, collection, paths)
+            done, last_kept, joint = _delete_batch(ready, collection, paths, plan.folders)
             touched |= joint
             freed.extend(done)
             progress.advance(0, len(done), sum(c.record.disk_size or 0 for c in done))

@@ -61,6 +61,10 @@ class Locations:
     def __init__(self, audit_max_age_days):
         self.max_age = timedelta(days=audit_max_age_days)
         self._state = {}
+        self.folders = beneath.ReadFolders()  # closed by close()
+
+    def close(self):
+        self.folders.close()
 
     def backend(self, location):
         if location.pk not in self._state:
@@ -81,7 +85,7 @@ class Locations:
             for area in ("write", "read"):
                 rel = f"{area}/{copy.bag_path}/data/{copy_file.relpath}"
                 try:
-                    st = beneath.lstat(root, rel)
+                    st = self.folders.lstat(root, rel)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
@@ -197,12 +201,13 @@ def check_copy_content(copy_at, primary_root, primary_rel, sample_above):
     return None
 
 
-def copy_unchanged(copy_at):
-    """Re-check just before a delete: the copy is still the file that was checked."""
+def copy_unchanged(copy_at, folders):
+    """Re-check just before a delete: the copy is still the file that was checked.
+    folders: a beneath.ReadFolders."""
     if copy_at.root is None:
         return None
     try:
-        st = beneath.lstat(copy_at.root, copy_at.rel)
+        st = folders.lstat(copy_at.root, copy_at.rel)
     except OSError as exc:
         return f"copy {copy_at.copy_file.copy.bag_path} is gone: {exc.strerror or exc}"
     if identity_of(st) != copy_at.identity:
