@@ -75,11 +75,14 @@ class PurgePlan:
 
 def _verified_rows(relpaths):
     """relpath -> [CopyFile] in verified copies (any collection's bag: shared files)."""
-    rows = (CopyFile.objects.filter(relpath__in=relpaths, verified=True,
-                                    copy__state=Copy.VERIFIED)
-            .select_related("copy__location").order_by("-copy__created"))
+    rows = list(CopyFile.objects.filter(relpath__in=relpaths, verified=True,
+                                        copy__state=Copy.VERIFIED)
+                .defer("source_mtime").order_by("-copy__created"))
+    # Few copies hold many files: each Copy (with its Location) made once, not per row.
+    copies = Copy.objects.select_related("location").in_bulk({r.copy_id for r in rows})
     found = {}
     for row in rows:
+        row.copy = copies[row.copy_id]
         found.setdefault(row.relpath, []).append(row)
     return found
 
@@ -160,6 +163,10 @@ def plan_purge(conn, paths, collection, copies_required=1, along_with=(),
                     locations, copies_required, sample_above)
     finally:
         locations.close()
+    # Purged files the inventory no longer lists: pyramids are found on disk only.
+    listed = set(relpaths)
+    result.already += sum(1 for path, state in done.items()
+                          if state == PurgedFile.PURGED and path not in listed)
     return result
 
 
