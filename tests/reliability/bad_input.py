@@ -558,7 +558,7 @@ def huge_fileset(world, web, count):
 
 BAD_VALUES = {
     "parse_db": "[1, 2]", "parse_path": "relative/path", "parse_boolean": "maybe",
-    "parse_positive_int": "0", "parse_optional_id": "-3",
+    "parse_positive_int": "0", "parse_non_negative_int": "-1", "parse_optional_id": "-3",
     "parse_concurrency": '{"scan": 0}', "parse_notify": '["spam"]',
     "parse_emails": '["nobody"]', "parse_id_list": "[-1]",
 }
