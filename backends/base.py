@@ -234,9 +234,11 @@ class Backend:
                 os.unlink(tmp)
         return self.read_marker()
 
-    def marker_problem(self) -> Optional[str]:
+    def marker_problem(self, adopt=True) -> Optional[str]:
         """Why the disk at <mount>/<id>/ is not this location's, or None. Call with the
-        directories there. A location without a marker yet gets one (on_marker)."""
+        directories there. A location without a marker yet gets one (on_marker) when
+        adopt is true: an engine operation, never a look (is_online: a page's GET
+        changes nothing)."""
         if not self.marker and self.config.on_marker is None:
             return None
         try:
@@ -247,6 +249,8 @@ class Backend:
         except OSError as exc:
             return f"its marker {self.marker_path} cannot be read: {exc.strerror or exc}"
         if not self.marker:  # made before markers: this disk is taken as it is
+            if not adopt:
+                return None
             try:
                 found = found or self.write_marker(str(uuid.uuid4()))
             except OSError:
@@ -267,7 +271,7 @@ class Backend:
 
     def is_online(self) -> bool:
         return (all(p.is_dir() for p in (self.root, self.write_root, self.read_root))
-                and self.marker_problem() is None)
+                and self.marker_problem(adopt=False) is None)
 
     def check_online(self) -> None:
         for path in (self.root, self.write_root, self.read_root):
@@ -283,7 +287,7 @@ class Backend:
         for path in (self.root, self.write_root, self.read_root):
             if not path.is_dir():
                 return f"{path} is missing"
-        return self.marker_problem() or "it is online"
+        return self.marker_problem(adopt=False) or "it is online"
 
     def disk_usage(self) -> int:
         """Bytes of the files below <mount>/<id>/ (write and read)."""

@@ -4,6 +4,7 @@ Collection table (paging, every sort, quick and rule filters), strict input chec
 the approval workflow with its e-mails, the plugins' endpoints and the admin API.
 """
 import random
+import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +12,7 @@ from django.test import RequestFactory, override_settings
 from django.urls import resolve
 
 from omero_storagemanager import preferences
+from omero_storagemanager.backends.base import MARKER
 from omero_storagemanager.models import Collection, Copy, Job, Location, Quota, Request
 from omero_storagemanager.views.listing import SORTS
 from testbed.standin import StandInGateway
@@ -494,7 +496,9 @@ def test_admin_locations(world, tmp_path):
     assert admin.post(edit, {"mount": str(other)}).status_code == 409  # no <id>/ there
     for sub in ("read", "write"):
         (other / str(location.pk) / sub).mkdir(parents=True)
-    assert admin.post(edit, {"mount": str(other)}).status_code == 200  # the disk moved
+    # The disk moved: its marker (backends/base.py MARKER) comes with it.
+    shutil.copy2(mount / str(location.pk) / MARKER, other / str(location.pk) / MARKER)
+    assert admin.post(edit, {"mount": str(other)}).status_code == 200
     assert admin.post(edit, {"type": "tape"}).status_code == 400
     assert admin.post(edit, {"purge_watermark": 0}).status_code == 400
     assert admin.post(f"{API}admin/locations/99999/current/").status_code == 404

@@ -12,7 +12,8 @@ disk, started as `python -m testbed.demo` would be.
   3. ingrid (an admin) adds an archive location, changes a schedule, sets a quota and
      approves chloe's request.
 
-Each page is photographed into docs/screenshots/ (the README shows them). Needs Debian's
+Each page is photographed into $TMPDIR/sm-screenshots/, or into docs/screenshots/ (the
+README shows them) with SM_SCREENSHOTS=docs/screenshots. Needs Debian's
 chromium and chromium-driver (scripts/system-deps.sh installs them); without them the
 test fails, saying so.
 """
@@ -47,7 +48,10 @@ except ImportError:  # the browser fixture fails, saying what to install
     webdriver = None
 
 REPO = Path(__file__).resolve().parent.parent
-SHOTS = REPO / "docs" / "screenshots"
+# The README's pictures are refreshed only when asked (SM_SCREENSHOTS=docs/screenshots):
+# a test run never rewrites tracked files.
+SHOTS = (REPO / os.environ["SM_SCREENSHOTS"] if os.environ.get("SM_SCREENSHOTS")
+         else Path(tempfile.gettempdir()) / "sm-screenshots")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--window-size=1360,860",
