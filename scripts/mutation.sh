@@ -24,12 +24,20 @@ trap 'rm -rf "$copy"' EXIT
 # the tree without .git, the virtualenvs and bytecode
 tar -C "$here" --exclude=./.git --exclude=./.venv --exclude=./.mutation-venv \
     --exclude='__pycache__' -cf - . | tar -C "$copy" -xf -
+# backends/ is shipped as omero_storagemanager.backends (setup.py's package_dir): the
+# editable install maps that name to the WORKING TREE's backends/, so without this link
+# the tests (which import omero_storagemanager.backends.bag) never see a bagcheck mutant
+ln -s ../backends "$copy/omero_storagemanager/backends"
 # make sure the copy, not the editable install of the working tree, is what gets imported
 imported=$(cd "$copy" && PYTHONPATH="$copy" PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -c \
-    "import omero_storagemanager, backends; print(omero_storagemanager.__file__, backends.__file__)")
+    "import omero_storagemanager, backends, omero_storagemanager.backends.bagcheck as b
+print(omero_storagemanager.__file__, backends.__file__, b.__file__)")
 case "$imported" in
-    "$copy"/*" $copy"/*) ;;
+    "$copy"/*" $copy"/*" $copy"/*) ;;
     *) echo "the copy is not the one imported: $imported" >&2; exit 2 ;;
 esac
-exec "$tool/bin/python" "$here/scripts/mutation.py" --tree "$copy" --python "$venv/bin/python" \
-    --sample "${MUTATION_SAMPLE:-0}" --seed "${MUTATION_SEED:-19}" "$@"
+# not exec: the EXIT trap must still remove the copy
+status=0
+"$tool/bin/python" "$here/scripts/mutation.py" --tree "$copy" --python "$venv/bin/python" \
+    --sample "${MUTATION_SAMPLE:-0}" --seed "${MUTATION_SEED:-19}" "$@" || status=$?
+exit $status

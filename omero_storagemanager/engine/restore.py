@@ -11,6 +11,7 @@ waits (RestoreWaiting) instead of failing: the location's backend says what to d
 resumes it.
 """
 import os
+import sys
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -273,7 +274,13 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
                            "resumes it") from exc
     finally:
         if done:
-            flush()
+            try:
+                flush()
+            except OSError:
+                # Already leaving with an error (the one that says what to do): these
+                # files stay unrecorded, and running the restore again copies them anew.
+                if sys.exc_info()[0] is None:
+                    raise
     progress.done()
     for row, reasons in failed:
         if not reasons:
