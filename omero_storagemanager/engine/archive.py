@@ -22,7 +22,7 @@ from ..backends.bag import BagError, BagWriter, validate_bag
 from ..backends.base import LocationError, Order, bag_relpath
 from ..backends.layout import safe_relpath
 from ..models import Collection, Copy, CopyFile, PrimaryFile
-from . import archiveplan, roots
+from . import archiveplan, beneath, roots
 # ArchiveError lives with the plan (which raises it first); callers import it from here.
 from .archiveplan import ArchiveError, plan
 from .batchcopy import copy_in_processes
@@ -187,7 +187,7 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
                        workers=4, progress=None, log=print, now=None):
     """Archive one collection to one location. Idempotent: safe to run again at any time."""
     progress = progress or NullProgress()
-    roots.remember(paths, log)  # the roots and their markers, which a restore checks
+    roots.remember(paths, log, write=False)  # a root recorded before: still the same?
     backend = location.backend()
     backend.check_online()
     todo = plan(conn, paths, collection, location, include_attachments)
@@ -200,10 +200,14 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
             Collection.objects.filter(pk=collection.pk).update(state=Collection.ARCHIVED)
         log(f"{collection.key}: unchanged since its last verified copy, nothing to copy")
         return ArchiveResult(collection.key, "unchanged")
+    # The roots and their markers, which a restore checks: only now that the plan found
+    # the files to copy there (an unmounted share's bare mount point holds none).
+    roots.remember(paths, log)
     now = now or datetime.now(timezone.utc)
     if not pending:  # refused before anything is made for it (a resumed copy passed it)
         _check_capacity(location, todo.bytes)
     copy = _open_copy(collection, location, backend, now)
+    _real_folders(backend, copy.bag_path)
     final_dir = backend.bag_dir(copy.bag_path)
     if os.path.isdir(final_dir):  # killed after the bag was complete: just check it
         problems = validate_bag(final_dir, check_hashes=True)
@@ -240,6 +244,23 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
     log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
         f"{copy.files} files, {copy.bytes} bytes")
     return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
+
+
+def _real_folders(backend, bag_path):
+    """Make (or find) the bag's folders below the location's root, each a real
+    directory: a folder of the location replaced by a symbolic link is refused before
+    anything is written through it (beneath.py)."""
+    parts = ["write", *beneath.split(bag_path)[:-1]]
+    root = beneath.open_root(backend.root)
+    try:
+        os.close(beneath.open_dir(root, parts, create=True, root_name=str(backend.root)))
+    except beneath.OutsideRoot as exc:
+        raise ArchiveError(f"{backend.describe()}: {exc.strerror}; nothing was written")
+    except OSError as exc:
+        backend.check_online()  # the location went away: say that
+        raise ArchiveError(_write_failure(backend.write_root, exc)) from exc
+    finally:
+        os.close(root)
 
 
 def record_primaries(rows):

@@ -281,6 +281,9 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
                 # files stay unrecorded, and running the restore again copies them anew.
                 if sys.exc_info()[0] is None:
                     raise
+        # Holders purged along whose shared files came back: their state says so now,
+        # whether this restore finishes, waits or fails half-way.
+        _settle_holders(holders, gateway, log)
     progress.done()
     for row, reasons in failed:
         if not reasons:
@@ -295,7 +298,6 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
     collection.state = Collection.ARCHIVED
     if gateway is not None:
         undo_omero_changes(gateway, collection)
-    _settle_holders(holders, gateway, log)
     log(f"{collection.key}: restored {result.restored} file(s), {result.bytes} bytes")
     return result
 

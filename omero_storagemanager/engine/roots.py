@@ -119,11 +119,13 @@ def _dev(device):
     return f"{os.major(device)}:{os.minor(device)}"
 
 
-def remember(paths, log=None):
+def remember(paths, log=None, write=True):
     """At archive time: record each OMERO root of paths with its device and marker
     (writing the marker on first use). A root recorded before must still carry its
     marker: an archive from an unmounted share is refused like a restore into it.
-    A root the app may not write into is not recorded (said through log)."""
+    A root the app may not write into is not recorded (said through log).
+    write=False: only that check, nothing written (before the archive's plan has
+    found its files there: a bare mount point must never get a marker)."""
     from .archiveplan import ArchiveError
 
     for root in _roots(paths):
@@ -141,6 +143,8 @@ def remember(paths, log=None):
                 continue
             raise ArchiveError(f"the repository {root} is not the one archived from "
                                f"({problem}); nothing was archived")
+        if not write:
+            continue
         try:
             st = os.stat(root)
             marker = read_marker(root) or write_marker(root)
