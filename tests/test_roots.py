@@ -10,81 +10,30 @@ only from a location disk that is the location's (issue 19, findings 3 and 7).
 
 Real files, a real OMERO-shaped database (World, as in tests/test_archive.py).
 """
-import hashlib
 import os
 import stat
 
-import psycopg2
 import pytest
 
 from omero_storagemanager.backends.base import MARKER as LOCATION_MARKER
 from omero_storagemanager.backends.base import LocationOffline, WrongDisk
 from omero_storagemanager.backends.hdd import HddBackend
-from omero_storagemanager.catalog.collections import parse_key
-from omero_storagemanager.catalog.paths import RepositoryPaths
 from omero_storagemanager.engine import roots
-from omero_storagemanager.engine.archive import ArchiveError, archive_collection
-from omero_storagemanager.engine.locations import add_location
-from omero_storagemanager.engine.purge import purge_collection
+from omero_storagemanager.engine.archive import ArchiveError
 from omero_storagemanager.engine.restore import (RestoreError, RestoreWaiting,
                                                  restore_collection)
-from omero_storagemanager.engine.sync import sync_collections
 from omero_storagemanager.models import Collection, Copy, Location, PurgedFile, RepositoryRoot
-from testbed.generator import generate_facility
-from testbed.omerodb import create_omero_database
-from testbed.standin import StandInGateway
+from tests.test_archive import World as ArchiveWorld, _quiet, clean
 
 GB = 10**9
 
 
-class World:
-    """A facility, its catalog connection, paths, a gateway, and helpers (the World of
-    tests/test_archive.py; restore is given the facility's paths)."""
-
-    def __init__(self, pg_server, name, root):
-        self.dsn = create_omero_database(pg_server, name)
-        self.truth = generate_facility(self.dsn, root / "facility", seed=1)
-        self.root = root
-        self.conn = psycopg2.connect(self.dsn)
-        self.conn.set_session(readonly=True, autocommit=True)
-        self.paths = RepositoryPaths(self.truth.data_dir, self.truth.managed_dir)
-        self.gateway = StandInGateway(self.dsn, 0)
-        sync_collections(self.conn)
-
-    def collection(self, key):
-        kind, oid = parse_key(key)
-        return Collection.objects.get(kind=kind, omero_id=oid)
-
-    def location(self, type="hdd", name=None, **kwargs):
-        mount = self.root / f"mnt-{name or type}"
-        mount.mkdir(exist_ok=True)
-        return add_location(name or f"{type} disk", type, str(mount), GB, current=True,
-                            **kwargs)
-
-    def archive(self, key, location):
-        return archive_collection(self.conn, self.paths, self.collection(key), location,
-                                  log=_quiet)
-
-    def purge(self, key, **kwargs):
-        return purge_collection(self.conn, self.paths, self.collection(key), self.gateway,
-                                log=_quiet, **kwargs)
+class World(ArchiveWorld):
+    """tests/test_archive.py's World, whose restore is given the facility's paths."""
 
     def restore(self, key, paths="world"):
         return restore_collection(self.collection(key), self.gateway, log=_quiet,
                                   paths=self.paths if paths == "world" else paths)
-
-    def files(self, key):
-        out = {}
-        for f in self.truth.collections[key]["files"]:
-            if f["missing"] or f["symlink_target"]:
-                continue
-            with open(f["path"], "rb") as fh:
-                out[f["path"]] = (hashlib.sha1(fh.read()).hexdigest(),
-                                  stat.S_IMODE(os.lstat(f["path"]).st_mode))
-        return out
-
-    def key_where(self, predicate):
-        return next(k for k, c in self.truth.collections.items() if predicate(c))
 
     def archived_and_purged(self, type="hdd"):
         """(key, location, purged rows) of a clean collection archived and purged."""
@@ -95,15 +44,6 @@ class World:
         rows = list(PurgedFile.objects.filter(collection=self.collection(key)))
         assert rows and not any(os.path.lexists(r.path) for r in rows)
         return key, location, rows
-
-
-def _quiet(_):
-    pass
-
-
-def clean(c):
-    return c["files"] and not any(f["missing"] or "db_size" in f or f["shared_with"]
-                                  or f["symlink_target"] for f in c["files"])
 
 
 @pytest.fixture
