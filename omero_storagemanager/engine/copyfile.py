@@ -293,6 +293,11 @@ def prefetch(path):
         fd = open_noatime_fd(path)
     except OSError:
         return  # the copy itself will say what is wrong
+    will_need(fd)
+
+
+def will_need(fd):
+    """Ask the kernel to read the open file ahead (no wait), then close it."""
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     finally:

@@ -71,9 +71,9 @@ import time
 from typing import NamedTuple, Optional, Tuple
 
 from . import beneath
-from .copyfile import (CopyCorrupt, CopyError, PrimaryDamaged, SourceChanged, copy_verified,
-                       discard_copy, identity_of, make_durable, prefetch, reread_from_disk,
-                       seal_copy, write_copy)
+from .copyfile import (CopyCorrupt, CopyError, PrimaryDamaged, SourceChanged,
+                       copy_verified, discard_copy, identity_of, make_durable, prefetch,
+                       reread_from_disk, seal_copy, will_need, write_copy)
 
 LARGE_FILE = 4 << 20  # fsynced on its own: its data, not the journal commit, dominates
 HEADER = struct.Struct("!Q")
@@ -240,10 +240,7 @@ def _prefetch(job, dirs):
         fd = _source_fd(job, 0, dirs)[1]
     except OSError:
         return  # the copy itself will say what is wrong
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-    finally:
-        os.close(fd)
+    will_need(fd)
 
 
 def _ask_ahead(jobs, list_targets, listed, dirs):
