@@ -294,12 +294,22 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
         log(f"{collection.key}: restored {result.restored} file(s); waiting: "
             + "; ".join(sorted(set(waiting))))
         raise RestoreWaiting(waiting, result.restored)
-    Collection.objects.filter(pk=collection.pk).update(state=Collection.ARCHIVED)
-    collection.state = Collection.ARCHIVED
+    state = _online_state(collection)
+    Collection.objects.filter(pk=collection.pk).update(state=state)
+    collection.state = state
     if gateway is not None:
         undo_omero_changes(gateway, collection)
     log(f"{collection.key}: restored {result.restored} file(s), {result.bytes} bytes")
     return result
+
+
+def _online_state(collection):
+    """A collection whose files are all online again: archived when a verified copy of
+    it exists; online when it was purged only on copies of other collections (files
+    shared with them), with no copy of its own."""
+    if Copy.objects.filter(collection=collection, state=Copy.VERIFIED).exists():
+        return Collection.ARCHIVED
+    return Collection.ONLINE
 
 
 def _settle_holders(holder_ids, gateway, log):
@@ -311,12 +321,12 @@ def _settle_holders(holder_ids, gateway, log):
             if gateway is not None:  # its annotation says what is true now
                 gateway.set_state(holder.kind, holder.omero_id, state_pairs(holder, state))
             continue
-        Collection.objects.filter(pk=holder.pk).update(state=Collection.ARCHIVED)
-        holder.state = Collection.ARCHIVED
+        holder.state = _online_state(holder)
+        Collection.objects.filter(pk=holder.pk).update(state=holder.state)
         if gateway is not None and holder.original_name is not None:
             undo_omero_changes(gateway, holder)
         log(f"{holder.key}: every purged file is back (restored with a collection "
-            "sharing them): archived")
+            f"sharing them): {holder.state}")
 
 
 def undo_omero_changes(gateway, collection):
@@ -333,7 +343,7 @@ def undo_omero_changes(gateway, collection):
     Collection.objects.filter(pk=collection.pk).update(
         original_name=None, original_owner_id=None, original_group_id=None)
     gateway.set_state(collection.kind, collection.omero_id,
-                      state_pairs(collection, Collection.ARCHIVED))
+                      state_pairs(collection, _online_state(collection)))
 
 
 def restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
