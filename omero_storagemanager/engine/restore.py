@@ -244,6 +244,14 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
             if not rows:
                 return
             last = rows[-1].pk
+            # Again before each slice: a share unmounted since the start leaves a bare
+            # mount point, which must never receive the files (RestoreError).
+            try:
+                roots.check(paths, collection)
+            except RestoreError as exc:
+                raise RestoreError(str(exc).replace(
+                    "nothing was restored", "the restore stopped there; run it again once "
+                    "the repository is back")) from None
             for row, sources, reasons in _plans(rows, cache, order_for, waiting):
                 yield _Attempt(row, sources, reasons, targets)
 
