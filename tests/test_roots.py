@@ -161,6 +161,30 @@ def test_restore_into_an_unmounted_repository_is_refused_before_writing(world):
     assert world.collection(key).state == Collection.ARCHIVED
 
 
+def test_a_repository_unmounted_during_a_restore_stops_it_before_the_mount_point_is_written(
+        world):
+    """Found by the model-based long form (seeds 6 and 7): the share goes away after the
+    restore's first check, before it writes anything."""
+    from omero_storagemanager.engine.progress import NullProgress
+
+    key, _, rows = world.archived_and_purged()
+    data_dir = world.paths.data_dir
+
+    class Unmounting(NullProgress):
+        def start(self, total):  # the restore has checked the roots and planned
+            os.rename(data_dir, data_dir + ".share")
+            os.mkdir(data_dir)
+
+    with pytest.raises(RestoreError, match="the restore stopped there; run it again"):
+        restore_collection(world.collection(key), world.gateway, log=_quiet,
+                           paths=world.paths, progress=Unmounting())
+    assert os.listdir(data_dir) == []  # nothing landed on the bare mount point
+    os.rmdir(data_dir)
+    os.rename(data_dir + ".share", data_dir)
+    world.restore(key)
+    assert all(os.path.isfile(r.path) for r in rows)
+
+
 def test_restore_refuses_a_repository_with_another_marker_or_on_another_device(world):
     key, _, rows = world.archived_and_purged()
     managed = world.paths.managed_dir
