@@ -85,13 +85,19 @@ def _quiet(_):
     pass
 
 
-@pytest.fixture
-def world(pg_server, tmp_path, request, app_db):
-    name = "arch_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
-    w = World(pg_server, name, tmp_path)
+def world_of(cls, prefix, pg_server, tmp_path, request):
+    """A World of `cls` in a database named after the test, dropped afterwards (the
+    body of the world fixtures of the archive, fault and state tests)."""
+    name = prefix + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
+    w = cls(pg_server, name, tmp_path)
     yield w
     w.conn.close()
     pg_server.drop_database(name)
+
+
+@pytest.fixture
+def world(pg_server, tmp_path, request, app_db):
+    yield from world_of(World, "arch_", pg_server, tmp_path, request)
 
 
 def clean(c):

@@ -23,17 +23,14 @@ from omero_storagemanager.engine.batchcopy import BATCH_FILES
 from omero_storagemanager.engine.copyfile import PrimaryDamaged
 from omero_storagemanager.engine.restore import RestoreError, restore_collection
 from omero_storagemanager.models import Collection, Copy, CopyFile, PurgedFile
+from tests.test_archive import world_of
 from tests.test_archive_faults import FaultWorld, clean, one_clear_line, run_cli, \
     work_in_progress
 
 
 @pytest.fixture
 def world(pg_server, tmp_path, request, app_db):
-    name = "st_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
-    w = FaultWorld(pg_server, name, tmp_path)
-    yield w
-    w.conn.close()
-    pg_server.drop_database(name)
+    yield from world_of(FaultWorld, "st_", pg_server, tmp_path, request)
 
 
 TRAILER = re.compile(r"CommandError: [\w-]+ found problems \(exit \d+\)$")
