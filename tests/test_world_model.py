@@ -224,6 +224,29 @@ SCENARIOS = {
         m.archive("Screen:3", "hdd"), m.purge("Screen:3"), m.location_away("hdd"),
         m.restore("Screen:3"), m.location_back("hdd"), m.restore("Screen:3")),
 }
+def _hardlink_all_of(machine, key):
+    """A hard link beside each file of `key` in the managed repository, so whichever
+    file a race picks is hard-linked."""
+    m = machine.model
+
+    def action():
+        paths = sorted(p for p in machine.present_files(m.collections_files()[key])
+                       if "ManagedRepository" in p)
+        for path in paths:
+            os.link(path, path + ".hardlink")
+            m.foreign[path + ".hardlink"] = m.expected[path]
+        return f"{len(paths)} hard links beside {key}'s files"
+    machine.world_rule("hard links", action)
+
+
+SCENARIOS.update({
+    # Long form, seed 24: the world's re-import gives the path a new inode; the purge
+    # must keep it (new bytes, in no copy), and the hard-link check must not take the
+    # world's new inode for a purge (it did, before the model knew of re-imports).
+    "a hard-linked file re-imported during the purge (long form, seed 24)": lambda m: (
+        m.archive("Project:2", "hdd"), _hardlink_all_of(m, "Project:2"),
+        m.purge_with_race("Project:2", "reimport", 3)),
+})
 SCENARIOS.update({
     "a folder replaced by a symlink during the purge (finding 3)": lambda m: (
         m.archive("Screen:3", "hdd"),
