@@ -111,6 +111,15 @@ def child_main(role, spec):
     timer.wrap(purge, "_check_contents", "content")
     if spec.get("drop"):
         drop_caches()
+    # SM_BENCH_PROFILE=<folder>: each timed step also writes a cProfile file there, to
+    # see where a ratio's time goes (the profiler slows the step: not for the figures).
+    profile_dir = os.environ.get("SM_BENCH_PROFILE")
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started = time.perf_counter()
     if role == "purge":
         plan = purge.purge_collection(conn, paths, collection, None, log=lambda _: None)
@@ -120,6 +129,9 @@ def child_main(role, spec):
     else:
         raise SystemExit(f"unknown role {role}")
     seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(profile_dir, f"{role}-{os.getpid()}.prof"))
     print(json.dumps({"seconds": seconds, "freed": freed, "kept": kept,
                       "content": timer.seconds.get("content", 0.0)}))
     return 0
