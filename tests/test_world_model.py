@@ -224,6 +224,21 @@ SCENARIOS = {
         m.archive("Screen:3", "hdd"), m.purge("Screen:3"), m.location_away("hdd"),
         m.restore("Screen:3"), m.location_back("hdd"), m.restore("Screen:3")),
 }
+def _fileset_pick(machine, key):
+    """The `pick` with which delete_fileset deletes a fileset whose file only `key`
+    holds."""
+    path = _file_of(machine, key, hashed=True)
+    paths = machine.world.paths
+    folder, name = os.path.split(path)
+    with machine.world.db.cursor() as cur:
+        cur.execute("SELECT id FROM fileset ORDER BY id")
+        ids = [r[0] for r in cur.fetchall()]
+        cur.execute("SELECT e.fileset FROM filesetentry e JOIN originalfile o"
+                    " ON o.id = e.originalfile WHERE o.path = %s AND o.name = %s",
+                    [folder[len(paths.managed_dir) + 1:] + "/", name])
+        return ids.index(cur.fetchone()[0])
+
+
 def _hardlink_all_of(machine, key):
     """A hard link beside each file of `key` in the managed repository, so whichever
     file a race picks is hard-linked."""
@@ -243,6 +258,16 @@ SCENARIOS.update({
     # Long form, seed 24: the world's re-import gives the path a new inode; the purge
     # must keep it (new bytes, in no copy), and the hard-link check must not take the
     # world's new inode for a purge (it did, before the model knew of re-imports).
+    "a fileset deleted in OMERO after the purge, then restore": lambda m: (
+        m.archive("Project:2", "hdd"), m.purge("Project:2"),
+        m.delete_fileset(pick=_fileset_pick(m, "Project:2")), m.restore("Project:2")),
+    "a fileset deleted in OMERO after a purge to a symlink location, then restore":
+        lambda m: (m.archive("Screen:3", "link"), m.purge("Screen:3"),
+                   m.delete_fileset(pick=_fileset_pick(m, "Screen:3")),
+                   m.restore("Screen:3"), m.archive("Screen:3", "hdd")),
+    "a fileset deleted in OMERO during the purge": lambda m: (
+        m.archive("Screen:3", "hdd"),
+        m.purge_with_race("Screen:3", "delete fileset", _fileset_pick(m, "Screen:3"))),
     "a hard-linked file re-imported during the purge (long form, seed 24)": lambda m: (
         m.archive("Project:2", "hdd"), _hardlink_all_of(m, "Project:2"),
         m.purge_with_race("Project:2", "reimport", 3)),

@@ -1335,6 +1335,8 @@ def _machine_class():
                     return self.change_file(files[rng.randrange(len(files))], race, rng)
                 if race == "link":
                     return self.link_into_other(key, rng)
+                if race == "delete fileset":
+                    return self.act_delete_fileset(pick)
                 if race == "symlink folder":
                     return self.act_symlink_folder(pick, mine)
                 if race == "repository away":
@@ -1347,7 +1349,7 @@ def _machine_class():
 
         @rule(key=keys, race=st.sampled_from(["reimport", "rewrite keeping mtime", "link",
                                               "damage bag", "symlink folder",
-                                              "repository away"]),
+                                              "repository away", "delete fileset"]),
               pick=pick)
         @counted
         def purge_with_race(self, key, race, pick):
@@ -1508,6 +1510,76 @@ def _machine_class():
                     cur.execute("DELETE FROM datasetimagelink WHERE child = %s", [image])
                 return f"Image:{image} taken out of every Dataset"
             self.world_rule("delete an Image's links", action)
+
+        @rule(pick=pick)
+        @counted
+        def delete_fileset(self, pick):
+            """A user deletes an imported fileset outright (all its Images, as OMERO
+            requires): OMERO removes its rows and its files in the repository, a file or
+            the link a symlink-location purge left. Its bytes are then referenced by
+            nobody; what the app must not do is fail, or bring them back as if OMERO
+            still wanted them."""
+            self.world_rule("delete a fileset", lambda: self.act_delete_fileset(pick))
+
+        def act_delete_fileset(self, pick):
+            m = self.model
+            if m.repo_away:
+                return None  # OMERO cannot delete files it cannot reach
+            with self.world.db.cursor() as cur:
+                cur.execute("SELECT id FROM fileset ORDER BY id")
+                filesets = [r[0] for r in cur.fetchall()]
+                if not filesets:
+                    return None
+                fs = filesets[pick % len(filesets)]
+                before = set(m.holders)
+                cur.execute("SELECT id FROM image WHERE fileset = %s", [fs])
+                images = [r[0] for r in cur.fetchall()] or [-1]
+                cur.execute("SELECT id FROM pixels WHERE image = ANY(%s)", [images])
+                pixels = [r[0] for r in cur.fetchall()] or [-1]
+                cur.execute("SELECT originalfile FROM filesetentry WHERE fileset = %s", [fs])
+                ofiles = [r[0] for r in cur.fetchall()]
+                cur.execute("SELECT child FROM filesetjoblink WHERE parent = %s", [fs])
+                jobs = [r[0] for r in cur.fetchall()] or [-1]
+                cur.execute("SELECT child FROM joboriginalfilelink WHERE parent = ANY(%s)",
+                            [jobs])
+                ofiles += [r[0] for r in cur.fetchall()]
+                ofiles = ofiles or [-1]
+                for sql in (
+                        "DELETE FROM thumbnail WHERE pixels = ANY(%(px)s)",
+                        "DELETE FROM pixelsoriginalfilemap WHERE child = ANY(%(px)s)"
+                        " OR parent = ANY(%(of)s)",
+                        "DELETE FROM pixels WHERE id = ANY(%(px)s)",
+                        "DELETE FROM imageannotationlink WHERE parent = ANY(%(im)s)",
+                        "DELETE FROM datasetimagelink WHERE child = ANY(%(im)s)",
+                        "DELETE FROM wellsample WHERE image = ANY(%(im)s)",
+                        "DELETE FROM image WHERE id = ANY(%(im)s)",
+                        "DELETE FROM filesetannotationlink WHERE parent = %(fs)s",
+                        "DELETE FROM joboriginalfilelink WHERE parent = ANY(%(jobs)s)",
+                        "DELETE FROM filesetjoblink WHERE parent = %(fs)s",
+                        *(f"DELETE FROM {t} WHERE job_id = ANY(%(jobs)s)" for t in (
+                            "importjob", "uploadjob", "metadataimportjob", "pixeldatajob",
+                            "thumbnailgenerationjob", "indexingjob")),
+                        "DELETE FROM job WHERE id = ANY(%(jobs)s)",
+                        "DELETE FROM filesetentry WHERE fileset = %(fs)s",
+                        "DELETE FROM fileset WHERE id = %(fs)s",
+                        # A file also attached as an annotation stays (OMERO would refuse
+                        # or keep it): only unreferenced rows go.
+                        "DELETE FROM originalfile o WHERE o.id = ANY(%(of)s) AND NOT EXISTS"
+                        " (SELECT 1 FROM annotation a WHERE a.file = o.id)"):
+                    cur.execute(sql, {"px": pixels, "of": ofiles, "im": images, "fs": fs,
+                                      "jobs": jobs})
+                after = set(referenced_files(cur, self.world.paths))
+            gone = sorted(before - after)
+            for path in gone:  # an in-place import: the link goes, not its target
+                try:
+                    os.unlink(m.real(path))
+                except FileNotFoundError:
+                    pass
+            for path in gone:  # referenced by nobody: no longer expected anywhere
+                for known in (m.expected, m.before_purge, m.inplace):
+                    known.pop(path, None)
+            return (f"Fileset:{fs} deleted with {len(images)} Image(s): "
+                    f"{len(gone)} file(s) no longer referenced")
 
         @rule(pick=pick, how=st.sampled_from(["reimport", "rewrite", "rewrite keeping mtime",
                                               "truncate"]))
