@@ -39,7 +39,8 @@ there. After every step it checks:
 Each problem carries a tag (1-lost, 2-outside, 2-mount-point,
 2-symlinked-repository-folder, 2-symlinked-location-folder, 2-hardlink-name, 2-inplace-link,
 2-dry-run, 3-online-absent, 3-archived-nobag, 3-purged-empty, 3-purged-present,
-3-orphan-holder, 3-hardlink-purged, 4-files, 4-omero, E-traceback, E-prefix); tags in
+3-orphan-holder, 3-hardlink-purged, 4-files, 4-omero, 4-resurrected, E-traceback,
+E-prefix); tags in
 Env.ignore (WORLD_MODEL_IGNORE, --ignore) are counted but do not stop the run, to find
 what hides behind a known bug.
 
@@ -571,6 +572,7 @@ class Model:
         # Paths the world replaced by a new file (a re-import: new inode) since the last
         # look at hard links: a new inode there is the world's doing, not a purge's.
         self.replaced = set()
+        self.deleted = set()  # paths whose OMERO rows a delete removed: nobody's now
         self.omero_before = {}  # key -> omero_view before its first purge
         self.excused_absent = {}  # holder -> paths it gained while they were absent
         self.excused_present = {}  # purged holder -> paths it gained while present
@@ -837,6 +839,12 @@ def _machine_class():
             if problems:
                 self.fail("2 (outside untouched, during the step)", problems, None)
             seen = m.seen_all()
+            # 4. a file OMERO deleted is never written back (by a restore)
+            back = sorted(m.relpath[p] for p in m.deleted if os.path.lexists(m.real(p)))
+            if back:
+                self.fail("4 (a restore gives back what OMERO has, nothing it deleted)",
+                          [f"{rel}: deleted in OMERO, then written back" for rel in back],
+                          "4-resurrected")
             # 1. bytes
             bags = None
             lost = []
@@ -1522,6 +1530,8 @@ def _machine_class():
             self.world_rule("delete a fileset", lambda: self.act_delete_fileset(pick))
 
         def act_delete_fileset(self, pick):
+            from testbed.omero_delete import delete_fileset
+
             m = self.model
             if m.repo_away:
                 return None  # OMERO cannot delete files it cannot reach
@@ -1532,42 +1542,7 @@ def _machine_class():
                     return None
                 fs = filesets[pick % len(filesets)]
                 before = set(m.holders)
-                cur.execute("SELECT id FROM image WHERE fileset = %s", [fs])
-                images = [r[0] for r in cur.fetchall()] or [-1]
-                cur.execute("SELECT id FROM pixels WHERE image = ANY(%s)", [images])
-                pixels = [r[0] for r in cur.fetchall()] or [-1]
-                cur.execute("SELECT originalfile FROM filesetentry WHERE fileset = %s", [fs])
-                ofiles = [r[0] for r in cur.fetchall()]
-                cur.execute("SELECT child FROM filesetjoblink WHERE parent = %s", [fs])
-                jobs = [r[0] for r in cur.fetchall()] or [-1]
-                cur.execute("SELECT child FROM joboriginalfilelink WHERE parent = ANY(%s)",
-                            [jobs])
-                ofiles += [r[0] for r in cur.fetchall()]
-                ofiles = ofiles or [-1]
-                for sql in (
-                        "DELETE FROM thumbnail WHERE pixels = ANY(%(px)s)",
-                        "DELETE FROM pixelsoriginalfilemap WHERE child = ANY(%(px)s)"
-                        " OR parent = ANY(%(of)s)",
-                        "DELETE FROM pixels WHERE id = ANY(%(px)s)",
-                        "DELETE FROM imageannotationlink WHERE parent = ANY(%(im)s)",
-                        "DELETE FROM datasetimagelink WHERE child = ANY(%(im)s)",
-                        "DELETE FROM wellsample WHERE image = ANY(%(im)s)",
-                        "DELETE FROM image WHERE id = ANY(%(im)s)",
-                        "DELETE FROM filesetannotationlink WHERE parent = %(fs)s",
-                        "DELETE FROM joboriginalfilelink WHERE parent = ANY(%(jobs)s)",
-                        "DELETE FROM filesetjoblink WHERE parent = %(fs)s",
-                        *(f"DELETE FROM {t} WHERE job_id = ANY(%(jobs)s)" for t in (
-                            "importjob", "uploadjob", "metadataimportjob", "pixeldatajob",
-                            "thumbnailgenerationjob", "indexingjob")),
-                        "DELETE FROM job WHERE id = ANY(%(jobs)s)",
-                        "DELETE FROM filesetentry WHERE fileset = %(fs)s",
-                        "DELETE FROM fileset WHERE id = %(fs)s",
-                        # A file also attached as an annotation stays (OMERO would refuse
-                        # or keep it): only unreferenced rows go.
-                        "DELETE FROM originalfile o WHERE o.id = ANY(%(of)s) AND NOT EXISTS"
-                        " (SELECT 1 FROM annotation a WHERE a.file = o.id)"):
-                    cur.execute(sql, {"px": pixels, "of": ofiles, "im": images, "fs": fs,
-                                      "jobs": jobs})
+                images = delete_fileset(cur, fs)
                 after = set(referenced_files(cur, self.world.paths))
             gone = sorted(before - after)
             for path in gone:  # an in-place import: the link goes, not its target
@@ -1578,6 +1553,7 @@ def _machine_class():
             for path in gone:  # referenced by nobody: no longer expected anywhere
                 for known in (m.expected, m.before_purge, m.inplace):
                     known.pop(path, None)
+                m.deleted.add(path)
             return (f"Fileset:{fs} deleted with {len(images)} Image(s): "
                     f"{len(gone)} file(s) no longer referenced")
 

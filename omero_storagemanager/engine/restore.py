@@ -9,6 +9,11 @@ it; copies that failed an audit are tried last. When no copy is reachable the re
 waits (RestoreWaiting) instead of failing: the location's backend says what to do
 (connect a disk, restore a tape, an XML order written), and running the restore again
 resumes it.
+
+Given a catalog connection, the restore asks OMERO (catalog/referenced.py), a slice of
+files at a time, which purged files it still has: one whose rows were deleted since the
+purge (a user deleted the Images) is not written back, and its purge records go; its
+copy stays on the archive.
 """
 import os
 import sys
@@ -19,6 +24,7 @@ from typing import List
 
 from django.db import transaction
 
+from ..catalog.referenced import gone_from_omero
 from ..models import Collection, Copy, CopyFile, PrimaryFile, PurgedFile
 from .batchcopy import copy_in_processes
 from .copyfile import MANIFEST_ALGORITHM, CopyError, fsync_dirs
@@ -53,6 +59,7 @@ class RestoreResult:
     restored: int = 0
     bytes: int = 0
     problems: List[str] = field(default_factory=list)
+    not_in_omero: int = 0  # purged files OMERO deleted since: not written back
 
 
 def _candidates(rows):
@@ -195,10 +202,25 @@ def _nothing_to_restore(collection, log):
     return RestoreResult(collection.key)
 
 
+def _forget_deleted(collection, rows, holders, log):
+    """Purged files whose OMERO objects were deleted since the purge: their purge
+    records go, for every holder purged with them (whose state is then settled like
+    that of holders whose files came back); their copies stay where they are."""
+    paths = [r.path for r in rows]
+    with transaction.atomic():
+        records = PurgedFile.objects.filter(path__in=paths).exclude(state=PurgedFile.RESTORED)
+        holders.update(records.exclude(collection=collection)
+                       .values_list("collection_id", flat=True))
+        records.delete()
+    log(f"{collection.key}: {len(rows)} purged file(s) deleted in OMERO since the purge "
+        f"are not written back (their copies stay on the archive), e.g. {rows[0].relpath}")
+
+
 def _restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
-                        progress=None, paths=None):
+                        progress=None, paths=None, conn=None):
     """Bring back the purged files of a collection; raises RestoreWaiting if some wait.
-    paths: the repository's (catalog/paths.py), the configuration's when None."""
+    paths: the repository's (catalog/paths.py), the configuration's when None.
+    conn: a catalog connection; when given, files OMERO deleted since are left out."""
     online = _nothing_to_restore(collection, log)
     if online is not None:
         return online
@@ -252,6 +274,13 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
                 raise RestoreError(str(exc).replace(
                     "nothing was restored", "the restore stopped there; run it again once "
                     "the repository is back")) from None
+            if conn is not None:
+                gone = gone_from_omero(conn, [r.relpath for r in rows])
+                if gone:
+                    _forget_deleted(collection, [r for r in rows if r.relpath in gone],
+                                    holders, log)
+                    result.not_in_omero += len(gone)
+                    rows = [r for r in rows if r.relpath not in gone]
             for row, sources, reasons in _plans(rows, cache, order_for, waiting):
                 yield _Attempt(row, sources, reasons, targets)
 
@@ -355,9 +384,9 @@ def undo_omero_changes(gateway, collection):
 
 
 def restore_collection(collection, gateway=None, log=print, order_for=None, workers=4,
-                       progress=None, paths=None):
+                       progress=None, paths=None, conn=None):
     """Restore under the collection's lock (locks.py): refused at once while
     another archive, purge or restore of the same collection runs (CollectionBusy)."""
     with collection_lock(collection, "restore"):
         return _restore_collection(collection, gateway, log, order_for, workers, progress,
-                                   paths)
+                                   paths, conn)

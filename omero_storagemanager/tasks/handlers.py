@@ -118,13 +118,14 @@ def purge(job, handle):
 def restore(job, handle):
     gateway = _gateway()
     results = []
-    for collection in _collections(job):
-        handle.check_cancel()
-        result = restore_collection(collection, gateway, log=handle.log,
-                                    workers=settings.COPY_WORKERS, progress=handle,
-                                    paths=_paths())
-        results.append({"collection": result.collection, "files": result.restored,
-                        "bytes": result.bytes})
+    with _Catalog() as conn:  # which purged files OMERO still has (deleted: left out)
+        for collection in _collections(job):
+            handle.check_cancel()
+            result = restore_collection(collection, gateway, log=handle.log,
+                                        workers=settings.COPY_WORKERS, progress=handle,
+                                        paths=_paths(), conn=conn)
+            results.append({"collection": result.collection, "files": result.restored,
+                            "bytes": result.bytes, "not_in_omero": result.not_in_omero})
     return {"collections": results}
 
 

@@ -21,15 +21,19 @@ def add_arguments(parser):
 def run(command, options):
     conn = open_catalog()
     try:
-        collections = collections_for(conn, options["collections"])
+        return _restore_all(command, conn, collections_for(conn, options["collections"]))
     finally:
         conn.close()
+
+
+def _restore_all(command, conn, collections):
     gateway = admin_gateway()
     code = 0
     for collection in collections:
         try:
             restore_collection(collection, gateway, log=command.stdout.write,
-                               workers=settings.COPY_WORKERS, paths=repository_paths())
+                               workers=settings.COPY_WORKERS, paths=repository_paths(),
+                               conn=conn)
         except RestoreWaiting as exc:
             command.stdout.write(f"{collection.key}: waiting: {exc}")
             code = max(code, WAITING)
