@@ -555,3 +555,42 @@ def test_a_collection_purged_without_omero_changes_is_restored_in_its_own_group(
     after = world.gateway.describe(kind, oid)
     assert (after["group_id"], after["owner_id"], after["name"]) == (
         before["group_id"], before["owner_id"], before["name"])
+
+
+# -- purgecheck, second sample (seed 20) --------------------------------------------------
+
+def test_a_copy_compared_in_samples_keeps_the_primary_when_a_sampled_block_differs(world):
+    # purgecheck.py: SAMPLE_BYTES (mutant: None) and the sampled comparison had no test:
+    # above `sample_above` bytes the copy is compared with the primary at 16 places, the
+    # first block always among them, and the dry run counts what that reads.
+    from omero_storagemanager.engine.purgecheck import SAMPLE_BYTES, SAMPLES
+
+    key, location, files = _archived_with(world, 2)
+    copy = Copy.objects.get(location=location)
+    plan = plan_purge(world.conn, world.paths, world.collection(key), sample_above=1)
+    assert plan.freed and all(c.primary is not None for c in plan.freed)
+    assert plan.read_bytes == sum(2 * min(c.record.disk_size, SAMPLES * SAMPLE_BYTES)
+                                  for c in plan.freed)
+    victim = files[0]
+    bag_file = _bag_file(location, copy, world.paths.relative(victim))
+    with open(bag_file, "r+b") as fh:  # the first byte: in the first sampled block
+        first = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([first[0] ^ 0xFF]))
+    before = open(victim, "rb").read()
+    done = world.purge(key, sample_above=1)
+    assert "differs from the primary file" in dict(done.blocked)[victim]
+    assert open(victim, "rb").read() == before
+    assert all(not os.path.exists(f) for f in files[1:] if f in
+               {c.record.path for c in done.freed})
+
+
+def test_a_missing_copy_is_named_with_the_file_it_lacks(world):
+    # purgecheck.py: the reason a copy on a connected disk does not count names the file
+    # it lacks (mutant: the name garbled), so the admin knows what to look for.
+    key, location, files = _archived_with(world, 1)
+    copy = Copy.objects.get(location=location)
+    relpath = world.paths.relative(files[0])
+    os.unlink(_bag_file(location, copy, relpath))
+    plan = plan_purge(world.conn, world.paths, world.collection(key))
+    assert dict(plan.blocked)[files[0]].endswith(f"is missing {relpath}")
