@@ -296,7 +296,32 @@ CUSTOM_SETTINGS_MAPPINGS = {
         parse_boolean,
         "Set only by the demo settings module: labels every page as a demo.",
     ],
+    PREFIX + "s3_credentials": [
+        "S3_CREDENTIALS",
+        "{}",
+        lambda value: parse_s3_credentials(value),
+        "Secrets of S3 archive locations whose credentials are 'config:NAME': a JSON "
+        "object {\"NAME\": {\"access_key_id\": \"...\", \"secret_access_key\": \"...\"}}. "
+        "Never shown by the app; locations may instead use the standard AWS chain.",
+    ],
 }
+
+
+def parse_s3_credentials(value):
+    """{name: {"access_key_id", "secret_access_key"[, "session_token"]}}; the error never
+    repeats the value (it holds secrets)."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError("must be a JSON object (not shown here: it holds secrets)") from None
+    keys = {"access_key_id", "secret_access_key", "session_token"}
+    if not isinstance(parsed, dict) or not all(
+            isinstance(name, str) and isinstance(item, dict)
+            and {"access_key_id", "secret_access_key"} <= set(item) <= keys
+            and all(isinstance(v, str) and v for v in item.values())
+            for name, item in parsed.items()):
+        raise ValueError('must be {"NAME": {"access_key_id": ..., "secret_access_key": ...}}')
+    return parsed
 
 process_custom_settings(sys.modules[__name__])
 
