@@ -58,6 +58,32 @@ def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled
     return location
 
 
+def edit_s3_settings(location, changes):
+    """Change an S3 location's settings (backends/s3.py S3Settings). The bucket,
+    prefix or endpoint may change only to a place holding this location's marker (the
+    objects moved or replicated there): the new place is checked before it is saved."""
+    from ..backends.s3 import S3Settings
+
+    if location.type != Location.S3:
+        raise BadLocation(f"location {location.name!r} is of type {location.type}: it has "
+                          "no S3 settings")
+    if not isinstance(changes, dict):
+        raise BadLocation("S3 settings must be an object")
+    options = {**(location.options or {}), **changes}
+    S3Settings.from_options(options)
+    moved = any(options.get(k) != (location.options or {}).get(k)
+                for k in ("bucket", "prefix", "endpoint_url"))
+    previous, location.options = location.options, options
+    if moved:
+        try:
+            location.backend().check_online()  # the marker must be there already
+        except LocationError:
+            location.options = previous
+            raise
+    Location.objects.filter(pk=location.pk).update(options=options)
+    return location
+
+
 def record_marker(location, marker):
     """A location made before markers existed got its marker file at its first check
     while online (backends/base.py): the database keeps it from now on. Only over an
