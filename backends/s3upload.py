@@ -164,7 +164,7 @@ def _part(client, bucket, key, upload_id, number, data):
 
 
 def read_back_sha1(client, bucket, key, version_id="", byte_range=None) -> Tuple[str, int, str]:
-    """(SHA1, bytes, ETag) of the object as the server gives it now."""
+    """(SHA1, bytes read, ETag) of the object as the server gives it now."""
     args = dict(Bucket=bucket, Key=key)
     if version_id:
         args["VersionId"] = version_id
@@ -182,18 +182,21 @@ def read_back_sha1(client, bucket, key, version_id="", byte_range=None) -> Tuple
 
 
 def verify(client, bucket, uploaded: Uploaded, read_back=True) -> None:
-    """The object is the one uploaded: HEAD (size, ETag), then its bytes read back."""
-    args = dict(Bucket=bucket, Key=uploaded.key)
-    if uploaded.version_id:
-        args["VersionId"] = uploaded.version_id
-    head = client.head_object(**args)
-    etag = head.get("ETag", "").strip('"')
-    if head.get("ContentLength") != uploaded.size or etag != uploaded.etag:
-        raise ReadBackMismatch(
-            f"object {uploaded.key} is not the one uploaded: {head.get('ContentLength')} "
-            f"bytes, ETag {etag}; uploaded {uploaded.size} bytes, ETag {uploaded.etag}")
+    """The object is the one uploaded: its ETag and size (from the GET of the read-back,
+    or a HEAD without it), and its bytes read back against the file's SHA1."""
     if read_back:
         digest, size, etag = read_back_sha1(client, bucket, uploaded.key, uploaded.version_id)
-        if digest != uploaded.sha1 or size != uploaded.size:
-            raise ReadBackMismatch(f"object {uploaded.key} read back as SHA1 {digest} "
-                                   f"({size} bytes), not {uploaded.sha1} ({uploaded.size})")
+    else:
+        args = dict(Bucket=bucket, Key=uploaded.key)
+        if uploaded.version_id:
+            args["VersionId"] = uploaded.version_id
+        head = client.head_object(**args)
+        digest, size, etag = uploaded.sha1, head.get("ContentLength"), head.get("ETag", "")
+        etag = etag.strip('"')
+    if size != uploaded.size or etag != uploaded.etag:
+        raise ReadBackMismatch(
+            f"object {uploaded.key} is not the one uploaded: {size} bytes, ETag {etag}; "
+            f"uploaded {uploaded.size} bytes, ETag {uploaded.etag}")
+    if digest != uploaded.sha1:
+        raise ReadBackMismatch(f"object {uploaded.key} read back as SHA1 {digest}, not "
+                               f"{uploaded.sha1}")

@@ -25,7 +25,8 @@ import urllib.request
 from pathlib import Path
 
 STOP_WAIT = 15  # seconds SIGTERM has before SIGKILL
-START_WAIT = 60  # seconds for the S3 port to answer
+START_WAIT = 60  # seconds for the S3 port to answer and store
+PROBE_BUCKET = "sm-testbed-probe"  # where start() proves the server stores
 
 
 class SeaweedError(RuntimeError):
@@ -134,7 +135,7 @@ class SeaweedServer:
             if self.proc.poll() is not None:
                 raise SeaweedError(f"weed server exited with status {self.proc.returncode}; "
                                    f"see {self.logfile}:\n{self.log_tail()}")
-            if self._answers():
+            if self._answers() and self._stores():
                 return
             time.sleep(0.2)
         self.kill()
@@ -150,6 +151,23 @@ class SeaweedServer:
         except urllib.error.HTTPError:
             return True
         except (urllib.error.URLError, OSError):
+            return False
+
+    def _stores(self):
+        """An object can be written and read back: the master, volume server and filer
+        behind the gateway are up (after a restart the gateway answers InternalError
+        for a while before they are)."""
+        try:
+            client = self.client()
+            try:
+                client.create_bucket(Bucket=PROBE_BUCKET)
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            except client.exceptions.BucketAlreadyExists:
+                pass
+            client.put_object(Bucket=PROBE_BUCKET, Key="probe", Body=b"ready")
+            return client.get_object(Bucket=PROBE_BUCKET, Key="probe")["Body"].read() == b"ready"
+        except Exception:
             return False
 
     def log_tail(self, lines=15):
