@@ -39,7 +39,7 @@ from typing import Callable, Dict, Iterator, Optional
 from .bagformat import (BAGIT_VERSION, BagContents, BagError, decode_path, encode_path,
                         format_tags, parse_tags)
 from .base import (Backend, BadLocation, CorruptCopy, FoundBag, LocationConfig,
-                   LocationOffline, WrongDisk, check_path_syntax)
+                   LocationError, LocationOffline, WrongDisk, check_path_syntax)
 from .fsutil import fsync_dir, makedirs_durable, remove_tree
 from .layout import PARTIAL_SUFFIX
 from . import s3upload
@@ -58,6 +58,10 @@ class S3Unreachable(LocationOffline):
     """The server cannot be reached, refuses the credentials, or lacks the bucket."""
 
 
+class RetentionHeld(LocationError):
+    """Objects of the copy are under Object Lock retention: they are not deleted."""
+
+
 @dataclass(frozen=True)
 class S3Settings:
     bucket: str
@@ -71,6 +75,10 @@ class S3Settings:
     multipart_threshold: int = 16 * MiB
     concurrency: int = 4
     read_back: bool = True
+    # Object Lock retention of every object written ("" none; GOVERNANCE, COMPLIANCE):
+    # the bucket must have Object Lock enabled. The app never tries to delete within it.
+    object_lock_mode: str = ""
+    object_lock_days: int = 0
 
     @classmethod
     def from_options(cls, options: dict) -> "S3Settings":
@@ -121,6 +129,13 @@ class S3Settings:
             raise BadLocation("part size must be at least 5 MiB (S3's smallest part)")
         if not isinstance(self.read_back, bool):
             raise BadLocation("read_back must be true or false")
+        if self.object_lock_mode not in ("", "GOVERNANCE", "COMPLIANCE"):
+            raise BadLocation("object_lock_mode must be empty, GOVERNANCE or COMPLIANCE")
+        days = self.object_lock_days
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0 \
+                or bool(days) != bool(self.object_lock_mode):
+            raise BadLocation("object_lock_days must be a number of days > 0 with an "
+                              "object_lock_mode (and 0 without)")
 
 
 def describe_settings(options: dict) -> str:
@@ -357,6 +372,17 @@ class S3Backend(Backend):
             raise self._unreachable(exc) from None
         return aborted
 
+    def retention_args(self) -> dict:
+        """The Object Lock arguments of a write (none without a lock mode)."""
+        s = self.settings
+        if not s.object_lock_mode:
+            return {}
+        from datetime import datetime, timedelta, timezone
+
+        return {"ObjectLockMode": s.object_lock_mode,
+                "ObjectLockRetainUntilDate": datetime.now(timezone.utc)
+                + timedelta(days=s.object_lock_days)}
+
     def upload(self, relpath, payload, path, extra_hashers=(), pool=None):
         """Upload one payload file, verified (s3upload.py); returns s3upload.Uploaded."""
         s = self.settings
@@ -364,7 +390,7 @@ class S3Backend(Backend):
             self.client, self.bucket, self.payload_key(relpath, payload), path,
             threshold=s.multipart_threshold, part_size=s.part_size,
             concurrency=s.concurrency, storage_class=s.storage_class,
-            extra_hashers=extra_hashers, pool=pool)
+            extra_hashers=extra_hashers, pool=pool, extra_args=self.retention_args())
         s3upload.verify(self.client, self.bucket, uploaded, read_back=s.read_back)
         return uploaded
 
@@ -391,14 +417,16 @@ class S3Backend(Backend):
         bag = self.bag_key(relpath)
         try:
             for name, data in tags.items():
-                s3upload.put_bytes(self.client, self.bucket, f"{bag}/{name}", data)
+                s3upload.put_bytes(self.client, self.bucket, f"{bag}/{name}", data,
+                                   extra_args=self.retention_args())
                 got = self.client.get_object(Bucket=self.bucket, Key=f"{bag}/{name}")
                 if got["Body"].read() != data:
                     raise CorruptCopy(f"{bag}/{name} read back differs from what was written")
             complete = {"files": count, "bytes": total, "marker": self.marker,
                         "manifest_sha1": hashlib.sha1(manifest).hexdigest()}
             s3upload.put_bytes(self.client, self.bucket, f"{bag}/{COMPLETE_NAME}",
-                               json.dumps(complete, sort_keys=True).encode())
+                               json.dumps(complete, sort_keys=True).encode(),
+                               extra_args=self.retention_args())
         except (CorruptCopy, LocationOffline):
             raise
         except Exception as exc:
@@ -616,6 +644,11 @@ class S3Backend(Backend):
         keys = [f"{bag}/{COMPLETE_NAME}"]
         keys += [self.payload_key(relpath, p) for p in sorted(contents.manifest)]
         keys += [f"{bag}/{name}" for name in TAG_FILES]
+        locked = self.retained_until(keys)
+        if locked:
+            raise RetentionHeld(f"{self.describe()}: copy {relpath} is under Object Lock "
+                                f"retention until {locked:%Y-%m-%d %H:%M} UTC: nothing was "
+                                "deleted (the app never tries to delete within retention)")
         try:
             for start in range(0, len(keys), 1000):
                 self.client.delete_objects(Bucket=self.bucket, Delete={
@@ -626,3 +659,16 @@ class S3Backend(Backend):
         if os.path.lexists(staged):
             shutil.rmtree(staged)
         return len(keys)
+
+    def retained_until(self, keys):
+        """The latest Object Lock retain-until date still in the future among the
+        objects, else None (asked of the server: a retention set by anyone counts)."""
+        from datetime import datetime, timezone
+
+        now, latest = datetime.now(timezone.utc), None
+        for key in keys:
+            head = self.head(key)
+            until = head.get("ObjectLockRetainUntilDate") if head else None
+            if until is not None and until > now and (latest is None or until > latest):
+                latest = until
+        return latest

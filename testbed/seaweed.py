@@ -110,9 +110,11 @@ class SeaweedServer:
             "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
             f"-s3.port.iceberg={p['s3_iceberg']}", f"-s3.port.lance={p['s3_lance']}",
             f"-metricsPort={p['metrics']}", f"-s3.config={self.config}",
-            # Small volumes: the test bed's disk is shared, and 30 GB volumes would be
-            # preallocated lazily but counted against -volume.max.
-            "-master.volumeSizeLimitMB=256", "-volume.max=64",
+            # Each bucket is a collection that grows volumes of its own: the number of
+            # volumes is left to SeaweedFS (0: the free disk space / the volume size);
+            # a fixed small maximum ran out after a dozen buckets (InternalError on
+            # every write). Small volumes: the test bed's disk is shared.
+            "-master.volumeSizeLimitMB=64", "-volume.max=0",
         ]
 
     def start(self):

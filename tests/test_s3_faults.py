@@ -162,3 +162,41 @@ def test_read_back_catches_an_object_that_is_not_the_bytes_sent(s3_server, s3_bu
     finally:
         client.put_object = real_put
     assert "not the one uploaded" in str(caught.value) or "read back" in str(caught.value)
+
+
+def test_restore_waits_while_the_server_is_down_then_resumes(world, s3_server,  # noqa: F811
+                                                             s3_bucket):
+    from omero_storagemanager.engine.restore import RestoreWaiting
+
+    key = world.key_where(clean)
+    before = world.files(key)
+    location = world.s3_location(s3_server, s3_bucket, name="Far bucket")
+    world.archive(key, location)
+    assert not world.purge(key).blocked
+    s3_server.kill()
+    try:
+        with pytest.raises(RestoreWaiting) as waiting:
+            world.restore(key)
+    finally:
+        s3_server.start()
+    assert "Far bucket" in str(waiting.value) and "cannot be reached" in str(waiting.value)
+    assert world.collection(key).state == Collection.RESTORING
+    assert not any(os.path.lexists(p) for p in before)
+    world.restore(key)
+    assert world.files(key) == before
+    assert world.collection(key).state == Collection.ARCHIVED
+
+
+def test_deleting_a_copy_deletes_only_what_the_app_wrote(world, s3_server,  # noqa: F811
+                                                         s3_bucket):
+    key = world.key_where(clean)
+    location = world.s3_location(s3_server, s3_bucket)
+    copy = Copy.objects.get(pk=world.archive(key, location).copy_id)
+    bag = f"archive/{location.pk}/{copy.bag_path}"
+    stranger = f"{bag}/data/not-ours.txt"  # someone else's object inside the bag's prefix
+    s3_server.client().put_object(Bucket=s3_bucket, Key=stranger, Body=b"keep me")
+    backend = location.backend()
+    deleted = backend.delete_copy(copy.bag_path)
+    assert deleted == copy.files + 5  # payload, four tag files, the completion object
+    assert keys_under(s3_server, s3_bucket, bag + "/") == [stranger]
+    assert backend.completion(copy.bag_path) is None

@@ -5,6 +5,7 @@ Real files, a real OMERO-shaped database, a real `weed server -s3`; the stand-in
 only for OMERO's own changes.
 """
 import os
+import re
 
 import pytest
 
@@ -24,13 +25,13 @@ class S3World(World):
     def s3_location(self, server, bucket, name="Bucket", prefix="archive", **options):
         staging = self.root / f"staging-{name}"
         staging.mkdir(exist_ok=True)
-        SECRETS[name] = {"access_key_id": server.access_key,
-                         "secret_access_key": server.secret_key}
+        secret = re.sub(r"\W", "-", name)  # a secret's name: no spaces
+        SECRETS[secret] = {"access_key_id": server.access_key,
+                           "secret_access_key": server.secret_key}
         options = dict(bucket=bucket, endpoint_url=server.endpoint, region="us-east-1",
                        prefix=prefix, addressing_style="path",
-                       credentials=f"config:{name}", **options)
-        return add_location(name, "s3", str(staging), options.pop("max_bytes", GB),
-                            current=True, options=options)
+                       credentials=f"config:{secret}", **options)
+        return add_location(name, "s3", str(staging), GB, current=True, options=options)
 
 
 @pytest.fixture
@@ -189,3 +190,24 @@ def test_rescan_registers_complete_copies_only(world, s3_server, s3_bucket):
                          Key=f"archive/{location.pk}/{copy.bag_path}/{COMPLETE_NAME}")
     Copy.objects.filter(pk=found.pk).delete()
     assert rescan(location) == []
+
+
+def test_object_lock_retention_is_set_and_the_app_never_deletes_within_it(
+        world, s3_server):
+    from omero_storagemanager.backends.s3 import RetentionHeld
+
+    bucket = "locked-" + os.urandom(3).hex()
+    s3_server.client().create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    key = world.key_where(clean)
+    location = world.s3_location(s3_server, bucket, name="Locked",
+                                 object_lock_mode="GOVERNANCE", object_lock_days=2)
+    copy = Copy.objects.get(pk=world.archive(key, location).copy_id)
+    entry = CopyFile.objects.filter(copy=copy).first()
+    head = s3_server.client().head_object(
+        Bucket=bucket, Key=f"archive/{location.pk}/{copy.bag_path}/data/{entry.relpath}")
+    assert head.get("ObjectLockMode") == "GOVERNANCE", head
+    before = set(keys_under(s3_server, bucket))
+    with pytest.raises(RetentionHeld) as held:
+        location.backend().delete_copy(copy.bag_path)
+    assert "retention until" in str(held.value) and "nothing was deleted" in str(held.value)
+    assert set(keys_under(s3_server, bucket)) == before
