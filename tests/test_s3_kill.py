@@ -1,7 +1,7 @@
 """kill -9 of the console script during archive, purge and restore at an S3 location
 (the S3 row of the reliability suite's kill matrix, in its quick form): each operation
-is SIGKILLed at a seeded instant (a random number of its progress rows in the app
-database, or a random delay), then run again to completion, against the real S3 server.
+is SIGKILLed at a seeded instant (once a random number of its files are done, watched from
+outside: objects in the bucket, primaries gone or back), then run again to completion, against the real S3 server.
 
 After each trial, nothing may be lost or trusted early: a VERIFIED copy's every object
 reads back with its row's SHA-1 and the copy has its completion object; no multipart
@@ -10,6 +10,7 @@ gives back byte-identical files.
 """
 import hashlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import time
 import pytest
 
 from omero_storagemanager.engine.locations import add_location
-from omero_storagemanager.models import Collection, Copy, CopyFile, PurgedFile
+from omero_storagemanager.models import Collection, Copy, CopyFile
 
 from .test_archive import clean
 from .test_archive_faults import CLI, FaultWorld, cli_env, run_cli
@@ -35,28 +36,33 @@ def world(pg_server, tmp_path, request, app_db):
     pg_server.drop_database(name)
 
 
-def rows_of(op, collection):
+def work_done(op, server, bucket, paths):
+    """How far the operation got, seen from outside: objects uploaded (archive),
+    primaries gone (purge) or back (restore). Rows are written in batches after the
+    work, so the work itself is watched."""
     if op == "archive":
-        return CopyFile.objects.filter(copy__collection=collection).count()
-    if op == "purge":
-        return PurgedFile.objects.filter(collection=collection).count()
-    return PurgedFile.objects.filter(collection=collection, state=PurgedFile.RESTORED).count()
+        page = server.client().list_objects_v2(Bucket=bucket, Prefix="k/")
+        return sum("/data/" in o["Key"] for o in page.get("Contents", []))
+    gone = sum(not os.path.lexists(p) for p in paths)
+    return gone if op == "purge" else len(paths) - gone
 
 
-def kill_during(omerodir, op, key, collection, rng, total):
-    """Start the command, SIGKILL it at a seeded instant; returns how it was stopped."""
+def kill_during(omerodir, op, key, rng, server, bucket, paths):
+    """Start the command, SIGKILL it once a seeded number of its files are done;
+    returns how it was stopped."""
     proc = subprocess.Popen([CLI, op, key], env=cli_env(omerodir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    target = rng.randint(1, max(1, total - 1))
-    deadline = time.monotonic() + (rng.uniform(2.0, 8.0) if rng.random() < 0.3 else 120)
+    start = work_done(op, server, bucket, paths)
+    target = start + rng.randint(1, max(1, len(paths) - 1))
+    deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        if rows_of(op, collection) >= target:
+        if work_done(op, server, bucket, paths) >= target:
             break
-        time.sleep(0.02)
+        time.sleep(0.005)
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        return f"killed at {rows_of(op, collection)} row(s)"
+        return f"killed with {work_done(op, server, bucket, paths) - start} file(s) done"
     proc.communicate()
     return f"finished before the kill (exit {proc.returncode})"
 
@@ -96,10 +102,11 @@ def test_archive_purge_restore_killed_then_finished_lose_nothing(world, s3_serve
         key = world.key_where(lambda c: clean(c) and len(c["files"]) >= 6)
         collection = world.collection(key)
         before = world.primaries(key)
-        total = len(before)
         log = []
         for op in ("archive", "purge", "restore"):
-            log.append((op, kill_during(omerodir, op, key, collection, rng, total)))
+            log.append((op, kill_during(omerodir, op, key, rng, s3_server, s3_bucket,
+                                        list(before))))
+            assert log[-1][1].startswith("killed"), log  # killed mid-way, not after
             check_copies(s3_server, s3_bucket, location, collection)
             again = run_cli(omerodir, op, key, timeout=300)
             assert again.returncode == 0, (log, again.stdout + again.stderr)

@@ -184,6 +184,7 @@ def test_rescan_registers_complete_copies_only(world, s3_server, s3_bucket):
     assert added == [copy.bag_path]
     found = Copy.objects.get(location=location, bag_path=copy.bag_path)
     assert found.state == Copy.VERIFIED and found.files == files
+    assert S3Object.objects.filter(copy_file__copy=found).count() == files
     # A copy without its completion object is not registered.
     client = s3_server.client()
     client.delete_object(Bucket=s3_bucket,

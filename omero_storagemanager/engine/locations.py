@@ -16,7 +16,7 @@ from django.db import transaction
 
 from ..backends.bag import validate_bag
 from ..backends.base import BadLocation, LocationError, validate_mount
-from ..models import Collection, Copy, CopyFile, Location
+from ..models import Collection, Copy, CopyFile, Location, S3Object
 from .hashing import hash_file
 
 
@@ -217,15 +217,15 @@ def _audit_s3(copy, backend, report, now):
 
 def _s3_bag_problems(backend, found):
     """Every object of a found S3 copy read back against its manifest (rescan)."""
-    problems, sizes = [], {}
+    problems, sizes = [], {}  # relpath -> (size, ETag)
     for relpath, sha1 in found.contents.manifest.items():
         key = backend.payload_key(found.relpath, relpath)
         try:
-            digest, size, _ = backend.read_sha1(key)
+            digest, size, etag = backend.read_sha1(key)
         except LocationError as exc:
             problems.append(f"{relpath}: {exc}")
             continue
-        sizes[relpath] = size
+        sizes[relpath] = (size, etag)
         if digest != sha1:
             problems.append(f"{relpath}: SHA1 {digest}, manifest {sha1}")
     return problems, sizes
@@ -264,13 +264,17 @@ def rescan(location):
         entries = []
         for relpath, sha1 in found.contents.manifest.items():
             if sizes is not None:
-                size = sizes.get(relpath, 0)
+                size = sizes.get(relpath, (0, ""))[0]
             else:
                 path = os.path.join(found.contents.path, "data", relpath)
                 size = os.path.getsize(path) if os.path.exists(path) else 0
             entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
                                     verified=not problems, mode=0o644))
         CopyFile.objects.bulk_create(entries, batch_size=1000)
+        if sizes is not None:  # the ETags read now: purge and audit check them from here on
+            S3Object.objects.bulk_create(
+                [S3Object(copy_file=e, etag=sizes[e.relpath][1]) for e in entries
+                 if e.relpath in sizes], batch_size=1000)
         copy.files, copy.bytes = len(entries), sum(e.size for e in entries)
         copy.save()
         known.add(found.relpath)
