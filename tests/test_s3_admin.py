@@ -3,6 +3,7 @@ the command line like every other kind, against the real S3 server of the test b
 no secret is ever in an answer or on the command line's output."""
 import os
 import subprocess
+import sys
 
 from omero_storagemanager import settings
 from omero_storagemanager.backends.s3 import MARKER_NAME
@@ -89,3 +90,18 @@ def test_cli_adds_an_s3_location_with_the_aws_credential_chain(omerodir, s3_serv
     assert "refused the credentials" in error, proc.stderr
     assert "not-the-secret" not in proc.stdout + proc.stderr
     assert not Location.objects.filter(name="Refused").exists()
+
+
+def test_a_malformed_s3_secret_setting_stops_start_up_without_printing_it(tmp_path):
+    from testbed.omerodir import write_config
+
+    write_config(tmp_path, {"omero.web.apps": ["omero_storagemanager"],
+                            "omero.web.storagemanager.s3_credentials":
+                                '{"lab": {"access_key_id": "AKIDSHOWNNOWHERE"}}'})
+    env = dict(os.environ, OMERODIR=str(tmp_path), DJANGO_SETTINGS_MODULE="omeroweb.settings",
+               PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "omero.web.storagemanager.s3_credentials" in proc.stderr
+    assert "AKIDSHOWNNOWHERE" not in proc.stdout + proc.stderr
