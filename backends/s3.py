@@ -162,6 +162,8 @@ class S3Backend(Backend):
         self.settings = S3Settings.from_options(config.options)
         self._client = None
         self._lock = threading.Lock()
+        # Bodies (small files, parts) held in memory at once, across all uploads.
+        self._buffers = threading.BoundedSemaphore(self.settings.concurrency)
 
     def describe(self) -> str:
         return f"{self.noun} {self.config.name!r} (id {self.config.id})"
@@ -390,7 +392,8 @@ class S3Backend(Backend):
             self.client, self.bucket, self.payload_key(relpath, payload), path,
             threshold=s.multipart_threshold, part_size=s.part_size,
             concurrency=s.concurrency, storage_class=s.storage_class,
-            extra_hashers=extra_hashers, pool=pool, extra_args=self.retention_args())
+            extra_hashers=extra_hashers, pool=pool, extra_args=self.retention_args(),
+            buffers=self._buffers)
         s3upload.verify(self.client, self.bucket, uploaded, read_back=s.read_back)
         return uploaded
 

@@ -74,12 +74,24 @@ def put_bytes(client, bucket, key, data: bytes, storage_class="", extra_args=Non
     return client.put_object(**args)
 
 
+class _NoLimit:
+    def acquire(self):
+        pass
+
+    def release(self):
+        pass
+
+
 def upload_file(client, bucket, key, path, *, threshold, part_size, concurrency,
                 storage_class="", extra_hashers=(), extra_args=None,
-                pool: Optional[ThreadPoolExecutor] = None) -> Uploaded:
+                pool: Optional[ThreadPoolExecutor] = None, buffers=None) -> Uploaded:
     """Upload the file at path to key; the server checks each request's Content-MD5.
     Raises SourceChangedDuringUpload when the file changed while read, or the
-    client's error (ClientError, a connection error) with nothing left behind."""
+    client's error (ClientError, a connection error) with nothing left behind.
+    buffers: a semaphore shared by the uploads of one archive, one permit per body
+    (a small file, a part) held in memory: memory stays about permits x part size
+    whatever the number of files and parts in flight."""
+    buffers = buffers or _NoLimit()
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0) | os.O_CLOEXEC)
     try:
         before = os.fstat(fd)
@@ -88,19 +100,24 @@ def upload_file(client, bucket, key, path, *, threshold, part_size, concurrency,
         if storage_class:
             args["StorageClass"] = storage_class
         if before.st_size < threshold:
-            data = _read_exactly(fd, before.st_size + 1)
-            sha1.update(data)
-            for h in extra_hashers:
-                h.update(data)
-            size = len(data)
-            _unchanged(fd, before, size, path)
-            md5 = _md5_b64(data)
-            answer = client.put_object(Bucket=bucket, Key=key, Body=data, ContentMD5=md5,
-                                       **args)
+            buffers.acquire()
+            try:
+                data = _read_exactly(fd, before.st_size + 1)
+                sha1.update(data)
+                for h in extra_hashers:
+                    h.update(data)
+                size = len(data)
+                _unchanged(fd, before, size, path)
+                md5 = _md5_b64(data)
+                answer = client.put_object(Bucket=bucket, Key=key, Body=data,
+                                           ContentMD5=md5, **args)
+                del data
+            finally:
+                buffers.release()
             checksum = "MD5:" + md5
         else:
             answer, size = _multipart(client, bucket, key, fd, sha1, extra_hashers,
-                                      part_size, concurrency, args, pool)
+                                      part_size, concurrency, args, pool, buffers)
             _unchanged(fd, before, size, path)
             checksum = ""
     finally:
@@ -118,7 +135,7 @@ def _unchanged(fd, before, size, path):
 
 
 def _multipart(client, bucket, key, fd, sha1, extra_hashers, part_size, concurrency,
-               args, pool):
+               args, pool, buffers):
     """(CompleteMultipartUpload's answer, bytes) of the file at fd; parts read here in
     order (the SHA1 is sequential), sent `concurrency` at a time."""
     upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **args)["UploadId"]
@@ -127,18 +144,28 @@ def _multipart(client, bucket, key, fd, sha1, extra_hashers, part_size, concurre
     try:
         futures, parts, size, number = [], [], 0, 0
         while True:
-            data = _read_exactly(fd, part_size)
-            if not data and number:
-                break
-            number += 1
-            sha1.update(data)
-            for h in extra_hashers:
-                h.update(data)
-            size += len(data)
-            futures.append(pool.submit(_part, client, bucket, key, upload_id, number, data))
+            buffers.acquire()  # released when the part is sent (or failed)
+            try:
+                data = _read_exactly(fd, part_size)
+                if not data and number:
+                    buffers.release()
+                    break
+                number += 1
+                sha1.update(data)
+                for h in extra_hashers:
+                    h.update(data)
+                size += len(data)
+                future = pool.submit(_part, client, bucket, key, upload_id, number, data)
+            except BaseException:
+                buffers.release()
+                raise
+            future.add_done_callback(lambda _: buffers.release())
+            futures.append(future)
+            last = len(data) < part_size
+            del data  # the part's only reference is the pool's, until it is sent
             while len([f for f in futures if not f.done()]) >= concurrency:
                 futures[[f.done() for f in futures].index(False)].result()
-            if len(data) < part_size:
+            if last:
                 break
         for future in futures:
             parts.append(future.result())
