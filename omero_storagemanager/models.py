@@ -88,11 +88,13 @@ class Location(models.Model):
     """An archive location: identified on disk by <mount>/<id>/ with read/ and write/."""
 
     HDD, TAPE, AUTOMATED, SYMLINK = "hdd", "tape", "automated", "symlink"
+    S3 = "s3"
     TYPES = [
         (HDD, "HDD (removable or fixed)"),
         (TAPE, "Tape (with read cache)"),
         (AUTOMATED, "Automated (XML orders)"),
         (SYMLINK, "Online (symlinks into the archive)"),
+        (S3, "S3 object storage (bucket)"),
     ]
 
     name = models.CharField(max_length=255, unique=True)
@@ -107,6 +109,9 @@ class Location(models.Model):
     # Written into <mount>/<id>/ as well (backends: the location marker): a disk whose
     # marker differs is another disk mounted at the same place, never trusted.
     marker = models.CharField(max_length=64, blank=True, default="")
+    # Type s3 only (backends/s3.py S3Settings): endpoint, region, bucket, prefix, ...;
+    # never a secret (credentials come from the AWS chain or omero config).
+    options = models.JSONField(default=dict, blank=True)
 
     def __str__(self):
         return f"{self.name} ({self.type}, id {self.pk})"
@@ -121,11 +126,16 @@ class Location(models.Model):
 
             record_marker(self, marker)
 
-        return backend_for(LocationConfig(
+        backend = backend_for(LocationConfig(
             id=self.pk, name=self.name, type=self.type, mount=self.mount,
             max_bytes=self.max_bytes, purge_watermark=self.purge_watermark,
             purge_enabled=self.purge_enabled, xml_folder=self.xml_folder,
-            marker=self.marker, on_marker=on_marker))
+            marker=self.marker, on_marker=on_marker, options=self.options or {}))
+        if self.type == self.S3:  # its secret, if in omero config, looked up by name
+            from . import settings
+
+            backend.secret_lookup = settings.S3_CREDENTIALS.get
+        return backend
 
 
 class Copy(models.Model):
@@ -333,3 +343,15 @@ class Preference(models.Model):
     value = models.JSONField()
     changed_by = models.CharField(max_length=255, blank=True, default="")
     changed = models.DateTimeField(auto_now=True)
+
+
+class S3Object(models.Model):
+    """A copied file as an object at an S3 location (backends/s3.py): what the server
+    said when it stored it. Purge and audit compare HEAD against it (an object
+    overwritten behind the app's back has another ETag or checksum)."""
+
+    copy_file = models.OneToOneField(CopyFile, on_delete=models.CASCADE,
+                                     related_name="s3_object")
+    etag = models.CharField(max_length=128)
+    checksum = models.CharField(max_length=128, blank=True, default="")  # "MD5:<base64>"
+    version_id = models.CharField(max_length=1024, blank=True, default="")

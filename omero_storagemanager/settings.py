@@ -119,6 +119,36 @@ def parse_positive_int(value):
     return number
 
 
+class SecretSettingError(RuntimeError):
+    """A malformed secret setting. Not a ValueError: OMERO.web's process_custom_settings
+    would print the value (the secrets) in its message."""
+
+
+def parse_s3_credentials(value):
+    """{name: {"access_key_id", "secret_access_key"[, "session_token"]}}; an error names
+    the key and never repeats the value (it holds secrets)."""
+    try:
+        return _s3_credentials(value)
+    except ValueError as exc:
+        raise SecretSettingError(f"Invalid {PREFIX}s3_credentials: {exc} (the value is not "
+                                 "shown: it holds secrets)") from None
+
+
+def _s3_credentials(value):
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError("must be a JSON object") from None
+    keys = {"access_key_id", "secret_access_key", "session_token"}
+    if not isinstance(parsed, dict) or not all(
+            isinstance(name, str) and isinstance(item, dict)
+            and {"access_key_id", "secret_access_key"} <= set(item) <= keys
+            and all(isinstance(v, str) and v for v in item.values())
+            for name, item in parsed.items()):
+        raise ValueError('must be {"NAME": {"access_key_id": ..., "secret_access_key": ...}}')
+    return parsed
+
+
 # key: [module attribute, default (as written in config.xml), parser, description]
 CUSTOM_SETTINGS_MAPPINGS = {
     PREFIX + "omero_db": [
@@ -296,7 +326,16 @@ CUSTOM_SETTINGS_MAPPINGS = {
         parse_boolean,
         "Set only by the demo settings module: labels every page as a demo.",
     ],
+    PREFIX + "s3_credentials": [
+        "S3_CREDENTIALS",
+        "{}",
+        parse_s3_credentials,
+        "Secrets of S3 archive locations whose credentials are 'config:NAME': a JSON "
+        "object {\"NAME\": {\"access_key_id\": \"...\", \"secret_access_key\": \"...\"}}. "
+        "Never shown by the app; locations may instead use the standard AWS chain.",
+    ],
 }
+
 
 process_custom_settings(sys.modules[__name__])
 

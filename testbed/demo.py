@@ -3,7 +3,8 @@
     scripts/demo.sh [--port 4080] [--dir var/demo] [--seed 1]
 
 It starts PostgreSQL, generates an OMERO database and binary repository that look like
-a facility's, creates an archive location on local disk, migrates the app's database,
+a facility's, creates an archive location on local disk and one in a bucket of a local
+S3 server (SeaweedFS, testbed/seaweed.py), migrates the app's database,
 starts a django-q2 cluster and OMERO.web (gunicorn on omeroweb.wsgi) on 127.0.0.1,
 prints the URL and the demo users, and stops everything on Ctrl-C.
 """
@@ -62,6 +63,9 @@ def prepare(base, seed):
     server.create_database("omeroweb")
     archive = base / "archive"
     archive.mkdir()
+    from testbed.seaweed import SeaweedServer
+
+    s3 = SeaweedServer(base / "s3")  # its keys, for the config's secret; started below
     write_config(base / "omerodir", web_config(
         app_db=django_db(server, "omeroweb"),
         omero_db=libpq_params(server, "omero"),
@@ -69,14 +73,36 @@ def prepare(base, seed):
         managed_dir=truth.managed_dir,
         var_dir=base / "var",
         extra={"omero.web.storagemanager.demo": "true",
+               # The S3 location's secret, as an admin would set it with omero config.
+               "omero.web.storagemanager.s3_credentials": {"demo": {
+                   "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}},
                "omero.web.caches": {"default": {
                    "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                    "LOCATION": str(base / "cache")}}},
     ))
-    return server, truth, archive
+    s3.start()
+    say(f"S3 server (SeaweedFS) at {s3.endpoint}")
+    return server, truth, archive, s3
 
 
-def setup_app_database(archive):
+def add_s3_location(base, s3):
+    """An S3 location beside the disk: a bucket of the demo's SeaweedFS, credentials
+    from the omero config secret 'demo'."""
+    from omero_storagemanager.engine.locations import add_location
+
+    s3.client().create_bucket(Bucket="omero-archive")
+    staging = base / "s3-staging"
+    staging.mkdir()
+    location = add_location(
+        "Demo S3 bucket", "s3", str(staging), 100 * 1024**3,
+        options={"bucket": "omero-archive", "endpoint_url": s3.endpoint,
+                 "region": "us-east-1", "prefix": "demo", "addressing_style": "path",
+                 "credentials": "config:demo"})
+    say(f"archive location {location.name!r} (id {location.pk}) at "
+        f"s3://omero-archive/demo/{location.pk}/")
+
+
+def setup_app_database(archive, s3=None):
     """Migrate, and register the demo's archive location (<mount>/<id>/read|write)."""
     import django
     from django.core.management import call_command
@@ -91,6 +117,8 @@ def setup_app_database(archive):
     for sub in ("read", "write"):
         (archive / str(location.pk) / sub).mkdir(parents=True)
     say(f"archive location {location.name!r} (id {location.pk}) at {archive}")
+    if s3 is not None:
+        add_s3_location(archive.parent, s3)
     scan_facility()
 
 
@@ -149,14 +177,14 @@ def sign_in_and_fetch(url, user_id, path="/storagemanager/"):
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
     base = Path(args.dir).resolve()
-    server, truth, archive = prepare(base, args.seed)
+    server, truth, archive, s3 = prepare(base, args.seed)
     children = []
     try:
         env = dict(os.environ, OMERODIR=str(base / "omerodir"),
                    DJANGO_SETTINGS_MODULE="testbed.demo_settings",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         os.environ.update(env)
-        setup_app_database(archive)
+        setup_app_database(archive, s3)
         import omeroweb
 
         manage = str(Path(omeroweb.__file__).parent / "manage.py")
@@ -204,6 +232,7 @@ def main(argv=None):
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        s3.stop()
         server.stop()
         say("stopped")
 

@@ -140,3 +140,25 @@ def facility(pg_server, module_db_name, tmp_path_factory):
     truth = generate_facility(dsn, root, seed=1)
     yield Facility(pg_server, name, dsn, root, truth)
     pg_server.drop_database(name)
+
+
+# -- S3 (issue 23): one SeaweedFS server per run, started on first use ------------------
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The run's S3 server (testbed/seaweed.py), started when a test first asks for it;
+    a test run without the `weed` binary fails here saying what to install."""
+    from testbed.seaweed import SeaweedServer
+
+    server = SeaweedServer(Path(_state["base"]) / "s3").start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request):
+    """A new, empty bucket for one test (its name from the test's)."""
+    name = "t" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-") \
+        + "-" + os.urandom(3).hex()
+    s3_server.client().create_bucket(Bucket=name)
+    return name

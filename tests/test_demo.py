@@ -5,6 +5,7 @@ OMERO.web on a free port, signs in as an admin through /demo/ (CSRF and all), fe
 the Storage page, and stops everything.
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,10 +30,14 @@ def test_demo_serves_the_storage_page_and_stops_cleanly(tmp_path):
     assert f"http://127.0.0.1:{port}/storagemanager/" in out
     assert "check: /storagemanager/ answered 200" in out
     assert "alice" in out  # the demo users are listed
+    assert "archive location 'Demo S3 bucket'" in out  # an S3 location beside the disk
     # Everything it started is gone: the port is free again and no server is left.
     time.sleep(0.5)
     import socket
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "OMERO.web still listening"
     assert not (tmp_path / "demo" / "pg" / "data" / "postmaster.pid").exists()
+    s3_port = int(re.search(r"S3 server \(SeaweedFS\) at http://127.0.0.1:(\d+)", out).group(1))
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", s3_port)) != 0, "the S3 server still listening"
     assert "check: django-q2 cluster ran a task: math.floor(2.5) = 2" in out

@@ -206,6 +206,15 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
     now = now or datetime.now(timezone.utc)
     if not pending:  # refused before anything is made for it (a resumed copy passed it)
         _check_capacity(location, todo.bytes)
+    if backend.type == "s3":  # objects, not files: engine/s3archive.py
+        from .s3archive import archive_to_s3
+
+        copy = archive_to_s3(collection, location, backend, todo, pending,
+                             lambda c: _bag_info(collection, todo.image_ids, c), progress,
+                             log, now)
+        log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
+            f"{copy.files} files, {copy.bytes} bytes")
+        return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
     copy = _open_copy(collection, location, backend, now)
     _real_folders(backend, copy.bag_path)
     final_dir = backend.bag_dir(copy.bag_path)

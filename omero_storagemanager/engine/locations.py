@@ -16,7 +16,7 @@ from django.db import transaction
 
 from ..backends.bag import validate_bag
 from ..backends.base import BadLocation, LocationError, validate_mount
-from ..models import Collection, Copy, CopyFile, Location
+from ..models import Collection, Copy, CopyFile, Location, S3Object
 from .hashing import hash_file
 
 
@@ -25,12 +25,21 @@ class LocationInUse(LocationError):
 
 
 def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled=False,
-                 xml_folder="", current=False):
-    """Create a location and its <mount>/<id>/{read,write}; nothing is left on failure."""
-    mount = validate_mount(mount)
+                 xml_folder="", current=False, options=None):
+    """Create a location and its <mount>/<id>/{read,write}; nothing is left on failure.
+    Type s3: options are its S3 settings (backends/s3.py S3Settings), mount the local
+    folder restores stage copies in; the marker object is written into the bucket."""
+    mount = validate_mount(mount, "staging folder" if type == Location.S3 else "mount point")
     if type not in dict(Location.TYPES):
         raise BadLocation(f"unknown location type {type!r} (one of "
                           + ", ".join(dict(Location.TYPES)) + ")")
+    options = dict(options or {})
+    if type == Location.S3:
+        from ..backends.s3 import S3Settings
+
+        S3Settings.from_options(options)
+    elif options:
+        raise BadLocation(f"a location of type {type} takes no S3 settings")
     if type == Location.AUTOMATED:
         if not xml_folder:
             raise BadLocation("an automated location needs an XML folder for its orders")
@@ -41,10 +50,37 @@ def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled
         location = Location.objects.create(
             name=name, type=type, mount=mount, max_bytes=max_bytes,
             purge_watermark=purge_watermark, purge_enabled=purge_enabled,
-            xml_folder=xml_folder, current=False, marker=str(uuid.uuid4()))
+            xml_folder=xml_folder, current=False, marker=str(uuid.uuid4()),
+            options=options)
         location.backend().initialize()  # writes the marker into <mount>/<id>/
         if current:
             make_current(location)
+    return location
+
+
+def edit_s3_settings(location, changes):
+    """Change an S3 location's settings (backends/s3.py S3Settings). The bucket,
+    prefix or endpoint may change only to a place holding this location's marker (the
+    objects moved or replicated there): the new place is checked before it is saved."""
+    from ..backends.s3 import S3Settings
+
+    if location.type != Location.S3:
+        raise BadLocation(f"location {location.name!r} is of type {location.type}: it has "
+                          "no S3 settings")
+    if not isinstance(changes, dict):
+        raise BadLocation("S3 settings must be an object")
+    options = {**(location.options or {}), **changes}
+    S3Settings.from_options(options)
+    moved = any(options.get(k) != (location.options or {}).get(k)
+                for k in ("bucket", "prefix", "endpoint_url"))
+    previous, location.options = location.options, options
+    if moved:
+        try:
+            location.backend().check_online()  # the marker must be there already
+        except LocationError:
+            location.options = previous
+            raise
+    Location.objects.filter(pk=location.pk).update(options=options)
     return location
 
 
@@ -127,6 +163,9 @@ def audit(location=None, fraction=1.0, now=None):
     report = AuditReport()
     for copy in copies[:math.ceil(len(copies) * fraction)]:
         backend = copy.location.backend()
+        if copy.location.type == Location.S3:  # objects: HEAD and read back (s3check)
+            _audit_s3(copy, backend, report, now)
+            continue
         bag = backend.restore_source(copy.bag_path) if backend.is_online() else None
         if bag is None:
             report.unreachable.append(f"{copy.location.name}: {copy.bag_path}")
@@ -155,6 +194,43 @@ def audit(location=None, fraction=1.0, now=None):
     return report
 
 
+def _audit_s3(copy, backend, report, now):
+    from ..backends.base import LocationOffline
+    from .s3check import audit_copy
+
+    try:
+        bad = audit_copy(copy, backend)
+    except LocationOffline as exc:
+        report.unreachable.append(f"{copy.location.name}: {copy.bag_path} ({exc})")
+        return
+    report.audited += 1
+    problems = [f"{e.relpath if e else copy.bag_path}: {why}" for e, why in bad]
+    with transaction.atomic():
+        copy.last_audit, copy.last_audit_ok = now, not problems
+        if problems:
+            copy.state = Copy.FAILED_AUDIT
+            report.failed.append(f"{copy.location.name}: {copy.bag_path}")
+            report.problems.extend(f"{copy.bag_path}: {p}" for p in problems)
+            CopyFile.objects.filter(pk__in=[e.pk for e, _ in bad if e]).update(verified=False)
+        copy.save()
+
+
+def _s3_bag_problems(backend, found):
+    """Every object of a found S3 copy read back against its manifest (rescan)."""
+    problems, sizes = [], {}  # relpath -> (size, ETag)
+    for relpath, sha1 in found.contents.manifest.items():
+        key = backend.payload_key(found.relpath, relpath)
+        try:
+            digest, size, etag = backend.read_sha1(key)
+        except LocationError as exc:
+            problems.append(f"{relpath}: {exc}")
+            continue
+        sizes[relpath] = (size, etag)
+        if digest != sha1:
+            problems.append(f"{relpath}: SHA1 {digest}, manifest {sha1}")
+    return problems, sizes
+
+
 def rescan(location):
     """Rebuild the catalogue of a location's copies from the bags on its disk (manual 7.6).
 
@@ -176,7 +252,10 @@ def rescan(location):
             kind=kind, omero_id=oid,
             defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": 0,
                       "group_id": 0, "gone": True})
-        problems = validate_bag(found.contents.path, check_hashes=True)
+        if location.type == Location.S3:
+            problems, sizes = _s3_bag_problems(backend, found)
+        else:
+            problems, sizes = validate_bag(found.contents.path, check_hashes=True), None
         when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
         copy = Copy.objects.create(
             collection=collection, location=location, bag_path=found.relpath,
@@ -184,11 +263,18 @@ def rescan(location):
             created=when.replace(tzinfo=timezone.utc), verified_at=datetime.now(timezone.utc))
         entries = []
         for relpath, sha1 in found.contents.manifest.items():
-            path = os.path.join(found.contents.path, "data", relpath)
-            size = os.path.getsize(path) if os.path.exists(path) else 0
+            if sizes is not None:
+                size = sizes.get(relpath, (0, ""))[0]
+            else:
+                path = os.path.join(found.contents.path, "data", relpath)
+                size = os.path.getsize(path) if os.path.exists(path) else 0
             entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
                                     verified=not problems, mode=0o644))
         CopyFile.objects.bulk_create(entries, batch_size=1000)
+        if sizes is not None:  # the ETags read now: purge and audit check them from here on
+            S3Object.objects.bulk_create(
+                [S3Object(copy_file=e, etag=sizes[e.relpath][1]) for e in entries
+                 if e.relpath in sizes], batch_size=1000)
         copy.files, copy.bytes = len(entries), sum(e.size for e in entries)
         copy.save()
         known.add(found.relpath)

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from ..models import Location
-from . import beneath
+from . import beneath, s3check
 from .copyfile import identity_of
 from .hashing import read_buffer
 
@@ -80,6 +80,8 @@ class Locations:
         """A CopyAt for the copy file as it is now, or (None, why it does not count)."""
         copy = copy_file.copy
         backend, offline = self.backend(copy.location)
+        if copy.location.type == Location.S3:  # objects, asked of the server now
+            return s3check.find(copy_file, backend, offline)
         if offline is None:
             root = str(backend.root)
             for area in ("write", "read"):
@@ -172,6 +174,8 @@ def check_copy_content(copy_at, primary_root, primary_rel, sample_above):
     copy_at.identity to the copy as read (the delete re-checks it is still that file)."""
     if copy_at.root is None:
         return None  # trusted on a fresh audit (Locations.find)
+    if isinstance(copy_at, s3check.S3CopyAt):
+        return s3check.check_content(copy_at, primary_root, primary_rel, sample_above)
     entry = copy_at.copy_file
     try:
         if sample_above and entry.size > sample_above:
@@ -206,6 +210,8 @@ def copy_unchanged(copy_at, folders):
     folders: a beneath.ReadFolders."""
     if copy_at.root is None:
         return None
+    if isinstance(copy_at, s3check.S3CopyAt):
+        return s3check.unchanged(copy_at)
     try:
         st = folders.lstat(copy_at.root, copy_at.rel)
     except OSError as exc:

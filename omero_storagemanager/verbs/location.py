@@ -3,6 +3,12 @@
     storagemanager location add NAME --type hdd|tape|automated|symlink --mount PATH
                                 --max-size 4TB [--watermark 80] [--purge-enabled]
                                 [--xml-folder PATH] [--current]
+    storagemanager location add NAME --type s3 --mount STAGING --max-size 50TB
+                                --bucket B [--endpoint-url URL] [--region R] [--prefix P]
+                                [--storage-class C] [--addressing-style path]
+                                [--credentials profile:NAME|config:NAME]
+                                [--part-size 16MiB] [--concurrency 4] [--no-read-back]
+    storagemanager location edit-s3 ID [the s3 options above]
     storagemanager location list [--json]
     storagemanager location rescan ID
     storagemanager location purge-cache ID
@@ -43,10 +49,43 @@ def add_arguments(parser):
     add.add_argument("--purge-enabled", action="store_true")
     add.add_argument("--xml-folder", default="")
     add.add_argument("--current", action="store_true")
+    _s3_arguments(add)
+    _s3_arguments(sub.add_parser("edit-s3"), editing=True)
     listing = sub.add_parser("list")
     listing.add_argument("--json", action="store_true")
     for action in ("rescan", "purge-cache", "remove"):
         sub.add_parser(action).add_argument("id", type=int)
+
+
+S3_OPTIONS = ("bucket", "endpoint_url", "region", "prefix", "storage_class",
+              "addressing_style", "credentials", "part_size", "multipart_threshold",
+              "concurrency")
+
+
+def _s3_arguments(parser, editing=False):
+    """The S3 settings (backends/s3.py S3Settings); never a key or secret: credentials
+    name a profile or an omero config secret, else the AWS chain is used."""
+    if editing:
+        parser.add_argument("id", type=int)
+    parser.add_argument("--bucket")
+    parser.add_argument("--endpoint-url")
+    parser.add_argument("--region")
+    parser.add_argument("--prefix")
+    parser.add_argument("--storage-class")
+    parser.add_argument("--addressing-style", choices=["auto", "path", "virtual"])
+    parser.add_argument("--credentials", help="'' (AWS chain), profile:NAME or config:NAME")
+    parser.add_argument("--part-size", type=parse_size)
+    parser.add_argument("--multipart-threshold", type=parse_size)
+    parser.add_argument("--concurrency", type=int)
+    parser.add_argument("--no-read-back", dest="read_back", action="store_false",
+                        default=None)
+
+
+def _s3_options(options):
+    found = {k: options[k] for k in S3_OPTIONS if options.get(k) is not None}
+    if options.get("read_back") is not None:
+        found["read_back"] = options["read_back"]
+    return found
 
 
 def _get(pk):
@@ -63,13 +102,30 @@ def run(command, options):
             location = add_location(options["name"], options["type"], options["mount"],
                                     options["max_size"], options["watermark"],
                                     options["purge_enabled"], options["xml_folder"],
-                                    options["current"])
-            command.stdout.write(f"added {location} at {location.mount}/{location.pk}/")
+                                    options["current"], _s3_options(options))
+            if location.type == Location.S3:
+                from ..backends.s3 import describe_settings
+
+                command.stdout.write(f"added {location} at "
+                                     f"{describe_settings(location.options)}/{location.pk}/ "
+                                     f"(staging {location.mount}/{location.pk}/)")
+            else:
+                command.stdout.write(f"added {location} at {location.mount}/{location.pk}/")
+        elif action == "edit-s3":
+            from ..engine.locations import edit_s3_settings
+
+            location = edit_s3_settings(_get(options["id"]), _s3_options(options))
+            command.stdout.write(f"saved the S3 settings of {location}")
         elif action == "list":
             rows = []
             for loc in Location.objects.order_by("pk"):
+                where = loc.mount
+                if loc.type == Location.S3:  # no secret: the settings never hold one
+                    from ..backends.s3 import describe_settings
+
+                    where = describe_settings(loc.options)
                 rows.append({"id": loc.pk, "name": loc.name, "type": loc.type,
-                             "mount": loc.mount, "max_bytes": loc.max_bytes,
+                             "mount": where, "max_bytes": loc.max_bytes,
                              "current": loc.current, "online": loc.backend().is_online(),
                              "copies": Copy.objects.filter(location=loc).count()})
             if options["json"]:

@@ -17,7 +17,7 @@ from .common import api, bad, conflict, json_body, not_found
 from .rules import RuleError, parse_size
 
 LOCATION_FIELDS = ("name", "type", "mount", "max_bytes", "purge_watermark",
-                   "purge_enabled", "xml_folder", "current")
+                   "purge_enabled", "xml_folder", "current", "s3")
 
 
 def _size(value, name):
@@ -82,6 +82,8 @@ def location_data(location, copies=None):
             "purge_watermark": location.purge_watermark,
             "purge_enabled": location.purge_enabled, "xml_folder": location.xml_folder,
             "current": location.current, "created": location.created}
+    if location.type == Location.S3:  # its settings: never a secret (backends/s3.py)
+        data["s3"] = dict(location.options or {})
     if copies is not None:
         data.update(copies=copies.get("n", 0), used_bytes=copies.get("bytes") or 0)
         try:
@@ -125,12 +127,19 @@ def locations(request, who):
             _size(body["max_bytes"], "max_bytes"), watermark,
             _bool(body.get("purge_enabled", False), "purge_enabled"),
             _text(body.get("xml_folder", ""), "xml_folder"),
-            _bool(body.get("current", False), "current"))
+            _bool(body.get("current", False), "current"), _s3_body(body))
     except LocationError as exc:
         raise bad(str(exc)) from None
     except (IntegrityError, OSError) as exc:
         raise conflict(f"cannot create the location: {exc}") from None
     return {"location": location_data(location, {})}, 201
+
+
+def _s3_body(body):
+    value = body.get("s3") or {}
+    if not isinstance(value, dict):
+        raise bad("s3 must be an object of S3 settings (bucket, endpoint_url, ...)")
+    return value
 
 
 def _location(pk):
@@ -150,7 +159,7 @@ def location_edit(request, who, pk):
     location = _location(pk)
     body = json_body(request)
     unknown = set(body) - {"name", "max_bytes", "purge_watermark", "purge_enabled",
-                           "xml_folder", "mount"}
+                           "xml_folder", "mount", "s3"}
     if unknown:
         raise bad(f"these fields cannot be changed here: {', '.join(sorted(unknown))}")
     if "name" in body:
@@ -177,6 +186,11 @@ def location_edit(request, who, pk):
             raise conflict(f"{mount} holds no folder {location.pk}/ of this location: the "
                            "mount point can only move with the disk")
         location.mount = mount
+    if "s3" in body:
+        try:
+            engine_locations.edit_s3_settings(location, _s3_body(body))
+        except LocationError as exc:
+            raise bad(str(exc)) from None
     try:
         with transaction.atomic():
             location.save()

@@ -561,6 +561,7 @@ BAD_VALUES = {
     "parse_positive_int": "0", "parse_non_negative_int": "-1", "parse_optional_id": "-3",
     "parse_concurrency": '{"scan": 0}', "parse_notify": '["spam"]',
     "parse_emails": '["nobody"]', "parse_id_list": "[-1]",
+    "parse_s3_credentials": '{"lab": {"access_key_id": "only-half"}}',
 }
 
 

@@ -109,6 +109,17 @@
             var purge = el("input", {type: "checkbox", id: "sm-edit-purge"});
             purge.checked = loc.purge_enabled;
             var mount = el("input", {type: "text", className: "sm-input", value: loc.mount, id: "sm-edit-mount"});
+            var s3 = {};
+            var s3Fields = [];
+            if (loc.type === "s3") {
+                ["endpoint_url", "region", "bucket", "prefix", "storage_class", "addressing_style",
+                 "credentials"].forEach(function (name) {
+                    s3[name] = el("input", {type: "text", className: "sm-input", id: "sm-edit-s3-" + name,
+                                            value: (loc.s3 && loc.s3[name]) || ""});
+                    s3Fields.push(el("label", {"for": "sm-edit-s3-" + name}, "S3 " + name.replace("_", " ")), s3[name]);
+                });
+                s3Fields.push(el("span", {className: "sm-help"}, "A new bucket, prefix or endpoint must already hold this location's marker."));
+            }
             box.appendChild(el("h2", {style: "margin-top:10px"}, "Edit location " + loc.id));
             box.appendChild(el("form", {className: "sm-form", id: "sm-location-edit-form"}, [
                 el("label", {"for": "sm-edit-name"}, "Name"), name,
@@ -117,11 +128,19 @@
                 el("label", {"for": "sm-edit-purge"}, "Cache purge enabled"), purge,
                 el("label", {"for": "sm-edit-mount"}, "Mount point"), mount,
                 el("span", {className: "sm-help"}, "Only to where the disk holding folder " + loc.id + "/ is now mounted."),
+                s3Fields,
                 el("span"), el("span", {}, [
                     button("Save", function () {
                         var body = {name: name.value, max_bytes: max.value, purge_watermark: Number(mark.value),
                                     purge_enabled: purge.checked};
                         if (mount.value !== loc.mount) { body.mount = mount.value; }
+                        if (loc.type === "s3") {
+                            body.s3 = {};
+                            Object.keys(s3).forEach(function (name) {
+                                var value = s3[name].value.trim();
+                                if (value !== ((loc.s3 && loc.s3[name]) || "")) { body.s3[name] = value; }
+                            });
+                        }
                         SM.api("admin/locations/" + loc.id + "/", {method: "POST", body: body}).then(function () {
                             SM.clear(box); ok("Location " + loc.id + " saved."); load();
                         }).catch(fail);
@@ -162,6 +181,19 @@
                 });
             }).catch(fail);
         }
+        function s3Settings(field) {
+            var out = {};
+            ["bucket", "endpoint_url", "region", "prefix", "storage_class", "addressing_style",
+             "credentials"].forEach(function (name) {
+                var value = field("s3_" + name).value.trim();
+                if (value) { out[name] = value; }
+            });
+            return out;
+        }
+        var typeField = document.getElementById("sm-loc-type");
+        typeField.addEventListener("change", function () {
+            document.getElementById("sm-loc-s3").hidden = typeField.value !== "s3";
+        });
         document.getElementById("sm-location-add").addEventListener("submit", function (event) {
             event.preventDefault();
             var f = event.target;
@@ -171,6 +203,7 @@
                         purge_watermark: Number(field("purge_watermark").value || 80),
                         purge_enabled: field("purge_enabled").checked,
                         xml_folder: field("xml_folder").value, current: field("current").checked};
+            if (body.type === "s3") { body.s3 = s3Settings(field); }
             SM.api("admin/locations/", {method: "POST", body: body}).then(function (answer) {
                 ok("Location " + answer.location.name + " added (id " + answer.location.id + ").");
                 f.reset();
