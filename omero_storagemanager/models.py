@@ -274,6 +274,12 @@ class Job(models.Model):
     next_check = models.DateTimeField(null=True)  # when a waiting job is looked at again
     cancel_requested = models.BooleanField(default=False)
     summary = models.JSONField(default=dict)  # what the job did, for pages and e-mails
+    # A wait (tasks/waiting.py): what for (medium, cache, busy), the reason without
+    # server paths for non-admins, since when (kept over rechecks), last e-mail about it.
+    wait_kind = models.CharField(max_length=16, blank=True, default="")
+    wait_public = models.TextField(blank=True, default="")
+    wait_since = models.DateTimeField(null=True)
+    wait_reminded = models.DateTimeField(null=True)
 
     class Meta:
         indexes = [models.Index(fields=["state", "kind"])]

@@ -93,7 +93,35 @@ def job_failed(job, error):
 def job_waiting(job, reason):
     send("question", f"{job.kind} of {_targets(job)} is waiting",
          f"Job {job.pk} ({job.kind} of {_targets(job)}) is waiting:\n\n{reason}\n\n"
-         "It goes on by itself once this is done.\n")
+         "It goes on by itself once this is done. You get a reminder every "
+         f"{_duration(settings.WAIT_REMINDER)} while it waits.\n")
+
+
+def job_still_waiting(job, now):
+    """A reminder: the wait started at job.wait_since and still lasts."""
+    waited = _duration((now - job.wait_since).total_seconds()) if job.wait_since else "a while"
+    send("question", f"reminder: {job.kind} of {_targets(job)} still waiting",
+         f"Job {job.pk} ({job.kind} of {_targets(job)}) has been waiting for {waited} "
+         f"(since {job.wait_since:%Y-%m-%d %H:%M} UTC):\n\n{job.wait_reason}\n\n"
+         "It goes on by itself once this is done, or cancel it from the Storage tab.\n")
+
+
+def wait_over(job, waited):
+    """A wait that asked a person ended with the job done (a disk may go back now)."""
+    send("info", f"{job.kind} of {_targets(job)} no longer waiting",
+         f"Job {job.pk} ({job.kind} of {_targets(job)}) waited "
+         f"{_duration(waited['seconds'])} (since {waited['since'][:16].replace('T', ' ')} UTC) "
+         "and is done now: what it waited for is no longer needed.\n")
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    if seconds >= 86400:
+        days, rest = divmod(seconds, 86400)
+        return f"{days} day{'s' * (days != 1)}" + (f" {rest // 3600} h" if rest >= 3600 else "")
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def audit_failed(job, report):
