@@ -132,11 +132,13 @@ class Copy(models.Model):
     """One BagIt bag at one location for one collection at one point in time."""
 
     WRITING, VERIFIED, FAILED_AUDIT, EVICTED = "writing", "verified", "failed_audit", "evicted"
+    MISSING = "missing"  # a rescan did not find its bag on the location (issue 20)
     STATES = [
         (WRITING, "writing"),
         (VERIFIED, "verified"),
         (FAILED_AUDIT, "failed audit"),
         (EVICTED, "evicted from read cache"),
+        (MISSING, "missing from the location"),
     ]
 
     collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="copies")

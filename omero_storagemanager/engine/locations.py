@@ -2,8 +2,8 @@
 
 A location is only written to when its <mount>/<id>/ directory is there and holds the
 location's marker (checked by the backend: another disk mounted at the same place is
-refused); adding a location creates it with a new marker, removing one is refused while
-it holds copies.
+refused); adding a location creates it with a new marker; rescanning and removing one
+are in rescan.py.
 """
 import math
 import os
@@ -16,12 +16,10 @@ from django.db import transaction
 
 from ..backends.bag import validate_bag
 from ..backends.base import BadLocation, LocationError, validate_mount
-from ..models import Collection, Copy, CopyFile, Location
+from ..models import Copy, CopyFile, Location
 from .hashing import hash_file
-
-
-class LocationInUse(LocationError):
-    pass
+# Rescan and removal reconcile the catalogue with the disk: rescan.py.
+from .rescan import LocationInUse, remove_location, rescan  # noqa: F401
 
 
 def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled=False,
@@ -68,13 +66,6 @@ def current_location():
     if location is None:
         raise LocationError("no current archive location: add one and make it current")
     return location
-
-
-def remove_location(location):
-    if Copy.objects.filter(location=location).exists():
-        raise LocationInUse(f"location {location.name!r} (id {location.pk}) holds copies; "
-                            "it can be removed only when empty")
-    location.delete()
 
 
 @dataclass
@@ -153,44 +144,3 @@ def audit(location=None, fraction=1.0, now=None):
                 CopyFile.objects.filter(pk__in=[e.pk for e, _ in bad]).update(verified=False)
             copy.save()
     return report
-
-
-def rescan(location):
-    """Rebuild the catalogue of a location's copies from the bags on its disk (manual 7.6).
-
-    Known copies are left as they are; bags the app does not know are validated and
-    added (VERIFIED when every hash matches, else FAILED_AUDIT)."""
-    backend = location.backend()
-    backend.check_online()
-    known = set(Copy.objects.filter(location=location).values_list("bag_path", flat=True))
-    added = []
-    for found in backend.find_bags():
-        if found.relpath in known:
-            continue
-        info = found.contents.info
-        kind = info.get("OMERO-Collection-Kind", [""])[0]
-        oid = int(info.get("OMERO-Collection-Id", ["0"])[0])
-        if kind not in ("project", "screen") or not oid:
-            continue
-        collection, _ = Collection.objects.get_or_create(
-            kind=kind, omero_id=oid,
-            defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": 0,
-                      "group_id": 0, "gone": True})
-        problems = validate_bag(found.contents.path, check_hashes=True)
-        when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
-        copy = Copy.objects.create(
-            collection=collection, location=location, bag_path=found.relpath,
-            state=Copy.FAILED_AUDIT if problems else Copy.VERIFIED,
-            created=when.replace(tzinfo=timezone.utc), verified_at=datetime.now(timezone.utc))
-        entries = []
-        for relpath, sha1 in found.contents.manifest.items():
-            path = os.path.join(found.contents.path, "data", relpath)
-            size = os.path.getsize(path) if os.path.exists(path) else 0
-            entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
-                                    verified=not problems, mode=0o644))
-        CopyFile.objects.bulk_create(entries, batch_size=1000)
-        copy.files, copy.bytes = len(entries), sum(e.size for e in entries)
-        copy.save()
-        known.add(found.relpath)
-        added.append(found.relpath)
-    return added

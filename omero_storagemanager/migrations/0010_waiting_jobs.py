@@ -1,4 +1,5 @@
-"""Waiting is a state (issue 20): what a job waits for, since when, the last e-mail."""
+"""Issue 20: what a waiting job waits for, since when, the last e-mail about it; the
+copy state "missing" (a rescan did not find the bag)."""
 from django.db import migrations, models
 
 
@@ -10,4 +11,9 @@ class Migration(migrations.Migration):
         migrations.AddField("job", "wait_public", models.TextField(blank=True, default="")),
         migrations.AddField("job", "wait_since", models.DateTimeField(null=True)),
         migrations.AddField("job", "wait_reminded", models.DateTimeField(null=True)),
+        migrations.AlterField("copy", "state", models.CharField(
+            choices=[("writing", "writing"), ("verified", "verified"),
+                     ("failed_audit", "failed audit"), ("evicted", "evicted from read cache"),
+                     ("missing", "missing from the location")],
+            default="writing", max_length=12)),
     ]

@@ -141,9 +141,17 @@ def cache_purge(job, handle):
 
 
 def location_rescan(job, handle):
-    added = rescan(job.location)
-    handle.log(f"{job.location.name}: {len(added)} bag(s) added to the catalogue")
-    return {"added": len(added)}
+    report = rescan(job.location)
+    handle.log(f"{job.location.name}: {len(report.added)} bag(s) added to the catalogue, "
+               f"{len(report.missing)} missing, {len(report.back)} found again")
+    for path in report.missing:
+        handle.error(f"copy {path} is no longer on {job.location.name}")
+    if report.missing:
+        from .notify import copies_missing
+
+        copies_missing(job, report)
+    return {"added": len(report.added), "missing": report.missing, "back": len(report.back),
+            "orphaned": report.orphaned}
 
 
 def audit_job(job, handle):

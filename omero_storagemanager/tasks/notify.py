@@ -130,6 +130,23 @@ def audit_failed(job, report):
          + "\n".join(report.failed) + "\n\n" + "\n".join(report.problems[:50]) + "\n")
 
 
+def copies_missing(job, report):
+    """A rescan found copies gone: a warning, or an error when a purged collection lost
+    its last copy (nothing can restore it now)."""
+    where = job.location.name if job.location else "a location"
+    lines = "\n".join(report.missing[:200])
+    if report.orphaned:
+        send("error", f"{len(report.orphaned)} purged collection(s) lost their last copy",
+             f"A rescan of {where} did not find {len(report.missing)} copies. These purged "
+             "collections have no copy left anywhere, so they cannot be restored:\n\n"
+             + "\n".join(report.orphaned) + "\n\nPut the disk or the bags back and rescan "
+             f"{where}.\n\nCopies not found:\n{lines}\n")
+    else:
+        send("warning", f"{len(report.missing)} copies missing from {where}",
+             f"A rescan of {where} did not find these copies (marked missing; other copies "
+             f"of their collections remain):\n\n{lines}\n")
+
+
 def quota_exceeded(entries):
     lines = [f"{e['scope']} {e['name']} (id {e['id']}): {e['online_bytes']} bytes online, "
              f"quota {e['quota_bytes']}" for e in entries]
