@@ -107,6 +107,13 @@ class Location(models.Model):
     # Written into <mount>/<id>/ as well (backends: the location marker): a disk whose
     # marker differs is another disk mounted at the same place, never trusted.
     marker = models.CharField(max_length=64, blank=True, default="")
+    # Tape and automated: what write/ and read/ held when last measured, and the copies
+    # on the archive medium only (engine/capacity.py).
+    write_bytes = models.BigIntegerField(default=0)
+    read_bytes = models.BigIntegerField(default=0)
+    medium_only_bytes = models.BigIntegerField(default=0)
+    medium_only_copies = models.IntegerField(default=0)
+    measured_at = models.DateTimeField(null=True)
 
     def __str__(self):
         return f"{self.name} ({self.type}, id {self.pk})"

@@ -17,6 +17,7 @@ from django.db import transaction
 from ..backends.bag import validate_bag
 from ..backends.base import BadLocation, LocationError, validate_mount
 from ..models import Copy, CopyFile, Location
+from . import capacity
 from .hashing import hash_file
 # Rescan and removal reconcile the catalogue with the disk: rescan.py.
 from .rescan import LocationInUse, remove_location, rescan  # noqa: F401
@@ -95,6 +96,7 @@ def purge_read_cache(location):
         used -= bag.bytes
         result.evicted.append(bag.relpath)
         result.freed_bytes += bag.bytes
+    capacity.measure(location)  # the figures pages show: write queue, cache, tape only
     return result
 
 

@@ -60,7 +60,11 @@ def rescan(location):
             copy.verified_at = datetime.now(timezone.utc)
             copy.save(update_fields=["state", "verified_at"])
             report.back.append(found.relpath)
-    if location.type not in MEDIUM_TYPES:
+    if location.type in MEDIUM_TYPES:
+        from .capacity import measure
+
+        measure(location)  # gone from write/ and read/: on the medium only
+    else:
         vanished = [c for path, c in copies.items()
                     if path not in found_paths and c.state in RELIED_ON]
         if vanished:

@@ -9,6 +9,7 @@ from django.db.models import Count, Sum
 from .. import preferences, settings
 from ..backends.base import LocationError, validate_mount
 from ..catalog.holders import BadHolder, check_archive_holder
+from ..engine import capacity as engine_capacity
 from ..engine import locations as engine_locations
 from ..models import Copy, Location, Quota
 from ..tasks import notify, schedules
@@ -103,6 +104,9 @@ def location_data(location, copies=None):
             "current": location.current, "created": location.created}
     if copies is not None:
         data.update(copies=copies.get("n", 0), used_bytes=copies.get("bytes") or 0)
+        cache = engine_capacity.figures(location)
+        if cache is not None:  # tape, automated: what the cache disk holds now
+            data.update(cache, used_bytes=cache["write_bytes"] + cache["read_bytes"])
         try:
             data["online"] = location.backend().is_online()
         except Exception:
