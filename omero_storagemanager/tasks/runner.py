@@ -16,7 +16,7 @@ from django.db import (InterfaceError, OperationalError, close_old_connections, 
 
 from .. import settings
 from ..models import Job
-from . import waiting
+from . import threaddump, waiting
 from .handle import JobCancelled, JobHandle, log_dir_for
 from .handlers import HANDLERS
 from .waiting import WAIT_EXCEPTIONS
@@ -98,6 +98,7 @@ def _mail_failed(job, error):
 def run_job(job_id):
     """django-q2 entry point. Returns the job's final state (for django-q2's result)."""
     close_old_connections()
+    threaddump.register()  # a support bundle can ask this worker for its threads
     job = claim(job_id)
     if job is None:
         return "not claimed"
