@@ -266,6 +266,13 @@ CUSTOM_SETTINGS_MAPPINGS = {
         parse_positive_int,
         "Seconds between two looks at a waiting job (a disk to connect, a tape restore).",
     ],
+    PREFIX + "stat_scan_period_days": [
+        "STAT_SCAN_PERIOD_DAYS",
+        "7",
+        parse_positive_int,
+        "Every collection gets a stat scan (files on disk, last access) at least once in this "
+        "many days: each scheduled scan also stat-scans the slice whose figures are oldest.",
+    ],
     PREFIX + "wait_reminder": [
         "WAIT_REMINDER",
         "86400",

@@ -60,8 +60,25 @@ def scan_job(job, handle):
             handle.error(f"{key}: {p['problem']}: {p['path']}")
     handle.log(f"{mode} scan of {report.collections} collections: {report.files} files, "
                f"{report.bytes} bytes")
-    return {"mode": mode, "collections": report.collections, "files": report.files,
-            "bytes": report.bytes, "problems": sum(len(p) for p in report.problems.values())}
+    summary = {"mode": mode, "collections": report.collections, "files": report.files,
+               "bytes": report.bytes, "problems": sum(len(p) for p in report.problems.values())}
+    if job.params.get("scheduled") and mode == "catalog" and keys is None:
+        summary["stat_scanned"] = _rolling_stat_scan(handle)
+    return summary
+
+
+def _rolling_stat_scan(handle):
+    """The slice of collections whose disk figures are oldest (tasks/rolling.py)."""
+    from .rolling import stat_slice
+
+    chosen = [(c.kind, c.omero_id) for c in stat_slice()]
+    if not chosen:
+        return 0
+    with _Catalog() as conn:
+        report = scan(conn, _paths(), "stat", chosen, settings.INCLUDE_ATTACHMENTS, handle)
+    handle.log(f"rolling stat scan of {report.collections} collections (oldest figures "
+               f"first; all within {settings.STAT_SCAN_PERIOD_DAYS} days)")
+    return report.collections
 
 
 def archive(job, handle):
