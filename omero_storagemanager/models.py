@@ -112,6 +112,13 @@ class Location(models.Model):
     # Type s3 only (backends/s3.py S3Settings): endpoint, region, bucket, prefix, ...;
     # never a secret (credentials come from the AWS chain or omero config).
     options = models.JSONField(default=dict, blank=True)
+    # Tape and automated: what write/ and read/ held when last measured, and the copies
+    # on the archive medium only (engine/capacity.py).
+    write_bytes = models.BigIntegerField(default=0)
+    read_bytes = models.BigIntegerField(default=0)
+    medium_only_bytes = models.BigIntegerField(default=0)
+    medium_only_copies = models.IntegerField(default=0)
+    measured_at = models.DateTimeField(null=True)
 
     def __str__(self):
         return f"{self.name} ({self.type}, id {self.pk})"
@@ -142,11 +149,13 @@ class Copy(models.Model):
     """One BagIt bag at one location for one collection at one point in time."""
 
     WRITING, VERIFIED, FAILED_AUDIT, EVICTED = "writing", "verified", "failed_audit", "evicted"
+    MISSING = "missing"  # a rescan did not find its bag on the location (issue 20)
     STATES = [
         (WRITING, "writing"),
         (VERIFIED, "verified"),
         (FAILED_AUDIT, "failed audit"),
         (EVICTED, "evicted from read cache"),
+        (MISSING, "missing from the location"),
     ]
 
     collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="copies")
@@ -284,6 +293,12 @@ class Job(models.Model):
     next_check = models.DateTimeField(null=True)  # when a waiting job is looked at again
     cancel_requested = models.BooleanField(default=False)
     summary = models.JSONField(default=dict)  # what the job did, for pages and e-mails
+    # A wait (tasks/waiting.py): what for (medium, cache, busy), the reason without
+    # server paths for non-admins, since when (kept over rechecks), last e-mail about it.
+    wait_kind = models.CharField(max_length=16, blank=True, default="")
+    wait_public = models.TextField(blank=True, default="")
+    wait_since = models.DateTimeField(null=True)
+    wait_reminded = models.DateTimeField(null=True)
 
     class Meta:
         indexes = [models.Index(fields=["state", "kind"])]

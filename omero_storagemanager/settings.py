@@ -102,6 +102,20 @@ def parse_optional_id(value):
     return number
 
 
+MIN_WAIT_REMINDER = 3600
+
+
+def parse_reminder_interval(value):
+    """Seconds between reminders: at least an hour, so a waiting job cannot flood inboxes."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError("must be a whole number of seconds") from None
+    if number < MIN_WAIT_REMINDER:
+        raise ValueError(f"must be at least {MIN_WAIT_REMINDER} seconds (one hour)")
+    return number
+
+
 def parse_non_negative_int(value):
     try:
         number = int(str(value).strip())
@@ -281,6 +295,21 @@ CUSTOM_SETTINGS_MAPPINGS = {
         "300",
         parse_positive_int,
         "Seconds between two looks at a waiting job (a disk to connect, a tape restore).",
+    ],
+    PREFIX + "stat_scan_period_days": [
+        "STAT_SCAN_PERIOD_DAYS",
+        "7",
+        parse_positive_int,
+        "Every collection gets a stat scan (files on disk, last access) at least once in this "
+        "many days: each scheduled scan also stat-scans the slice whose figures are oldest.",
+    ],
+    PREFIX + "wait_reminder": [
+        "WAIT_REMINDER",
+        "86400",
+        parse_reminder_interval,
+        "Seconds between two reminder e-mails about a job still waiting for a person (a "
+        "disk to connect, a tape to restore; default daily, at least 3600). The question "
+        "e-mail goes out once when the wait starts; reminders never more often than this.",
     ],
     PREFIX + "notify": [
         "NOTIFY",

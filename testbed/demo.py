@@ -72,10 +72,13 @@ def prepare(base, seed):
         data_dir=truth.data_dir,
         managed_dir=truth.managed_dir,
         var_dir=base / "var",
+        # The nightly backup dumps with the embedded PostgreSQL's own pg_dump: Debian's
+        # (older) one refuses a newer server.
         extra={"omero.web.storagemanager.demo": "true",
                # The S3 location's secret, as an admin would set it with omero config.
                "omero.web.storagemanager.s3_credentials": {"demo": {
                    "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}},
+               "omero.web.storagemanager.pg_bin_dir": str(server.bindir),
                "omero.web.caches": {"default": {
                    "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                    "LOCATION": str(base / "cache")}}},
@@ -119,7 +122,30 @@ def setup_app_database(archive, s3=None):
     say(f"archive location {location.name!r} (id {location.pk}) at {archive}")
     if s3 is not None:
         add_s3_location(archive.parent, s3)
+    from omero_storagemanager.tasks.schedules import set_schedule
+
+    set_schedule("backup", "02:00")  # refused here if no pg_dump fits the server
+    say("nightly backup of the app database at 02:00")
     scan_facility()
+
+
+def check_backup():
+    """Run the nightly backup job now on the cluster; True when it wrote a 0600 dump."""
+    import stat
+
+    from omero_storagemanager.models import Job
+    from omero_storagemanager.tasks.schedules import run_now
+
+    job = run_now("backup")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.state not in (Job.DONE, Job.FAILED):
+        time.sleep(0.5)
+        job.refresh_from_db()
+    path = job.summary.get("path", "")
+    mode = stat.S_IMODE(os.stat(path).st_mode) if path and os.path.exists(path) else None
+    say(f"check: backup job {job.state}, dump mode {oct(mode) if mode is not None else '-'}"
+        + (f": {job.error}" if job.error else ""))
+    return job.state == Job.DONE and mode == 0o600
 
 
 def scan_facility():
@@ -215,7 +241,8 @@ def main(argv=None):
             # A task through the real broker proves the cluster takes work.
             answer = result(async_task("math.floor", 2.5), wait=60_000)
             say(f"check: django-q2 cluster ran a task: math.floor(2.5) = {answer}")
-            return 0 if status == 200 and "Storage" in body and answer == 2 else 1
+            backed_up = check_backup()
+            return 0 if status == 200 and "Storage" in body and answer == 2 and backed_up else 1
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -45,6 +45,8 @@ def pytest_configure(config):
         data_dir=data_dir,
         managed_dir=data_dir / "ManagedRepository",
         var_dir=base / "var",
+        # Backups use the test server's own clients (the machine's may be older).
+        extra={"omero.web.storagemanager.pg_bin_dir": str(server.bindir)},
     ))
     os.environ["OMERODIR"] = str(omerodir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "omeroweb.settings"

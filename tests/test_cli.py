@@ -28,9 +28,11 @@ def test_check_passes_on_the_test_bed(omerodir):
     proc = run_cli("check", omerodir=omerodir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["ok"] * 4, proc.stdout
+    assert [line.split()[0] for line in lines] == ["ok"] * 5, proc.stdout
     assert any("OMERO database" in line for line in lines)
     assert any("app database: migrated" in line for line in lines)
+    [tools] = [line for line in lines if "backup tools" in line]
+    assert "pg_dump (PostgreSQL 18) for server 18" in tools, tools
 
 
 def test_check_fails_clearly_on_a_bad_configuration(tmp_path, pg_server):
@@ -47,6 +49,7 @@ def test_check_fails_clearly_on_a_bad_configuration(tmp_path, pg_server):
     assert "FAIL OMERO database" in proc.stdout, proc.stdout
     assert "127.0.0.1:1/omero unreachable" in proc.stdout, proc.stdout
     assert "FAIL data_dir" in proc.stdout
+    assert "FAIL backup tools" in proc.stdout  # no app database to compare with
     assert "check found problems" in proc.stderr
 
 

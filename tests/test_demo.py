@@ -41,3 +41,6 @@ def test_demo_serves_the_storage_page_and_stops_cleanly(tmp_path):
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", s3_port)) != 0, "the S3 server still listening"
     assert "check: django-q2 cluster ran a task: math.floor(2.5) = 2" in out
+    # Its nightly backup works: the embedded server's own pg_dump, a dump only its user reads.
+    assert "nightly backup of the app database at 02:00" in out
+    assert "check: backup job done, dump mode 0o600" in out

@@ -22,7 +22,7 @@ from ..backends.bag import BagError, BagWriter, validate_bag
 from ..backends.base import LocationError, Order, bag_relpath
 from ..backends.layout import safe_relpath
 from ..models import Collection, Copy, CopyFile, PrimaryFile
-from . import archiveplan, beneath, roots
+from . import archiveplan, beneath, capacity, roots
 # ArchiveError lives with the plan (which raises it first); callers import it from here.
 from .archiveplan import ArchiveError, plan
 from .batchcopy import copy_in_processes
@@ -54,12 +54,13 @@ def order_of(copy):
 
 
 def _check_capacity(location, nbytes):
-    used = (Copy.objects.filter(location=location, state__in=[Copy.WRITING, Copy.VERIFIED])
-            .aggregate(total=Sum("bytes"))["total"] or 0)
-    if used + nbytes > location.max_bytes:
+    # A tape or automated location counts what its cache disk holds now (capacity.py).
+    used, needed = capacity.used_bytes(location), capacity.needed_bytes(location, nbytes)
+    if used + needed > location.max_bytes:
         raise LocationFull(
             f"location {location.name!r} (id {location.pk}) would exceed its maximum size: "
-            f"{used} + {nbytes} > {location.max_bytes} bytes; add a location and make it current")
+            f"{used} + {needed} > {location.max_bytes} bytes; add a location and make it current"
+            + (" (or purge its read cache)" if location.type in capacity.CACHE_TYPES else ""))
 
 
 def _bag_info(collection, image_ids, copy):

@@ -3,11 +3,11 @@
     <var_dir>/backups/current.dump, 0.dump, 1.dump, ... (kept: settings.BACKUPS_KEPT)
 
 A new dump is written under a temporary name and renamed once pg_dump succeeded, then
-the older ones shift by one. The password goes to pg_dump through the environment,
+the older ones shift by one. Dumps are 0600 in a 0700 folder; pg_dump and pg_restore
+are the installed ones that fit the server (pgtools.py). The password goes to pg_dump through the environment,
 never on its command line (visible to every user of the machine) or in a log.
 """
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,10 +15,9 @@ from datetime import datetime, timezone
 from django.db import connection
 
 from .. import settings
+from .pgtools import BackupError, find_program  # noqa: F401 (BackupError: callers' name)
 
 
-class BackupError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -34,11 +33,8 @@ def backup_dir():
 
 
 def _program(name):
-    path = os.path.join(settings.PG_BIN_DIR, name) if settings.PG_BIN_DIR else shutil.which(name)
-    if not path or not os.path.exists(path):
-        raise BackupError(f"{name} not found: install the PostgreSQL client or set "
-                          "omero.web.storagemanager.pg_bin_dir")
-    return path
+    """The installed `name` that fits the app database's server (pgtools.py)."""
+    return find_program(name, connection)[0]
 
 
 def _connection_args():
@@ -75,10 +71,18 @@ def list_backups():
 def run_backup():
     """Dump the app database; rotate current -> 0 -> 1 ...; returns the new Backup."""
     folder = backup_dir()
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
     tmp = os.path.join(folder, ".current.dump.tmp")
+    program = _program("pg_dump")
+    # The dump holds every row of the app: readable by the service user only. pg_dump
+    # truncates the file it is given, keeping the mode it was created with.
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     args, env = _connection_args()
-    _run([_program("pg_dump"), "--format=custom", "--no-owner", "--file", tmp, *args], env)
+    _run([program, "--format=custom", "--no-owner", "--file", tmp, *args], env)
+    os.chmod(tmp, 0o600)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     kept = settings.BACKUPS_KEPT

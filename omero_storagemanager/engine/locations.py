@@ -2,8 +2,8 @@
 
 A location is only written to when its <mount>/<id>/ directory is there and holds the
 location's marker (checked by the backend: another disk mounted at the same place is
-refused); adding a location creates it with a new marker, removing one is refused while
-it holds copies.
+refused); adding a location creates it with a new marker; rescanning and removing one
+are in rescan.py.
 """
 import math
 import os
@@ -16,12 +16,11 @@ from django.db import transaction
 
 from ..backends.bag import validate_bag
 from ..backends.base import BadLocation, LocationError, validate_mount
-from ..models import Collection, Copy, CopyFile, Location, S3Object
+from ..models import Copy, CopyFile, Location
+from . import capacity
 from .hashing import hash_file
-
-
-class LocationInUse(LocationError):
-    pass
+# Rescan and removal reconcile the catalogue with the disk: rescan.py.
+from .rescan import LocationInUse, remove_location, rescan  # noqa: F401
 
 
 def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled=False,
@@ -106,13 +105,6 @@ def current_location():
     return location
 
 
-def remove_location(location):
-    if Copy.objects.filter(location=location).exists():
-        raise LocationInUse(f"location {location.name!r} (id {location.pk}) holds copies; "
-                            "it can be removed only when empty")
-    location.delete()
-
-
 @dataclass
 class CachePurge:
     evicted: List[str] = field(default_factory=list)
@@ -140,6 +132,7 @@ def purge_read_cache(location):
         used -= bag.bytes
         result.evicted.append(bag.relpath)
         result.freed_bytes += bag.bytes
+    capacity.measure(location)  # the figures pages show: write queue, cache, tape only
     return result
 
 
@@ -213,70 +206,3 @@ def _audit_s3(copy, backend, report, now):
             report.problems.extend(f"{copy.bag_path}: {p}" for p in problems)
             CopyFile.objects.filter(pk__in=[e.pk for e, _ in bad if e]).update(verified=False)
         copy.save()
-
-
-def _s3_bag_problems(backend, found):
-    """Every object of a found S3 copy read back against its manifest (rescan)."""
-    problems, sizes = [], {}  # relpath -> (size, ETag)
-    for relpath, sha1 in found.contents.manifest.items():
-        key = backend.payload_key(found.relpath, relpath)
-        try:
-            digest, size, etag = backend.read_sha1(key)
-        except LocationError as exc:
-            problems.append(f"{relpath}: {exc}")
-            continue
-        sizes[relpath] = (size, etag)
-        if digest != sha1:
-            problems.append(f"{relpath}: SHA1 {digest}, manifest {sha1}")
-    return problems, sizes
-
-
-def rescan(location):
-    """Rebuild the catalogue of a location's copies from the bags on its disk (manual 7.6).
-
-    Known copies are left as they are; bags the app does not know are validated and
-    added (VERIFIED when every hash matches, else FAILED_AUDIT)."""
-    backend = location.backend()
-    backend.check_online()
-    known = set(Copy.objects.filter(location=location).values_list("bag_path", flat=True))
-    added = []
-    for found in backend.find_bags():
-        if found.relpath in known:
-            continue
-        info = found.contents.info
-        kind = info.get("OMERO-Collection-Kind", [""])[0]
-        oid = int(info.get("OMERO-Collection-Id", ["0"])[0])
-        if kind not in ("project", "screen") or not oid:
-            continue
-        collection, _ = Collection.objects.get_or_create(
-            kind=kind, omero_id=oid,
-            defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": 0,
-                      "group_id": 0, "gone": True})
-        if location.type == Location.S3:
-            problems, sizes = _s3_bag_problems(backend, found)
-        else:
-            problems, sizes = validate_bag(found.contents.path, check_hashes=True), None
-        when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
-        copy = Copy.objects.create(
-            collection=collection, location=location, bag_path=found.relpath,
-            state=Copy.FAILED_AUDIT if problems else Copy.VERIFIED,
-            created=when.replace(tzinfo=timezone.utc), verified_at=datetime.now(timezone.utc))
-        entries = []
-        for relpath, sha1 in found.contents.manifest.items():
-            if sizes is not None:
-                size = sizes.get(relpath, (0, ""))[0]
-            else:
-                path = os.path.join(found.contents.path, "data", relpath)
-                size = os.path.getsize(path) if os.path.exists(path) else 0
-            entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
-                                    verified=not problems, mode=0o644))
-        CopyFile.objects.bulk_create(entries, batch_size=1000)
-        if sizes is not None:  # the ETags read now: purge and audit check them from here on
-            S3Object.objects.bulk_create(
-                [S3Object(copy_file=e, etag=sizes[e.relpath][1]) for e in entries
-                 if e.relpath in sizes], batch_size=1000)
-        copy.files, copy.bytes = len(entries), sum(e.size for e in entries)
-        copy.save()
-        known.add(found.relpath)
-        added.append(found.relpath)
-    return added

@@ -53,6 +53,30 @@ class RestoreError(Exception):
     pass
 
 
+class WaitReason(str):
+    """What a restore waits for, as the admin reads it (paths and all), with `kind`
+    (medium: a disk or cache to connect, or a copy to put back; cache: a copy to come
+    back from tape or an automated archive) and `public`: the same without server paths,
+    for the users who asked."""
+
+    def __new__(cls, text, kind, public):
+        reason = super().__new__(cls, text)
+        reason.kind, reason.public = kind, public
+        return reason
+
+
+def wait_reason(backend, location, text):
+    """The WaitReason for a copy at `location` that `backend` cannot give now."""
+    where = f"{backend.noun} '{location.name}'"
+    if not backend.is_online():
+        return WaitReason(text, "medium", f"waiting for {where} to be {backend.connect_verb}ed")
+    if backend.has_read_cache:
+        return WaitReason(text, "cache",
+                          f"waiting for the copy on {where} to come back into its read cache")
+    return WaitReason(text, "medium",
+                      f"waiting for an administrator to put the copy back on {where}")
+
+
 @dataclass
 class RestoreResult:
     collection: str
@@ -82,7 +106,8 @@ def _source(copy, cache, order_for):
     if copy.pk not in cache:
         backend = copy.location.backend()
         path = backend.restore_source(copy.bag_path)
-        reason = None if path else backend.request_restore(copy.bag_path, order_for(copy))
+        reason = None if path else wait_reason(
+            backend, copy.location, backend.request_restore(copy.bag_path, order_for(copy)))
         cache[copy.pk] = (path, reason)
     return cache[copy.pk]
 

@@ -1,7 +1,8 @@
 """Sync: the app knows every Project and Screen of OMERO, with its current name and owner.
 
 New ones appear, renamed or moved ones follow, deleted ones are marked gone: their rows
-stay, because their copies and history must remain findable.
+stay, because their copies and history must remain findable. A collection that purge
+moved to the archive user and group keeps its original owner and group here.
 """
 from dataclasses import dataclass, field
 from typing import List
@@ -12,6 +13,10 @@ from ..catalog.collections import format_key, list_collections
 from ..models import Collection
 
 _FOLLOWED = ("name", "owner_id", "owner_name", "group_id", "group_name", "created")
+# While purge has moved a collection to the archive user and group (original_owner_id
+# set), its row keeps the owner and group it had: they still see it, request its
+# restore and count it; restore moves it back and clears the mark (issue 20).
+_KEPT_WHILE_MOVED = ("owner_id", "owner_name", "group_id", "group_name")
 
 
 @dataclass
@@ -36,9 +41,9 @@ def sync_collections(conn, keys=None):
     if keys is not None:
         existing = existing.filter(omero_id__in={oid for _, oid in keys})
     # (kind, omero_id) -> (pk, gone, followed values in _FOLLOWED order)
-    known = {(kind, oid): (pk, gone, tuple(values))
-             for pk, kind, oid, gone, *values in existing.values_list(
-                 "pk", "kind", "omero_id", "gone", *_FOLLOWED)}
+    known = {(kind, oid): (pk, gone, tuple(values), moved is not None)
+             for pk, kind, oid, gone, moved, *values in existing.values_list(
+                 "pk", "kind", "omero_id", "gone", "original_owner_id", *_FOLLOWED)}
     if keys is not None:
         wanted = set(keys)
         known = {k: v for k, v in known.items() if k in wanted}
@@ -50,7 +55,10 @@ def sync_collections(conn, keys=None):
             new.append(Collection(kind=row.kind, omero_id=row.id, **dict(zip(_FOLLOWED, values))))
             report.added.append(row.key)
             continue
-        pk, gone, stored = current
+        pk, gone, stored, moved = current
+        if moved:
+            values = tuple(stored[i] if name in _KEPT_WHILE_MOVED else value
+                           for i, (name, value) in enumerate(zip(_FOLLOWED, values)))
         if gone:
             report.back.append(row.key)
         if gone or stored != values:
@@ -59,8 +67,8 @@ def sync_collections(conn, keys=None):
             changed.append(Collection(pk=pk, kind=row.kind, omero_id=row.id, gone=False,
                                       **dict(zip(_FOLLOWED, values))))
             report.changed.append(row.key)
-    vanished = [pk for pk, gone, _ in known.values() if not gone]
-    report.gone.extend(format_key(kind, oid) for (kind, oid), (_, gone, _) in known.items()
+    vanished = [pk for pk, gone, _, _ in known.values() if not gone]
+    report.gone.extend(format_key(kind, oid) for (kind, oid), (_, gone, _, _) in known.items()
                        if not gone)
     if new or changed or vanished:
         with transaction.atomic():

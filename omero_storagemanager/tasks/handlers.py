@@ -60,8 +60,25 @@ def scan_job(job, handle):
             handle.error(f"{key}: {p['problem']}: {p['path']}")
     handle.log(f"{mode} scan of {report.collections} collections: {report.files} files, "
                f"{report.bytes} bytes")
-    return {"mode": mode, "collections": report.collections, "files": report.files,
-            "bytes": report.bytes, "problems": sum(len(p) for p in report.problems.values())}
+    summary = {"mode": mode, "collections": report.collections, "files": report.files,
+               "bytes": report.bytes, "problems": sum(len(p) for p in report.problems.values())}
+    if job.params.get("scheduled") and mode == "catalog" and keys is None:
+        summary["stat_scanned"] = _rolling_stat_scan(handle)
+    return summary
+
+
+def _rolling_stat_scan(handle):
+    """The slice of collections whose disk figures are oldest (tasks/rolling.py)."""
+    from .rolling import stat_slice
+
+    chosen = [(c.kind, c.omero_id) for c in stat_slice()]
+    if not chosen:
+        return 0
+    with _Catalog() as conn:
+        report = scan(conn, _paths(), "stat", chosen, settings.INCLUDE_ATTACHMENTS, handle)
+    handle.log(f"rolling stat scan of {report.collections} collections (oldest figures "
+               f"first; all within {settings.STAT_SCAN_PERIOD_DAYS} days)")
+    return report.collections
 
 
 def archive(job, handle):
@@ -142,9 +159,17 @@ def cache_purge(job, handle):
 
 
 def location_rescan(job, handle):
-    added = rescan(job.location)
-    handle.log(f"{job.location.name}: {len(added)} bag(s) added to the catalogue")
-    return {"added": len(added)}
+    report = rescan(job.location)
+    handle.log(f"{job.location.name}: {len(report.added)} bag(s) added to the catalogue, "
+               f"{len(report.missing)} missing, {len(report.back)} found again")
+    for path in report.missing:
+        handle.error(f"copy {path} is no longer on {job.location.name}")
+    if report.missing:
+        from .notify import copies_missing
+
+        copies_missing(job, report)
+    return {"added": len(report.added), "missing": report.missing, "back": len(report.back),
+            "orphaned": report.orphaned}
 
 
 def audit_job(job, handle):

@@ -2,8 +2,9 @@
 
 It resumes jobs whose worker died (no heartbeat for settings.HEARTBEAT_TIMEOUT seconds:
 another worker claims them and the handler picks up where it stopped), looks again at
-waiting jobs whose time has come, and dispatches queued jobs that may run: so no job
-depends on a task that a broker lost (Redis loses a killed worker's task).
+waiting jobs whose time has come, dispatches queued jobs that may run (so no job
+depends on a task that a broker lost: Redis loses a killed worker's task), and sends
+the reminders about jobs waiting for a person (tasks/waiting.py).
 """
 from datetime import datetime, timezone
 
@@ -12,6 +13,7 @@ from django.db import transaction
 from ..models import Job
 from .queue import claim_lock, dispatch_ready
 from .runner import stale
+from .waiting import remind
 
 
 def monitor(now=None):
@@ -27,4 +29,5 @@ def monitor(now=None):
                 job.save(update_fields=["state", "wait_reason", "worker"])
                 resumed.append(job.pk)
     dispatched = dispatch_ready(now)
-    return {"resumed": resumed, "dispatched": [j.pk for j in dispatched]}
+    reminded = remind(now)
+    return {"resumed": resumed, "dispatched": [j.pk for j in dispatched], "reminded": reminded}

@@ -93,13 +93,58 @@ def job_failed(job, error):
 def job_waiting(job, reason):
     send("question", f"{job.kind} of {_targets(job)} is waiting",
          f"Job {job.pk} ({job.kind} of {_targets(job)}) is waiting:\n\n{reason}\n\n"
-         "It goes on by itself once this is done.\n")
+         "It goes on by itself once this is done. You get a reminder every "
+         f"{_duration(settings.WAIT_REMINDER)} while it waits.\n")
+
+
+def job_still_waiting(job, now):
+    """A reminder: the wait started at job.wait_since and still lasts."""
+    waited = _duration((now - job.wait_since).total_seconds()) if job.wait_since else "a while"
+    send("question", f"reminder: {job.kind} of {_targets(job)} still waiting",
+         f"Job {job.pk} ({job.kind} of {_targets(job)}) has been waiting for {waited} "
+         f"(since {job.wait_since:%Y-%m-%d %H:%M} UTC):\n\n{job.wait_reason}\n\n"
+         "It goes on by itself once this is done, or cancel it from the Storage tab.\n")
+
+
+def wait_over(job, waited):
+    """A wait that asked a person ended with the job done (a disk may go back now)."""
+    send("info", f"{job.kind} of {_targets(job)} no longer waiting",
+         f"Job {job.pk} ({job.kind} of {_targets(job)}) waited "
+         f"{_duration(waited['seconds'])} (since {waited['since'][:16].replace('T', ' ')} UTC) "
+         "and is done now: what it waited for is no longer needed.\n")
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    if seconds >= 86400:
+        days, rest = divmod(seconds, 86400)
+        return f"{days} day{'s' * (days != 1)}" + (f" {rest // 3600} h" if rest >= 3600 else "")
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def audit_failed(job, report):
     send("warning", f"audit found {len(report.failed)} damaged copies",
          "Copies that failed their audit (they are no longer relied on):\n\n"
          + "\n".join(report.failed) + "\n\n" + "\n".join(report.problems[:50]) + "\n")
+
+
+def copies_missing(job, report):
+    """A rescan found copies gone: a warning, or an error when a purged collection lost
+    its last copy (nothing can restore it now)."""
+    where = job.location.name if job.location else "a location"
+    lines = "\n".join(report.missing[:200])
+    if report.orphaned:
+        send("error", f"{len(report.orphaned)} purged collection(s) lost their last copy",
+             f"A rescan of {where} did not find {len(report.missing)} copies. These purged "
+             "collections have no copy left anywhere, so they cannot be restored:\n\n"
+             + "\n".join(report.orphaned) + "\n\nPut the disk or the bags back and rescan "
+             f"{where}.\n\nCopies not found:\n{lines}\n")
+    else:
+        send("warning", f"{len(report.missing)} copies missing from {where}",
+             f"A rescan of {where} did not find these copies (marked missing; other copies "
+             f"of their collections remain):\n\n{lines}\n")
 
 
 def quota_exceeded(entries):

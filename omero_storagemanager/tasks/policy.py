@@ -1,8 +1,9 @@
 """Scheduled policies: automatic archiving (manual 4.2, 6.3) and the quota check (6.5).
 
-Automatic archive: all users or the listed ones; a collection is archived when it has
-never been archived or holds files not archived yet, and its newest file is older than
-the minimal age. It submits one archive job per collection (so each is queued, logged
+Automatic archive: all users or the listed ones; a collection is archived when its
+content is not all in a verified copy at the current location (the archive plan: the
+set of files, their sizes, identities, mtimes and checksums, OMERO 4 files included) and
+its newest file (or, without one, the collection) is older than the minimal age. It submits one archive job per collection (so each is queued, logged
 and resumed like a manual one) and returns what it submitted.
 """
 from datetime import datetime, timedelta, timezone
@@ -15,8 +16,32 @@ from ..models import Collection, Copy, CopyFile, Job
 from .notify import quota_exceeded
 
 
-def candidates(now=None, users=None, min_age_hours=None):
-    """Collections the automatic archive should copy now."""
+def content_changed(conn, paths, location, log=lambda _: None):
+    """changed(collection) for candidates(): True when the collection's files (the set,
+    their sizes, identities and mtimes, or OMERO's checksums) are not all in a verified
+    copy at `location`, i.e. the archive plan would copy something. OMERO 4 files
+    (Pixels/, Files/) are in the plan like any other."""
+    from ..engine.archiveplan import ArchiveError, plan
+
+    def changed(collection):
+        try:
+            return bool(plan(conn, paths, collection, location, settings.INCLUDE_ATTACHMENTS))
+        except ArchiveError as exc:  # files missing: an archive would refuse, say why
+            log(f"{collection.key}: not archived automatically: {exc}")
+            return False
+    return changed
+
+
+def _count_changed(collection):
+    archived = (CopyFile.objects.filter(copy__collection=collection, copy__state=Copy.VERIFIED)
+                .values("relpath").distinct().count())
+    return archived < collection.files
+
+
+def candidates(now=None, users=None, min_age_hours=None, changed=None):
+    """Collections the automatic archive should copy now. changed(collection): whether
+    it holds what no copy holds (content_changed(); by default the file counts, a cheap
+    first look that misses a file replaced by another)."""
     now = now or datetime.now(timezone.utc)
     users = preferences.get("auto_archive_users") if users is None else users
     min_age = timedelta(hours=preferences.get("auto_archive_min_age_hours")
@@ -28,16 +53,15 @@ def candidates(now=None, users=None, min_age_hours=None):
              .annotate(busy=Exists(active)).filter(busy=False))
     if users:
         query = query.filter(owner_id__in=users)
+    changed = changed or _count_changed
     chosen = []
     for collection in query.order_by("kind", "omero_id"):
-        if collection.newest_file is None or collection.newest_file > now - min_age:
+        # OMERO 4 collections may have no file time: their creation tells their age.
+        newest = collection.newest_file or collection.created
+        if newest is None or newest > now - min_age:
             continue  # still being added to, or never scanned
-        archived = (CopyFile.objects.filter(copy__collection=collection,
-                                            copy__state=Copy.VERIFIED)
-                    .values("relpath").distinct().count())
-        # Never archived, or more files than its copies hold: the archive job itself is
-        # incremental and copies exactly what is missing.
-        if archived < collection.files:
+        # The archive job itself is incremental and copies exactly what is missing.
+        if changed(collection):
             chosen.append(collection)
     return chosen
 
@@ -48,14 +72,20 @@ def auto_archive(job, handle):
     from ..catalog.paths import RepositoryPaths
     from ..engine.scan import scan
 
+    from ..engine.locations import current_location
+
+    paths = RepositoryPaths(settings.data_dir(), settings.managed_dir())
     conn = catalog.connect()
     try:  # fresh figures first: file counts and newest file times
-        scan(conn, RepositoryPaths(settings.data_dir(), settings.managed_dir()), "catalog",
-             include_attachments=settings.INCLUDE_ATTACHMENTS)
+        scan(conn, paths, "catalog", include_attachments=settings.INCLUDE_ATTACHMENTS)
+        # Changed means content not in a verified copy at the current location: a file
+        # replaced by another, resized or touched counts, not only the file count.
+        chosen = candidates(changed=content_changed(conn, paths, current_location(),
+                                                    log=handle.log))
     finally:
         conn.close()
     submitted = []
-    for collection in candidates():
+    for collection in chosen:
         archive_job = submit("archive", [collection], requested_by=None,
                              params={"automatic": True})
         handle.log(f"{collection.key}: archive job {archive_job.pk} submitted")

@@ -15,12 +15,11 @@ from django.db import (InterfaceError, OperationalError, close_old_connections, 
                        transaction)
 
 from .. import settings
-from ..backends.base import LocationOffline
-from ..engine.locks import CollectionBusy
-from ..engine.restore import RestoreWaiting
 from ..models import Job
+from . import threaddump, waiting
 from .handle import JobCancelled, JobHandle, log_dir_for
 from .handlers import HANDLERS
+from .waiting import WAIT_EXCEPTIONS
 
 
 def _now():
@@ -60,8 +59,9 @@ def claim(job_id, now=None):
             job.error = (f"gave up after {job.attempts} attempts (a worker died each time?); "
                          "see the job log, then retry")
             job.save()
+            transaction.on_commit(lambda: _mail_failed(job, job.error))
             return None
-        job.attempts += 1
+        job.attempts += 1  # given back by a run that ends waiting (tasks/waiting.py)
         job.state, job.wait_reason, job.heartbeat = Job.RUNNING, "", now
         job.worker = f"{socket.gethostname()}:{os.getpid()}"
         job.started = job.started or now
@@ -89,9 +89,16 @@ def _finish(job, state, **fields):
     Job.objects.filter(pk=job.pk, worker=job.worker).update(**fields)
 
 
+def _mail_failed(job, error):
+    from .notify import job_failed
+
+    job_failed(job, error)
+
+
 def run_job(job_id):
     """django-q2 entry point. Returns the job's final state (for django-q2's result)."""
     close_old_connections()
+    threaddump.register()  # a support bundle can ask this worker for its threads
     job = claim(job_id)
     if job is None:
         return "not claimed"
@@ -105,14 +112,10 @@ def run_job(job_id):
             handle.log("cancelled")
             _finish(job, Job.CANCELLED)
             state = Job.CANCELLED
-        except (RestoreWaiting, LocationOffline, CollectionBusy) as exc:
+        except WAIT_EXCEPTIONS as exc:
             handle.log(f"waiting: {exc}")
-            _finish(job, Job.WAITING, wait_reason=str(exc),
-                    next_check=_now() + timedelta(seconds=settings.WAIT_RECHECK))
+            waiting.enter(job, exc, _finish)
             state = Job.WAITING
-            from .notify import job_waiting
-
-            job_waiting(job, str(exc))
         except Exception as exc:  # a job fails; the worker goes on with the next one
             if _app_database_lost(exc):
                 # The app database went away under the job (restarted, its session
@@ -126,17 +129,21 @@ def run_job(job_id):
             else:
                 handle.error(f"{type(exc).__name__}: {exc}")
                 handle.log(traceback.format_exc())
-                _finish(job, Job.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+                cleared, _ = waiting.leave(job)
+                _finish(job, Job.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], **cleared)
                 state = Job.FAILED
-                from .notify import job_failed
-
-                job_failed(job, str(exc))
+                _mail_failed(job, str(exc))
         else:
             handle.log("done")
-            _finish(job, Job.DONE, summary=summary, wait_reason="")
+            cleared, waited = waiting.leave(job)
+            if waited:
+                summary = dict(summary, waited=waited)
+            _finish(job, Job.DONE, summary=summary, wait_reason="", **cleared)
             state = Job.DONE
-            from .notify import job_done
+            from .notify import job_done, wait_over
 
+            if waited:
+                wait_over(job, waited)
             job_done(job, summary)
     from .queue import dispatch_ready
 

@@ -52,6 +52,8 @@ def set_schedule(kind, times, now=None):
     if kind not in SCHEDULED:
         raise BadSchedule(f"{kind!r} cannot be scheduled (one of {', '.join(SCHEDULED)})")
     times = parse_times(times) if isinstance(times, str) else parse_times(",".join(times))
+    if kind == "backup" and times:
+        _check_backup_tools()
     with transaction.atomic():
         Schedule.objects.filter(name__startswith=f"{PREFIX}{kind}@").delete()
         for hhmm in times:
@@ -59,6 +61,19 @@ def set_schedule(kind, times, now=None):
                 name=f"{PREFIX}{kind}@{hhmm}", func=FUNC, args=repr(kind),
                 schedule_type=Schedule.DAILY, repeats=-1, next_run=next_run(hhmm, now))
     return times
+
+
+def _check_backup_tools():
+    """A nightly backup that could never run is refused when it is set, naming the
+    server's and the clients' versions (engine/pgtools.py)."""
+    from django.db import connection
+
+    from ..engine.pgtools import BackupError, find_program
+
+    try:
+        find_program("pg_dump", connection)
+    except BackupError as exc:
+        raise BadSchedule(f"backup cannot be scheduled: {exc}") from None
 
 
 def get_schedules():

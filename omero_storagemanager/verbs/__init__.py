@@ -3,4 +3,4 @@
 Each module has HELP, add_arguments(parser) and run(command, options) -> exit code.
 """
 VERBS = ("check", "sync", "scan", "inventory", "stats", "archive", "purge", "restore",
-         "audit", "location", "jobs", "backup", "schedule")
+         "audit", "location", "jobs", "backup", "schedule", "diagnose")

@@ -33,4 +33,13 @@ def run(command, options):
                "migrated" if not pending else f"{len(pending)} migrations to apply: run migrate")
     except Exception as exc:  # any database error is a configuration problem here
         report(False, "app database", f"unreachable: {exc}".splitlines()[0])
+    try:
+        from ..engine.pgtools import BackupError, find_program
+
+        path, client, server = find_program("pg_dump", connection)
+        report(True, "backup tools", f"{path} (PostgreSQL {client}) for server {server}")
+    except BackupError as exc:
+        report(False, "backup tools", str(exc))
+    except Exception as exc:  # the database's own failure is reported above
+        report(False, "backup tools", f"unknown: {exc}".splitlines()[0])
     return 1 if problems else 0

@@ -137,8 +137,12 @@ def run(command, options):
                     f"max {humanize.naturalsize(r['max_bytes'])} {r['mount']}"
                     + ("  (current)" if r["current"] else ""))
         elif action == "rescan":
-            added = rescan(_get(options["id"]))
-            command.stdout.write(f"rescan: {len(added)} bag(s) added to the catalogue")
+            report = rescan(_get(options["id"]))
+            command.stdout.write(f"rescan: {len(report.added)} bag(s) added to the catalogue, "
+                                 f"{len(report.missing)} missing, {len(report.back)} found "
+                                 "again" + (f"; purged with no copy left: "
+                                            f"{', '.join(report.orphaned)}"
+                                            if report.orphaned else ""))
         elif action == "purge-cache":
             result = purge_read_cache(_get(options["id"]))
             command.stdout.write(f"evicted {len(result.evicted)} bag(s), "

@@ -8,6 +8,8 @@ from django.db.models import Count, Sum
 
 from .. import preferences, settings
 from ..backends.base import LocationError, validate_mount
+from ..catalog.holders import BadHolder, check_archive_holder
+from ..engine import capacity as engine_capacity
 from ..engine import locations as engine_locations
 from ..models import Copy, Location, Quota
 from ..tasks import notify, schedules
@@ -62,8 +64,10 @@ def preferences_view(request, who):
         if not isinstance(values, dict) or not values:
             raise bad('send {"values": {"name": value, ...}}')
         try:
+            if {"archive_user_id", "archive_group_id"} & set(values):
+                _check_archive_holder(values)
             preferences.set_many(values, by=who.user_name)
-        except preferences.BadPreference as exc:
+        except (preferences.BadPreference, BadHolder) as exc:
             raise bad(str(exc)) from None
     current = preferences.get_all()
     params, sender = settings.mail_settings()
@@ -72,6 +76,22 @@ def preferences_view(request, who):
                             for name, (_, _, label) in preferences.PREFERENCES.items()},
             "mail": {"host": params["host"], "port": params["port"], "from": sender,
                      "note": "The mail server is OMERO's (omero.mail.*, set with omero config)."}}
+
+
+def _check_archive_holder(values):
+    """The archive user and group that would result exist in OMERO and fit together."""
+    from .. import catalog
+
+    chosen = {name: preferences.parse(name, values[name]) if name in values
+              else preferences.get(name) for name in ("archive_user_id", "archive_group_id")}
+    try:
+        conn = catalog.connect()
+    except catalog.CatalogUnavailable as exc:
+        raise BadHolder(f"cannot check the archive user and group: {exc}") from None
+    try:
+        check_archive_holder(conn, chosen["archive_user_id"], chosen["archive_group_id"])
+    finally:
+        conn.close()
 
 
 # -- locations -------------------------------------------------------------------------
@@ -86,6 +106,9 @@ def location_data(location, copies=None):
         data["s3"] = dict(location.options or {})
     if copies is not None:
         data.update(copies=copies.get("n", 0), used_bytes=copies.get("bytes") or 0)
+        cache = engine_capacity.figures(location)
+        if cache is not None:  # tape, automated: what the cache disk holds now
+            data.update(cache, used_bytes=cache["write_bytes"] + cache["read_bytes"])
         try:
             data["online"] = location.backend().is_online()
         except Exception:

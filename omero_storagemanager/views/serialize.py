@@ -23,15 +23,18 @@ def progress(job):
     return None
 
 
-def job_brief(job):
+def job_brief(job, admin=False):
     if job is None:
         return None
+    from ..tasks.waiting import public_reason
+
     return {"id": job.pk, "kind": job.kind, "state": job.state, "progress": progress(job),
-            "wait_reason": job.wait_reason, "error": job.error}
+            "wait_reason": public_reason(job, admin), "wait_kind": job.wait_kind or None,
+            "wait_since": job.wait_since, "error": job.error}
 
 
 def job_full(job, admin=False, keys=None):
-    data = job_brief(job)
+    data = job_brief(job, admin)
     data.update({
         "collections": keys if keys is not None else [c.key for c in job.collections.all()],
         "location": job.location.name if job.location_id else None,
@@ -87,7 +90,7 @@ def collection_row(c, access, job=None):
         "archived_bytes": getattr(c, "archived_bytes", None),
         "shared_bytes": c.shared_bytes, "newest_file": c.newest_file,
         "last_access": c.last_access, "last_scan": c.scanned_at, "created": c.created,
-        "job": job_brief(job), "actions": allowed_actions(c, access),
+        "job": job_brief(job, access.admin), "actions": allowed_actions(c, access),
     }
 
 

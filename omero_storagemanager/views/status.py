@@ -9,6 +9,7 @@ import shutil
 from django.db.models import Count, Q, Sum
 
 from .. import catalog, settings
+from ..engine import capacity
 from ..models import Collection, Copy, Job, Location
 from ..version import __version__
 
@@ -44,6 +45,9 @@ def locations_status(admin):
         entry = {"id": location.pk, "name": location.name, "type": location.type,
                  "online": online, "current": location.current,
                  "used_bytes": used.get(location.pk) or 0, "max_bytes": location.max_bytes}
+        cache = capacity.figures(location)
+        if cache is not None:  # tape, automated: the cache disk now, not every copy ever
+            entry.update(cache, used_bytes=cache["write_bytes"] + cache["read_bytes"])
         if admin:
             entry["mount"] = location.mount
         found.append(entry)

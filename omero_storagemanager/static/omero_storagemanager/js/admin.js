@@ -172,7 +172,10 @@
                         el("td", {}, loc.type), el("td", {}, el("small", {}, loc.mount)),
                         el("td", {}, loc.online ? SM.badge("online") : SM.badge("failed", "<mount>/" + loc.id + "/ missing")),
                         el("td", {className: "sm-num"}, SM.number(loc.copies)),
-                        el("td", {className: "sm-num"}, SM.bytes(loc.used_bytes)),
+                        el("td", {className: "sm-num"}, [SM.bytes(loc.used_bytes), loc.measured_at !== undefined ?
+                            el("small", {className: "sm-cache-figures", title: "measured " + (loc.measured_at ? SM.datetime(loc.measured_at) : "never")},
+                               [el("br"), "write queue " + SM.bytes(loc.write_bytes) + ", cache " + SM.bytes(loc.read_bytes) +
+                                ", on the medium only " + SM.bytes(loc.medium_only_bytes) + " (" + SM.number(loc.medium_only_copies) + " copies)"]) : null]),
                         el("td", {className: "sm-num"}, SM.bytes(loc.max_bytes)),
                         el("td", {className: "sm-num"}, loc.purge_watermark + "%"),
                         el("td", {}, loc.purge_enabled ? "enabled" : "off"),

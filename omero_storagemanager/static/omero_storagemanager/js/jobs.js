@@ -34,6 +34,7 @@
             el("td", {className: "sm-name"}, targets(job)),
             el("td", {}, job.requested_by.name || "system"),
             el("td", {}, [state, job.wait_reason ? el("small", {}, " " + job.wait_reason) : null,
+                          job.wait_since ? el("small", {className: "sm-wait-since"}, " (since " + SM.datetime(job.wait_since) + ")") : null,
                           job.error ? el("small", {className: "sm-bad", title: job.error}, " " + job.error.slice(0, 80)) : null]),
             el("td", {}, SM.progress(job)),
             el("td", {className: "sm-num"}, SM.number(job.files_done) + (job.files_total ? " / " + SM.number(job.files_total) : "")),

@@ -1,0 +1,85 @@
+"""Content-based automatic archive (issue 20, manual 4.2 and 6.3), from policy to bag.
+
+A collection is "changed" when its content is not all in a verified copy at the current
+location: a file replaced by another (same file count, other bytes, OMERO's size and
+checksum updated as a re-import leaves them) is caught, where comparing file counts
+missed it. The scheduled handler runs in-process with a job handle, and the archive job
+it submits runs through the real runner.
+"""
+import hashlib
+import os
+
+import bagit
+import psycopg2
+import pytest
+
+from omero_storagemanager import preferences, settings
+from omero_storagemanager.models import Copy, CopyFile, Job
+from omero_storagemanager.tasks.handle import JobHandle
+from omero_storagemanager.tasks.policy import auto_archive, candidates
+from omero_storagemanager.tasks.runner import run_job
+from tests.test_archive import World, clean, world_of
+
+
+@pytest.fixture
+def world(pg_server, tmp_path, request, app_db, monkeypatch):
+    for w in world_of(World, "auto_", pg_server, tmp_path, request):
+        monkeypatch.setattr(settings, "OMERO_DB", {"dsn": w.dsn})
+        monkeypatch.setattr(settings, "DATA_DIR", w.truth.data_dir)
+        monkeypatch.setattr(settings, "MANAGED_DIR", w.truth.managed_dir)
+        monkeypatch.setattr(settings, "VAR_DIR", str(tmp_path / "var"))
+        monkeypatch.setattr(settings, "COPY_WORKERS", 1)
+        yield w
+
+
+def run_policy():
+    job = Job.objects.create(kind="auto_archive", state=Job.RUNNING, worker="test")
+    with JobHandle(job) as handle:
+        return auto_archive(job, handle)["submitted"]
+
+
+def replace_a_file(world, key):
+    """A file of the collection replaced by another of another size, as a re-import
+    leaves it: new bytes on disk, OMERO's size and SHA1 updated."""
+    record = next(f for f in world.truth.collections[key]["files"]
+                  if f["kind"] == "fileset_entry" and f["originalfile_id"])
+    data = os.urandom(os.path.getsize(record["path"]) + 1000)
+    with open(record["path"], "wb") as f:
+        f.write(data)
+    conn = psycopg2.connect(world.dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute('UPDATE originalfile SET "size" = %s, hash = %s, hasher = 6 WHERE id = %s',
+                    [len(data), hashlib.sha1(data).hexdigest(), record["originalfile_id"]])
+    conn.close()
+    return record["path"], hashlib.sha1(data).hexdigest()
+
+
+def test_a_replaced_file_is_archived_automatically_into_a_new_bag(world):
+    key = world.key_where(lambda c: clean(c) and any(
+        f["kind"] == "fileset_entry" and f["originalfile_id"] for f in c["files"]))
+    owner = world.truth.collections[key]["owner_id"]
+    location = world.location("hdd", name="Auto disk")
+    world.archive(key, location)
+    preferences.set_many({"auto_archive_users": [owner]})
+    assert key not in run_policy()  # archived and unchanged: nothing to do
+    Job.objects.filter(kind="archive").delete()
+
+    path, sha1 = replace_a_file(world, key)
+    # The file count did not change: counting files sees nothing...
+    assert key not in [c.key for c in candidates(users=[owner])]
+    # ...the content does: the policy submits an archive of it.
+    assert key in run_policy()
+    [job] = Job.objects.filter(kind="archive", collections=world.collection(key))
+    assert job.params == {"automatic": True}
+    assert run_job(job.pk) == Job.DONE, Job.objects.get(pk=job.pk).error
+
+    newest = Copy.objects.filter(collection=world.collection(key), state=Copy.VERIFIED) \
+        .order_by("-pk").first()
+    relpath = world.paths.relative(path)
+    assert CopyFile.objects.get(copy=newest, relpath=relpath).checksum == sha1
+    bag = os.path.join(location.mount, str(location.pk), "write", newest.bag_path)
+    bagit.Bag(bag).validate()
+    with open(os.path.join(bag, "data", relpath), "rb") as f:
+        assert hashlib.sha1(f.read()).hexdigest() == sha1
+    Job.objects.filter(kind="archive").delete()
+    assert key not in run_policy()  # and now it is unchanged again
