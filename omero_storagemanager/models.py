@@ -290,12 +290,14 @@ class Request(models.Model):
 
     ARCHIVE, RESTORE = "archive", "restore"
     PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
+    WITHDRAWN = "withdrawn"  # by the requester, while pending
 
     kind = models.CharField(max_length=8, choices=[(ARCHIVE, ARCHIVE), (RESTORE, RESTORE)])
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="requests")
     state = models.CharField(
-        max_length=8, default=PENDING,
-        choices=[(PENDING, PENDING), (APPROVED, APPROVED), (DECLINED, DECLINED)])
+        max_length=9, default=PENDING,
+        choices=[(PENDING, PENDING), (APPROVED, APPROVED), (DECLINED, DECLINED),
+                 (WITHDRAWN, WITHDRAWN)])
     requested_by_id = models.BigIntegerField()
     requested_by_name = models.CharField(max_length=255, blank=True, default="")
     comment = models.TextField(blank=True, default="")

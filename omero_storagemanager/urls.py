@@ -43,6 +43,8 @@ urlpatterns = [
          name="storagemanager_api_request_approve"),
     path("api/v1/requests/<int:pk>/decline/", approvals.decline,
          name="storagemanager_api_request_decline"),
+    path("api/v1/requests/<int:pk>/withdraw/", approvals.withdraw,
+         name="storagemanager_api_request_withdraw"),
     # Admin API (OMERO administrators only)
     path("api/v1/admin/preferences/", admin.preferences_view,
          name="storagemanager_api_admin_preferences"),

@@ -14,6 +14,7 @@ from ..permissions import ACTIONS
 from ..tasks import approvals
 from ..tasks.queue import JobRefused, submit
 from . import serialize
+from .buttons import blocked_actions, with_reasons
 from .common import ApiError, api, bad, conflict, forbidden, json_body, not_found
 from .listing import collections_page
 from .status import status
@@ -56,7 +57,9 @@ def usage(request, who):
 def collections(request, who):
     page = collections_page(who.access, request.GET)
     jobs = serialize.latest_jobs([c.pk for c in page["items"]])
-    page["items"] = [serialize.collection_row(c, who.access, jobs.get(c.pk))
+    blocked, pending = blocked_actions(page["items"])
+    page["items"] = [with_reasons(serialize.collection_row(c, who.access, jobs.get(c.pk)),
+                                  blocked.get(c.pk, {}), pending.get(c.pk, []))
                      for c in page["items"]]
     return page
 

@@ -33,4 +33,14 @@
     }).catch(function (error) {
         SM.clear(box).appendChild(el("span", {className: "sm-bad"}, error.message));
     });
+
+    var mine = document.getElementById("sm-my-requests-body");
+    function loadMine() {
+        SM.api("requests/", {params: {state: "all", mine: 1}}).then(function (data) {
+            SM.renderRequests(mine, data.items, loadMine, true);
+        }).catch(function (error) {
+            SM.clear(mine).appendChild(el("span", {className: "sm-bad"}, error.message));
+        });
+    }
+    if (mine) { loadMine(); }
 })();
