@@ -11,7 +11,7 @@ from ..catalog.objects import sharing_collections
 from ..engine.stats import quota_for, usage_statistics
 from ..models import Collection, Copy, Job, Location
 from ..permissions import ACTIONS
-from ..tasks import approvals
+from ..tasks import approvals, notify
 from ..tasks.queue import JobRefused, submit
 from . import serialize
 from .buttons import blocked_actions, with_reasons
@@ -163,7 +163,8 @@ def actions(request, who):
             raise conflict(str(exc)) from None
         if made == "job":
             return {"job": serialize.job_full(result, who.admin)}, 202
-        return {"requests": [serialize.request_data(r) for r in result]}, 202
+        return {"requests": [serialize.request_data(r) for r in result],
+                "emails": notify.mail_configured()}, 202
     refused = next(c for c in targets if not access.may(kind, c))
     raise forbidden(f"you may not {kind} {refused.key}")
 

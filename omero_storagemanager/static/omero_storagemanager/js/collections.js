@@ -151,7 +151,7 @@
                 } else {
                     SM.message("Request sent for " + keys.join(", ") +
                                ": an administrator will approve or decline it; " +
-                               (document.body.dataset.mail === "true" ? "you will get an e-mail, and " : "") +
+                               (answer.emails ? "you will get an e-mail, and " : "") +
                                "you can follow it on the Overview under My requests.", "ok");
                 }
                 load();
