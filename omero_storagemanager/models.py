@@ -335,3 +335,26 @@ class Preference(models.Model):
     value = models.JSONField()
     changed_by = models.CharField(max_length=255, blank=True, default="")
     changed = models.DateTimeField(auto_now=True)
+
+
+class UsageRecord(models.Model):
+    """Usage on one day, recorded once a day (engine/capacity.py): the primary storage
+    (its file system's used and total bytes), each group's and user's online bytes, each
+    location's copies. A few dozen rows a day; the history the capacity charts and the
+    projection of when the primary storage fills are drawn from."""
+
+    PRIMARY, GROUP, USER, LOCATION = "primary", "group", "user", "location"
+    SCOPES = [(s, s) for s in (PRIMARY, GROUP, USER, LOCATION)]
+
+    day = models.DateField()
+    scope = models.CharField(max_length=8, choices=SCOPES)
+    subject = models.BigIntegerField(default=0)  # group, user or location id; 0 for primary
+    name = models.CharField(max_length=255, blank=True, default="")
+    bytes = models.BigIntegerField(default=0)
+    files = models.BigIntegerField(default=0)
+    limit_bytes = models.BigIntegerField(null=True)  # file system size, quota, max size
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "scope", "subject"],
+                                               name="sm_usage_record_unique")]
+        indexes = [models.Index(fields=["scope", "day"], name="sm_usage_scope_day")]

@@ -5,7 +5,7 @@ lives under api/v1/ and is described in docs/api.md.
 """
 from django.urls import path, re_path
 
-from .views import admin, api, approvals, collection_page, jobs, pages, plugins
+from .views import admin, api, approvals, collection_page, jobs, pages, planner, plugins
 
 _KEY = r"(?P<key>(?i:project|screen):\d{1,18})"
 
@@ -20,6 +20,7 @@ urlpatterns = [
     path("admin/quotas/", pages.admin_quotas, name="storagemanager_admin_quotas"),
     path("admin/tasks/", pages.admin_tasks, name="storagemanager_admin_tasks"),
     path("admin/requests/", pages.admin_requests, name="storagemanager_admin_requests"),
+    path("admin/planner/", pages.admin_planner, name="storagemanager_admin_planner"),
     re_path(r"^collection/" + _KEY + "/$", collection_page.collection_page,
             name="storagemanager_collection"),
 
@@ -65,4 +66,9 @@ urlpatterns = [
     path("api/v1/admin/schedules/<str:kind>/run/", admin.run_now,
          name="storagemanager_api_admin_run_now"),
     path("api/v1/admin/test-email/", admin.test_email, name="storagemanager_api_admin_test_email"),
+    # Capacity planning (views/planner.py)
+    path("api/v1/capacity/", planner.capacity_view, name="storagemanager_api_capacity"),
+    path("api/v1/admin/planner/", planner.planner, name="storagemanager_api_admin_planner"),
+    path("api/v1/admin/planner/queue/", planner.planner_queue,
+         name="storagemanager_api_admin_planner_queue"),
 ]
