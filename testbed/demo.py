@@ -111,7 +111,33 @@ def scan_facility():
     Quota.objects.create(scope=Quota.USER, omero_id=None, max_bytes=8 * 1024**2)
     Quota.objects.create(scope=Quota.GROUP, omero_id=None, max_bytes=32 * 1024**2)
     say(f"scanned {report.collections} collections ({report.files} files); demo quotas: "
-        "8 MB per user, 32 MB per group")
+        "8 MiB per user, 32 MiB per group")
+    seed_usage_history()
+
+
+def seed_usage_history(days=60):
+    """Today's usage recorded for real; the 60 days before it made up for the demo (a
+    steady growth to today's figures, with a little noise) so that the history charts
+    and the projection have something to show. Production records only real days."""
+    import random
+    from datetime import date, timedelta
+
+    from omero_storagemanager.engine.capacity import record_usage
+    from omero_storagemanager.models import UsageRecord
+
+    today = date.today()
+    record_usage(today)
+    rng = random.Random(7)
+    made = []
+    for row in UsageRecord.objects.filter(day=today):
+        for back in range(1, days + 1):
+            share = max(0.05, 1 - back * 0.006 + rng.uniform(-0.004, 0.004))
+            made.append(UsageRecord(day=today - timedelta(days=back), scope=row.scope,
+                                    subject=row.subject, name=row.name,
+                                    bytes=int(row.bytes * share), files=int(row.files * share),
+                                    limit_bytes=row.limit_bytes))
+    UsageRecord.objects.bulk_create(made)
+    say(f"usage recorded today; {days} earlier days of usage history made up for the demo")
 
 
 def wait_for(url, deadline):

@@ -387,7 +387,7 @@ def test_owner_sorts_filters_archives_purges_and_restores(demo, browser):
          "jobs history")
     shot(driver, "jobs")
     driver.get(demo.url + "/storagemanager/statistics/")
-    wait(driver, lambda d: finds(d, "#sm-chart-groups svg rect"), "charts")
+    wait(driver, lambda d: finds(d, "#sm-chart-groups canvas"), "charts")
     assert finds(driver, "#sm-users .sm-over")  # over quota, in red
     shot(driver, "statistics")
 

@@ -2,7 +2,8 @@
 # capacity charts and projection (with its daily schedule).
 from django.db import migrations, models
 
-SCHEDULE = "storagemanager:usage_record"
+# Not "storagemanager:<kind>@HH:MM": those are the admin-editable job schedules.
+SCHEDULE = "storagemanager-usage-record"
 
 
 def install(apps, schema_editor):
