@@ -99,6 +99,11 @@ def plan(rules, window):
     after = capacity.projection(window, freed_bytes=totals["freed_at_least_bytes"])
     used = now.get("used_bytes")
     totals["freed_fraction_of_used"] = (totals["freed_at_least_bytes"] / used) if used else None
+    # The share of OMERO's online data (what the collections hold), the part of the
+    # primary storage that archiving and purging can act on.
+    online = capacity.collection_totals(Collection.objects.all())["bytes"]
+    totals["online_bytes"] = online
+    totals["freed_fraction_of_online"] = (totals["freed_at_least_bytes"] / online) if online else None
     return {"rules": rules, "copies_required": required, "totals": totals, "items": items,
             "listed": len(items), "projection_now": now, "projection_after": after}
 

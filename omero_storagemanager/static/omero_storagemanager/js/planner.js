@@ -22,10 +22,13 @@
         SM.api("admin/planner/", {params: {rule: asked, window: document.getElementById("sm-plan-window").value}}).then(function (plan) {
             shown = asked;
             var t = plan.totals, now = plan.projection_now, after = plan.projection_after;
-            var pct = t.freed_fraction_of_used === null ? "" : " (" + (100 * t.freed_fraction_of_used).toFixed(1) + "% of the primary storage used)";
+            var parts = [];
+            if (t.freed_fraction_of_online !== null) { parts.push((100 * t.freed_fraction_of_online).toFixed(1) + "% of OMERO's online data"); }
+            if (t.freed_fraction_of_used !== null) { parts.push((100 * t.freed_fraction_of_used).toFixed(1) + "% of the primary storage used"); }
+            var pct = parts.length ? " (" + parts.join(", ") + ")" : "";
             SM.clear(document.getElementById("sm-plan-summary")).appendChild(el("dl", {className: "sm-facts", id: "sm-plan-facts"}, [
                 el("dt", {}, "Collections matched"), el("dd", {id: "sm-plan-count"}, SM.number(t.collections)),
-                el("dt", {}, "Freed by a purge"), el("dd", {id: "sm-plan-freed"}, [SM.bytes(t.freed_at_least_bytes) + " at least" + pct,
+                el("dt", {}, "Freed by a purge"), el("dd", {id: "sm-plan-freed", dataset: {fraction: t.freed_fraction_of_online}}, [SM.bytes(t.freed_at_least_bytes) + " at least" + pct,
                     t.shared_bytes ? el("div", {className: "sm-hint"}, "up to " + SM.bytes(t.freed_up_to_bytes) + ": " + SM.bytes(t.shared_bytes) +
                                         " are files shared with other collections, freed only when those are purged too") : null]),
                 el("dt", {}, "Copies"), el("dd", {id: "sm-plan-copies"}, SM.number(t.copies_existing) + " verified copies exist; " +

@@ -118,6 +118,7 @@
         else if (fraction === null || fraction === undefined) { cls += job.state === "running" ? " sm-unknown" : ""; }
         var pct = Math.round(100 * (fraction || 0));
         var bar = SM.el("span", {className: cls, role: "progressbar", "aria-valuenow": pct,
+                                 "aria-label": (job.kind ? SM.label(job.kind) + " " : "") + "job " + (job.id || "") + " progress",
                                  "aria-valuemin": 0, "aria-valuemax": 100,
                                  dataset: {state: job.state}},
                         [SM.el("span", {style: "width:" + pct + "%"})]);
