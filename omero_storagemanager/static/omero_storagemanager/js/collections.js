@@ -186,6 +186,12 @@
         if (lastPage) { render(lastPage); }
     });
     table.querySelectorAll("th[data-sort]").forEach(function (th) {
+        // Sorting by keyboard too: each header is a tab stop that Enter or Space sorts.
+        th.tabIndex = 0;
+        th.title = "Sort by " + th.textContent.trim().toLowerCase();
+        th.addEventListener("keydown", function (event) {
+            if (event.key === "Enter" || event.key === " ") { event.preventDefault(); th.click(); }
+        });
         th.addEventListener("click", function () {
             var key = th.dataset.sort;
             state.sort = state.sort === key ? "-" + key : key;
