@@ -109,8 +109,10 @@ def test_a_user_requests_the_restore_of_her_purged_project(demo, browser):  # no
     assert_accessible(driver, "overview with My requests")
     shot(driver, "my-requests")
     driver.get(f"{demo.url}/storagemanager/collection/{key}/")
-    wait(driver, lambda d: finds(d, '#sm-collection-state .sm-badge[data-state="online"]'),
-         "online again")
+    # Back on the primary storage, its verified copy kept: archived, no longer purged.
+    wait(driver, lambda d: finds(d, '#sm-collection-state .sm-badge[data-state="archived"]'),
+         "back from the archive")
+    assert not finds(driver, '#sm-collection-help .sm-message')
     wait(driver, lambda d: "restore job" in text(d, "sm-history-body"), "history of states")
 
 
@@ -122,7 +124,7 @@ def test_an_admin_plans_to_free_30_percent_and_queues_it(demo, browser):  # noqa
         sizes = cur.fetchall()
         cur.execute("SELECT coalesce(sum(bytes), 0) FROM storagemanager_collection "
                     "WHERE NOT gone AND state <> 'purged'")
-        online = cur.fetchone()[0]
+        online = int(cur.fetchone()[0])
     # The smallest "size above N" whose matches free 30% of the online data.
     freed, threshold = 0, None
     for nbytes, shared in sizes:

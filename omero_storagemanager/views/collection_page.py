@@ -16,7 +16,8 @@ from .common import api, bad, not_found, page
 
 MAX_PER_PAGE = 500
 # The stored states a finished job leaves the collection in, for the history.
-STATE_AFTER = {"archive": "archived", "purge": "purged", "restore": "online"}
+# A restore leaves the verified copies in place: the collection is archived again.
+STATE_AFTER = {"archive": "archived", "purge": "purged", "restore": "archived"}
 
 
 @page("omero_storagemanager/collection.html")
