@@ -315,12 +315,14 @@ class Request(models.Model):
 
     ARCHIVE, RESTORE = "archive", "restore"
     PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
+    WITHDRAWN = "withdrawn"  # by the requester, while pending
 
     kind = models.CharField(max_length=8, choices=[(ARCHIVE, ARCHIVE), (RESTORE, RESTORE)])
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="requests")
     state = models.CharField(
-        max_length=8, default=PENDING,
-        choices=[(PENDING, PENDING), (APPROVED, APPROVED), (DECLINED, DECLINED)])
+        max_length=9, default=PENDING,
+        choices=[(PENDING, PENDING), (APPROVED, APPROVED), (DECLINED, DECLINED),
+                 (WITHDRAWN, WITHDRAWN)])
     requested_by_id = models.BigIntegerField()
     requested_by_name = models.CharField(max_length=255, blank=True, default="")
     comment = models.TextField(blank=True, default="")
@@ -370,3 +372,26 @@ class S3Object(models.Model):
     etag = models.CharField(max_length=128)
     checksum = models.CharField(max_length=128, blank=True, default="")  # "MD5:<base64>"
     version_id = models.CharField(max_length=1024, blank=True, default="")
+
+
+class UsageRecord(models.Model):
+    """Usage on one day, recorded once a day (engine/usage.py): the primary storage
+    (its file system's used and total bytes), each group's and user's online bytes, each
+    location's copies. A few dozen rows a day; the history the capacity charts and the
+    projection of when the primary storage fills are drawn from."""
+
+    PRIMARY, GROUP, USER, LOCATION = "primary", "group", "user", "location"
+    SCOPES = [(s, s) for s in (PRIMARY, GROUP, USER, LOCATION)]
+
+    day = models.DateField()
+    scope = models.CharField(max_length=8, choices=SCOPES)
+    subject = models.BigIntegerField(default=0)  # group, user or location id; 0 for primary
+    name = models.CharField(max_length=255, blank=True, default="")
+    bytes = models.BigIntegerField(default=0)
+    files = models.BigIntegerField(default=0)
+    limit_bytes = models.BigIntegerField(null=True)  # file system size, quota, max size
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "scope", "subject"],
+                                               name="sm_usage_record_unique")]
+        indexes = [models.Index(fields=["scope", "day"], name="sm_usage_scope_day")]

@@ -90,3 +90,10 @@ class Access:
     def may_decide(self, request):
         """Approve or decline a user's request."""
         return self.manages(request.collection)
+
+
+def may_withdraw(access, request):
+    """Only the user who asked withdraws a request, and only while it is pending."""
+    from .models import Request
+
+    return request.state == Request.PENDING and request.requested_by_id == access.user_id

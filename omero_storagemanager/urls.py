@@ -5,7 +5,7 @@ lives under api/v1/ and is described in docs/api.md.
 """
 from django.urls import path, re_path
 
-from .views import admin, api, approvals, jobs, pages, plugins
+from .views import admin, api, approvals, collection_page, jobs, pages, planner, plugins
 
 _KEY = r"(?P<key>(?i:project|screen):\d{1,18})"
 
@@ -20,6 +20,9 @@ urlpatterns = [
     path("admin/quotas/", pages.admin_quotas, name="storagemanager_admin_quotas"),
     path("admin/tasks/", pages.admin_tasks, name="storagemanager_admin_tasks"),
     path("admin/requests/", pages.admin_requests, name="storagemanager_admin_requests"),
+    path("admin/planner/", pages.admin_planner, name="storagemanager_admin_planner"),
+    re_path(r"^collection/" + _KEY + "/$", collection_page.collection_page,
+            name="storagemanager_collection"),
 
     # JSON API v1
     path("api/v1/", api.root, name="storagemanager_api_root"),
@@ -28,6 +31,10 @@ urlpatterns = [
     path("api/v1/collections/", api.collections, name="storagemanager_api_collections"),
     re_path(r"^api/v1/collections/" + _KEY + "/$", api.collection,
             name="storagemanager_api_collection"),
+    re_path(r"^api/v1/collections/" + _KEY + "/files/$", collection_page.files,
+            name="storagemanager_api_collection_files"),
+    re_path(r"^api/v1/collections/" + _KEY + "/history/$", collection_page.history,
+            name="storagemanager_api_collection_history"),
     path("api/v1/actions/", api.actions, name="storagemanager_api_actions"),
     path("api/v1/statistics/", api.statistics, name="storagemanager_api_statistics"),
     path("api/v1/objects/<str:dtype>/<int:oid>/", plugins.objects,
@@ -43,6 +50,8 @@ urlpatterns = [
          name="storagemanager_api_request_approve"),
     path("api/v1/requests/<int:pk>/decline/", approvals.decline,
          name="storagemanager_api_request_decline"),
+    path("api/v1/requests/<int:pk>/withdraw/", approvals.withdraw,
+         name="storagemanager_api_request_withdraw"),
     # Admin API (OMERO administrators only)
     path("api/v1/admin/preferences/", admin.preferences_view,
          name="storagemanager_api_admin_preferences"),
@@ -57,4 +66,9 @@ urlpatterns = [
     path("api/v1/admin/schedules/<str:kind>/run/", admin.run_now,
          name="storagemanager_api_admin_run_now"),
     path("api/v1/admin/test-email/", admin.test_email, name="storagemanager_api_admin_test_email"),
+    # Capacity planning (views/planner.py)
+    path("api/v1/capacity/", planner.capacity_view, name="storagemanager_api_capacity"),
+    path("api/v1/admin/planner/", planner.planner, name="storagemanager_api_admin_planner"),
+    path("api/v1/admin/planner/queue/", planner.planner_queue,
+         name="storagemanager_api_admin_planner_queue"),
 ]

@@ -5,4 +5,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/dev-env.sh"
 cd "$here"
-exec "${SM_VENV:-$here/.venv}/bin/python" -m testbed.demo "$@"
+# One Project of a few GiB (sparse, made in seconds) so progress bars can be watched;
+# a later --big-gib overrides it (0: none).
+exec "${SM_VENV:-$here/.venv}/bin/python" -m testbed.demo --big-gib 3 "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the development environment from nothing, idempotently:
-#   1. a virtualenv (.venv, or $SM_VENV),
+#   1. a virtualenv (.venv, or $SM_VENV) with pip, setuptools and wheel,
 #   2. zeroc-ice 3.6.5 (needed by omero-py) built once for this Python with the two
 #      source fixes Python 3.11 needs, cached in ~/.cache/omero-storagemanager/wheels,
 #   3. this project installed editable with its test extras.
@@ -22,16 +22,24 @@ build_ice_wheel() {
     work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
     log "building zeroc-ice $ice_version for $pyver (about 4 minutes on 2 cores, done once)"
-    "$python" -m pip download --quiet --no-deps --no-binary :all: \
+    "$venv/bin/python" -m pip download --quiet --no-deps --no-binary :all: \
         "zeroc-ice==$ice_version" -d "$work"
     tar -xzf "$work"/zeroc-ice-$ice_version.tar.gz -C "$work"
     local src=$work/zeroc-ice-$ice_version
     sed -i '/#include <eval.h>/d' "$src/src/Slice.cpp"
     sed -i 's/PyThreadState_GET()->frame/PyEval_GetFrame()/' "$src/src/Util.cpp"
     mkdir -p "$cache"
-    "$python" -m pip wheel --quiet --no-deps --no-build-isolation "$src" -w "$cache" \
-        || "$python" -m pip wheel --quiet --no-deps "$src" -w "$cache"
+    # Built by the virtualenv's Python, which has setuptools and wheel (installed just
+    # above), so the first attempt succeeds and prints no bdist_wheel error that a
+    # fallback would then contradict.
+    "$venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation "$src" -w "$cache"
 }
+
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating virtualenv $venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip setuptools wheel
+fi
 
 ice_wheel=$(ls "$cache"/zeroc_ice-$ice_version-$pyver-*.whl 2>/dev/null | head -n1 || true)
 if [ -z "$ice_wheel" ]; then
@@ -39,12 +47,6 @@ if [ -z "$ice_wheel" ]; then
     ice_wheel=$(ls "$cache"/zeroc_ice-$ice_version-$pyver-*.whl | head -n1)
 fi
 log "zeroc-ice wheel: $ice_wheel"
-
-if [ ! -x "$venv/bin/python" ]; then
-    log "creating virtualenv $venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip setuptools wheel
-fi
 
 stamp=$venv/.sm-installed
 # Again when the C extension's source changed: an editable install builds it only then.

@@ -1,6 +1,6 @@
 """The demo: a real OMERO.web with this app, on an embedded PostgreSQL, from nothing.
 
-    scripts/demo.sh [--port 4080] [--dir var/demo] [--seed 1]
+    scripts/demo.sh [--port 4080] [--dir var/demo] [--seed 1] [--big-gib 3]
 
 It starts PostgreSQL, generates an OMERO database and binary repository that look like
 a facility's, creates an archive location on local disk and one in a bucket of a local
@@ -32,6 +32,10 @@ def parse_args(argv):
                         help="where the demo keeps its data (wiped at each start)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated facility")
     parser.add_argument("--workers", type=int, default=2, help="django-q2 workers")
+    parser.add_argument("--big-gib", type=float, default=0,
+                        help="grow one Project's largest file to this many GiB (sparse), so "
+                             "an archive or a restore runs long enough to watch its progress "
+                             "(scripts/demo.sh: 3; 0: none)")
     parser.add_argument("--check", action="store_true",
                         help="start, check that the app answers, then stop (for tests)")
     return parser.parse_args(argv)
@@ -41,7 +45,46 @@ def say(message):
     print(f"[demo] {message}", flush=True)
 
 
-def prepare(base, seed):
+def grow_one_collection(dsn, truth, gib, exclude=("Project:2", "Project:3", "Project:4")):
+    """Makes one Project a few GiB without writing them: its largest plain SHA1 file is
+    extended with a hole (sparse: no disk blocks), OMERO's size and checksum of it are
+    updated in the database, and the truth follows. Reading the hole is fast, so this
+    takes seconds; archiving it writes the GiB to the archive location."""
+    import hashlib
+
+    import psycopg2
+
+    candidates = []
+    for key, col in sorted(truth.collections.items()):
+        if not key.startswith("Project:") or key in exclude:
+            continue
+        for f in col["files"]:
+            if (f["kind"] == "fileset_entry" and f["hasher"] == "SHA1-160"
+                    and not f["symlink_target"] and not f["missing"]
+                    and not f["shared_with"] and not f.get("db_size")):
+                candidates.append((f["size"], key, f))
+    if not candidates:
+        say("no file to grow for the big demo collection")
+        return None
+    _, key, record = max(candidates, key=lambda c: c[0])
+    size = int(gib * 2**30)
+    with open(record["path"], "r+b") as handle:
+        handle.truncate(size)
+        handle.seek(0)
+        digest = hashlib.sha1()
+        for block in iter(lambda: handle.read(8 << 20), b""):
+            digest.update(block)
+    os.utime(record["path"], (record["atime"], record["mtime"]))
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE originalfile SET size = %s, hash = %s WHERE id = %s",
+                    [size, digest.hexdigest(), record["originalfile_id"]])
+    record.update(size=size, hash=digest.hexdigest())
+    say(f"{key} holds a {gib:g} GiB file (sparse) so its archive and restore take long "
+        "enough to watch")
+    return key
+
+
+def prepare(base, seed, big_gib=0):
     """PostgreSQL, the OMERO database and repository, the OMERODIR. Returns the server."""
     from testbed.generator import generate_facility
     from testbed.omerodb import create_omero_database
@@ -57,6 +100,8 @@ def prepare(base, seed):
     omero_dsn = create_omero_database(server, "omero")
     started = time.monotonic()
     truth = generate_facility(omero_dsn, base / "facility", seed=seed)
+    if big_gib:
+        grow_one_collection(omero_dsn, truth, big_gib)
     truth.save(base / "facility" / "truth.json")
     say(f"generated facility (seed {seed}): {len(truth.collections)} Projects and Screens "
         f"in {time.monotonic() - started:.1f} s")
@@ -165,7 +210,33 @@ def scan_facility():
     Quota.objects.create(scope=Quota.USER, omero_id=None, max_bytes=8 * 1024**2)
     Quota.objects.create(scope=Quota.GROUP, omero_id=None, max_bytes=32 * 1024**2)
     say(f"scanned {report.collections} collections ({report.files} files); demo quotas: "
-        "8 MB per user, 32 MB per group")
+        "8 MiB per user, 32 MiB per group")
+    seed_usage_history()
+
+
+def seed_usage_history(days=60):
+    """Today's usage recorded for real; the 60 days before it made up for the demo (a
+    steady growth to today's figures, with a little noise) so that the history charts
+    and the projection have something to show. Production records only real days."""
+    import random
+    from datetime import date, timedelta
+
+    from omero_storagemanager.engine.usage import record_usage
+    from omero_storagemanager.models import UsageRecord
+
+    today = date.today()
+    record_usage(today)
+    rng = random.Random(7)
+    made = []
+    for row in UsageRecord.objects.filter(day=today):
+        for back in range(1, days + 1):
+            share = max(0.05, 1 - back * 0.006 + rng.uniform(-0.004, 0.004))
+            made.append(UsageRecord(day=today - timedelta(days=back), scope=row.scope,
+                                    subject=row.subject, name=row.name,
+                                    bytes=int(row.bytes * share), files=int(row.files * share),
+                                    limit_bytes=row.limit_bytes))
+    UsageRecord.objects.bulk_create(made)
+    say(f"usage recorded today; {days} earlier days of usage history made up for the demo")
 
 
 def wait_for(url, deadline):
@@ -203,7 +274,7 @@ def sign_in_and_fetch(url, user_id, path="/storagemanager/"):
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
     base = Path(args.dir).resolve()
-    server, truth, archive, s3 = prepare(base, args.seed)
+    server, truth, archive, s3 = prepare(base, args.seed, args.big_gib)
     children = []
     try:
         env = dict(os.environ, OMERODIR=str(base / "omerodir"),

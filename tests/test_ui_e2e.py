@@ -387,7 +387,7 @@ def test_owner_sorts_filters_archives_purges_and_restores(demo, browser):
          "jobs history")
     shot(driver, "jobs")
     driver.get(demo.url + "/storagemanager/statistics/")
-    wait(driver, lambda d: finds(d, "#sm-chart-groups svg rect"), "charts")
+    wait(driver, lambda d: finds(d, "#sm-chart-groups canvas"), "charts")
     assert finds(driver, "#sm-users .sm-over")  # over quota, in red
     shot(driver, "statistics")
 
@@ -470,7 +470,7 @@ def test_admin_adds_a_location_changes_a_schedule_and_approves(demo, browser):
              if u["omename"] == "alice"))
     driver.find_element(By.ID, "sm-quota-size").send_keys("50 MB")
     find(driver, "#sm-quota-add button").click()
-    wait(driver, lambda d: "50.0 MB" in text(d, "sm-quota-exceptions"), "exception")
+    wait(driver, lambda d: "50.0 MiB" in text(d, "sm-quota-exceptions"), "exception")
     shot(driver, "admin-quotas")
 
     driver.get(demo.url + "/storagemanager/admin/requests/")

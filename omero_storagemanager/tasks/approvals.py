@@ -75,3 +75,29 @@ def decide(request, approve, decided_by, comment=""):
     notify.send("info", f"{request.kind} of {key} {verdict}", body,
                 notify.emails_of([request.requested_by_id]))
     return request
+
+
+def withdraw(request, withdrawn_by):
+    """The requester takes back a pending request; the deciders are not asked any more.
+    withdrawn_by: (OMERO user id, name)."""
+    with transaction.atomic():
+        request = Request.objects.select_for_update().select_related("collection").get(
+            pk=request.pk)
+        if request.state != Request.PENDING:
+            raise RequestConflict(f"request {request.pk} was already {request.state}")
+        request.state = Request.WITHDRAWN
+        request.decided_by_id, request.decided_by_name = withdrawn_by
+        request.decided = datetime.now(timezone.utc)
+        request.save()
+    return request
+
+
+def fate(request):
+    """What became of a request, in the requester's words: pending, declined, withdrawn,
+    or once approved its job's state (queued, running, waiting, failed, cancelled) and
+    at last done."""
+    if request.state != Request.APPROVED:
+        return request.state
+    if request.job_id is None:
+        return "approved"
+    return request.job.state

@@ -95,7 +95,11 @@ def archive(job, handle):
             if result.copy_id:
                 handle.files(f"{collection.key}\t{e.relpath}\t{e.size}\t{e.checksum}"
                              for e in result_entries(result.copy_id))
-    return {"location": location.name, "collections": results}
+    from .plans import purge_after_archive  # the planner's "then purge when verified"
+
+    follow = purge_after_archive(job)
+    return {"location": location.name, "collections": results,
+            **({"purge_job": follow.pk} if follow else {})}
 
 
 def result_entries(copy_id):

@@ -172,3 +172,9 @@ def _describe(summary):
     for item in summary.get("collections", []):
         lines.append(", ".join(f"{k}: {v}" for k, v in item.items()))
     return "\n".join(lines) or str(summary)
+
+
+def mail_configured(kind="info"):
+    """True when e-mails of `kind` would be sent (a mail server set and the kind on):
+    the pages promise an e-mail only then."""
+    return bool(settings.mail_settings()[0]["host"]) and kind in preferences.get("notify")

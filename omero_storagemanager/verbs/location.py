@@ -134,7 +134,7 @@ def run(command, options):
                 command.stdout.write(
                     f"{r['id']:>3} {r['name']:<24} {r['type']:<9} "
                     f"{'online ' if r['online'] else 'OFFLINE'} {r['copies']:>5} copies "
-                    f"max {humanize.naturalsize(r['max_bytes'])} {r['mount']}"
+                    f"max {humanize.naturalsize(r['max_bytes'], binary=True)} {r['mount']}"
                     + ("  (current)" if r["current"] else ""))
         elif action == "rescan":
             report = rescan(_get(options["id"]))

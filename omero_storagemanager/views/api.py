@@ -11,9 +11,10 @@ from ..catalog.objects import sharing_collections
 from ..engine.stats import quota_for, usage_statistics
 from ..models import Collection, Copy, Job, Location
 from ..permissions import ACTIONS
-from ..tasks import approvals
+from ..tasks import approvals, notify
 from ..tasks.queue import JobRefused, submit
 from . import serialize
+from .buttons import blocked_actions, with_reasons
 from .common import ApiError, api, bad, conflict, forbidden, json_body, not_found
 from .listing import collections_page
 from .status import status
@@ -56,7 +57,9 @@ def usage(request, who):
 def collections(request, who):
     page = collections_page(who.access, request.GET)
     jobs = serialize.latest_jobs([c.pk for c in page["items"]])
-    page["items"] = [serialize.collection_row(c, who.access, jobs.get(c.pk))
+    blocked, pending = blocked_actions(page["items"])
+    page["items"] = [with_reasons(serialize.collection_row(c, who.access, jobs.get(c.pk)),
+                                  blocked.get(c.pk, {}), pending.get(c.pk, []))
                      for c in page["items"]]
     return page
 
@@ -160,7 +163,8 @@ def actions(request, who):
             raise conflict(str(exc)) from None
         if made == "job":
             return {"job": serialize.job_full(result, who.admin)}, 202
-        return {"requests": [serialize.request_data(r) for r in result]}, 202
+        return {"requests": [serialize.request_data(r) for r in result],
+                "emails": notify.mail_configured()}, 202
     refused = next(c for c in targets if not access.may(kind, c))
     raise forbidden(f"you may not {kind} {refused.key}")
 

@@ -270,11 +270,17 @@ def top_links():
 
 
 def base_context(request, requester):
+    from ..tasks.notify import mail_configured
+    from .approvals import pending_to_decide
+
     try:
         manager = requester.manages_any_group()
+        pending = pending_to_decide(requester) if manager else 0
     except ApiError:  # OMERO database down: the page still shows, saying so
-        manager = requester.admin
+        manager, pending = requester.admin, 0
     return {
+        "sm_pending_requests": pending,
+        "sm_mail": mail_configured(),
         "sm_user": {"id": requester.user_id, "name": requester.user_name,
                     "admin": requester.admin},
         "sm_manager": manager,

@@ -49,3 +49,8 @@ def admin_tasks(request, who):
 @page("omero_storagemanager/admin/requests.html", manager=True)
 def admin_requests(request, who):
     return {"sm_page": "admin", "sm_admin_page": "requests"}
+
+
+@page("omero_storagemanager/admin/planner.html", admin=True)
+def admin_planner(request, who):
+    return {"sm_page": "admin", "sm_admin_page": "planner"}

@@ -4,6 +4,7 @@ Paths on disk (mounts, log folders, the repository) are for admins only: the oth
 users see names, sizes and dates.
 """
 from ..models import Collection, Copy, Job, Request
+from ..tasks import approvals, notify
 
 PURGED_HELP = (
     "The files of this {kind} were moved to the archive to free space on OMERO's "
@@ -116,7 +117,7 @@ def request_data(request):
             "decided_by": ({"id": request.decided_by_id, "name": request.decided_by_name}
                            if request.decided_by_id is not None else None),
             "decision_comment": request.decision_comment, "decided": request.decided,
-            "job": request.job_id}
+            "job": request.job_id, "fate": approvals.fate(request)}
 
 
 def restore_help(c, actions):
@@ -126,7 +127,8 @@ def restore_help(c, actions):
         how = "Click Restore to bring the files back."
     elif "request_restore" in actions:
         how = ("Click Request restore: an administrator approves it and the files come "
-               "back; you get an e-mail at each step.")
+               "back; " + ("you get an e-mail at each step." if notify.mail_configured()
+                           else "follow it here and under My requests."))
     else:
         how = "Ask the owner or your OMERO administrator to restore it."
     return PURGED_HELP.format(kind=c.get_kind_display(), how=how)
@@ -139,11 +141,15 @@ def collection_detail(c, access, shared_with=None):
     c = annotate(Collection.objects.filter(pk=c.pk), {"archived_bytes", "display_state"}).get()
     job = latest_jobs([c.pk]).get(c.pk)
     data = collection_row(c, access, job)
+    from .buttons import blocked_actions, with_reasons
+
+    blocked, pending = blocked_actions([c])
+    with_reasons(data, blocked.get(c.pk, {}), pending.get(c.pk, []))
     copies = Copy.objects.filter(collection=c).exclude(state=Copy.WRITING).select_related(
         "location").order_by("created")
     data["copies"] = [copy_data(copy, access.admin) for copy in copies]
     data["requests"] = [request_data(r) for r in Request.objects.filter(
-        collection=c).select_related("collection").order_by("-created")[:10]]
+        collection=c).select_related("collection", "job").order_by("-created")[:10]]
     if shared_with is not None:
         # Names only of the collections this user may see; the others by key.
         named = {x.key: x.name for x in access.visible(Collection.objects.filter(

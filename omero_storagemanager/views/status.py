@@ -93,7 +93,8 @@ def status(who):
         "demo": settings.DEMO,
         "user": {"id": who.user_id, "name": who.user_name, "admin": admin},
         "omero_db": {"reachable": db_ok},
-        "collections": Collection.objects.filter(gone=False).count(),
+        # Only what this user may see: a plain user's overview is not the facility's.
+        "collections": who.access.visible(Collection.objects.filter(gone=False)).count(),
         "locations": locations_status(admin),
         "workers": workers_status(),
         "queue": queue_status(),

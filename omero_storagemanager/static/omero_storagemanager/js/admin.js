@@ -316,7 +316,7 @@
     function requestsPage() {
         function decide(r, verdict, comment) {
             SM.api("requests/" + r.id + "/" + verdict + "/", {method: "POST", body: {comment: comment}})
-                .then(function () { ok("Request " + r.id + " " + (verdict === "approve" ? "approved: job queued" : "declined") + "; the requester is told by e-mail."); load(); })
+                .then(function () { ok("Request " + r.id + " " + (verdict === "approve" ? "approved: job queued" : "declined") + (document.body.dataset.mail === "true" ? "; the requester is told by e-mail." : "; the requester sees it under My requests.")); load(); })
                 .catch(fail);
         }
         function load() {

@@ -81,11 +81,17 @@
             active = active || job || row.state === "waiting" || row.state === "running";
             var tr = el("tr", {className: box.checked ? "sm-selected" : "", dataset: {key: row.key}}, [
                 el("td", {}, box),
-                el("td", {className: "sm-name", title: row.key}, row.name || "(no name)"),
+                el("td", {className: "sm-name", title: row.key},
+                   el("a", {href: "../collection/" + row.key + "/"}, row.name || "(no name)")),
                 cell(row.kind === "project" ? "Project" : "Screen"),
                 cell(String(row.id), "sm-num"),
                 cell(row.owner.name), cell(row.group.name),
-                el("td", {dataset: {col: "state"}}, SM.badge(row.state, row.stored_state !== row.state ? "stored state: " + SM.label(row.stored_state) : null)),
+                el("td", {dataset: {col: "state"}}, [SM.badge(row.state, row.stored_state !== row.state ? "stored state: " + SM.label(row.stored_state) : null),
+                    (row.pending_requests || []).map(function (r) {
+                        return el("span", {className: "sm-badge sm-badge-requested", dataset: {request: r.id},
+                                           title: "request " + r.id + " by " + r.requested_by + ", waiting for approval"},
+                                  r.kind + " requested");
+                    })]),
                 cell(SM.number(row.files), "sm-num"),
                 cell(SM.bytes(row.bytes), "sm-num", SM.number(row.bytes) + " bytes"),
                 cell(row.archived_bytes ? SM.bytes(row.archived_bytes) : "–", "sm-num"),
@@ -107,13 +113,27 @@
     function updateActions() {
         var rows = selectedRows();
         document.getElementById("sm-selected-count").textContent = rows.length;
+        var why = [];
         document.querySelectorAll("#sm-actions button[data-action]").forEach(function (button) {
             var action = button.dataset.action;
-            var allowed = rows.length > 0 && rows.every(function (r) { return r.actions.indexOf(action) >= 0; });
-            button.disabled = !allowed;
+            var mayAll = rows.length > 0 && rows.every(function (r) { return r.actions.indexOf(action) >= 0; });
+            // The server says why an action it allows cannot run now (no verified copy,
+            // a request waiting, a job running): the tooltip and the line below say it.
+            var reasons = rows.filter(function (r) { return r.disabled && r.disabled[action]; })
+                .map(function (r) { return r.key + ": " + r.disabled[action]; });
+            var notAllowed = rows.filter(function (r) { return r.actions.indexOf(action) < 0; })
+                .map(function (r) { return r.key; });
+            button.disabled = !mayAll || reasons.length > 0;
+            var title = rows.length === 0 ? "Select collections first" :
+                reasons.length ? reasons.join("; ") :
+                notAllowed.length ? "Not possible for " + notAllowed.join(", ") : "";
+            if (title) { button.title = title; } else { button.removeAttribute("title"); }
             // Only show what this user could ever do with what is selected.
             button.hidden = rows.length > 0 && !rows.some(function (r) { return r.actions.indexOf(action) >= 0; });
+            if (!button.hidden && rows.length && reasons.length) { why.push(button.textContent + " is off: " + reasons.join("; ")); }
         });
+        var line = document.getElementById("sm-action-reasons");
+        if (line) { line.textContent = why.join(" · "); }
     }
 
     function capital(text) { return text.charAt(0).toUpperCase() + text.slice(1); }
@@ -130,7 +150,9 @@
                                keys.join(", ") + ". Its progress shows below and under Jobs.", "ok");
                 } else {
                     SM.message("Request sent for " + keys.join(", ") +
-                               ": an administrator will approve or decline it; you will get an e-mail.", "ok");
+                               ": an administrator will approve or decline it; " +
+                               (answer.emails ? "you will get an e-mail, and " : "") +
+                               "you can follow it on the Overview under My requests.", "ok");
                 }
                 load();
             }).catch(function (error) { SM.message(error.message, "error"); });
@@ -164,6 +186,12 @@
         if (lastPage) { render(lastPage); }
     });
     table.querySelectorAll("th[data-sort]").forEach(function (th) {
+        // Sorting by keyboard too: each header is a tab stop that Enter or Space sorts.
+        th.tabIndex = 0;
+        th.title = "Sort by " + th.textContent.trim().toLowerCase();
+        th.addEventListener("keydown", function (event) {
+            if (event.key === "Enter" || event.key === " ") { event.preventDefault(); th.click(); }
+        });
         th.addEventListener("click", function () {
             var key = th.dataset.sort;
             state.sort = state.sort === key ? "-" + key : key;

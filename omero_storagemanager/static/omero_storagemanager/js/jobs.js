@@ -95,7 +95,7 @@
             pre.textContent = log.text || "(empty)";
             if (atEnd) { pre.scrollTop = pre.scrollHeight; }
             document.getElementById("sm-log-note").textContent = log.truncated ?
-                "Showing the last 256 KB of " + SM.bytes(log.size) + "." : "";
+                "Showing the last 256 KiB of " + SM.bytes(log.size) + "." : "";
         }).catch(function (error) { document.getElementById("sm-log-text").textContent = error.message; });
     }
 

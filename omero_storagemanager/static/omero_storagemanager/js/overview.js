@@ -33,4 +33,20 @@
     }).catch(function (error) {
         SM.clear(box).appendChild(el("span", {className: "sm-bad"}, error.message));
     });
+
+    var mine = document.getElementById("sm-my-requests-body"), again = null;
+    var MOVING = ["approved", "queued", "running", "waiting"];
+    function loadMine() {
+        SM.api("requests/", {params: {state: "all", mine: 1}}).then(function (data) {
+            SM.renderRequests(mine, data.items, loadMine, true);
+            // Follow an approved request's job to its end (done, failed).
+            clearTimeout(again);
+            if (data.items.some(function (r) { return MOVING.indexOf(r.fate) >= 0; })) {
+                again = setTimeout(loadMine, 2000);
+            }
+        }).catch(function (error) {
+            SM.clear(mine).appendChild(el("span", {className: "sm-bad"}, error.message));
+        });
+    }
+    if (mine) { loadMine(); }
 })();

@@ -56,19 +56,27 @@
         } else {
             box.appendChild(el("div", {className: "sm-hint"}, "No copy in the archive."));
         }
-        var pending = c.requests.filter(function (r) { return r.state === "pending"; });
-        pending.forEach(function (r) {
-            box.appendChild(el("div", {className: "sm-hint sm-request"},
-                               "Request to " + r.kind + " by " + r.requested_by.name + " on " + SM.date(r.created) + ": waiting for approval."));
+        // The latest requests and their fate: pending, declined with the reason, the
+        // approved job's state, done.
+        c.requests.slice(0, 3).forEach(function (r) {
+            var text = "Request to " + r.kind + " by " + r.requested_by.name + " on " + SM.date(r.created) + ": " +
+                (r.fate === "pending" ? "waiting for approval" : SM.label(r.fate)) +
+                (r.decision_comment ? " (“" + r.decision_comment + "”)" : "") + ".";
+            box.appendChild(el("div", {className: "sm-hint sm-request", dataset: {fate: r.fate}}, text));
         });
+        var disabled = c.disabled || {};
         var buttons = ACTIONS.filter(function (a) { return c.actions.indexOf(a[0]) >= 0; }).map(function (a) {
             return el("button", {className: "sm-btn " + a[2], type: "button", dataset: {action: a[0]},
+                                 disabled: !!disabled[a[0]], title: disabled[a[0]],
                                  onclick: function () { ask(c, a, root, box, refresh); }}, a[1]);
         });
+        var reasons = ACTIONS.filter(function (a) { return disabled[a[0]] && c.actions.indexOf(a[0]) >= 0; })
+            .map(function (a) { return a[1] + ": " + disabled[a[0]]; });
         box.appendChild(el("div", {className: "sm-toolbar sm-plugin-actions", style: "margin-top:8px"},
                            buttons.length ? buttons : el("span", {className: "sm-hint"}, "No action you may take here.")));
-        box.appendChild(el("a", {href: (SM.storageUrl || "/storagemanager/collections/") + "?q=" + encodeURIComponent(c.key),
-                                 target: "_blank"}, "Open in the Storage tab"));
+        if (reasons.length) { box.appendChild(el("div", {className: "sm-hint sm-action-reasons"}, reasons.join(" · "))); }
+        box.appendChild(el("a", {href: SM.pageRoot + "collection/" + c.key + "/", target: "_blank",
+                                 className: "sm-collection-link"}, "Open the collection page in the Storage tab"));
         return box;
     }
 
@@ -77,7 +85,7 @@
         var go = function () {
             SM.api("actions/", {method: "POST", body: {action: action[0], collections: [c.key]}}).then(function (answer) {
                 SM.message(answer.job ? "Job " + answer.job.id + " (" + SM.label(answer.job.kind) + ") queued."
-                                      : "Request sent: you will get an e-mail when it is decided.", "ok",
+                                      : "Request sent" + (answer.emails ? ": you will get an e-mail when it is decided." : ": its fate shows here and under Storage > Overview > My requests."), "ok",
                            root.querySelector(".sm-plugin-messages"));
                 refresh();
             }).catch(function (error) {

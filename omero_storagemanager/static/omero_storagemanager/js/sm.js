@@ -8,6 +8,8 @@
 
     SM.apiRoot = SM.apiRoot || (document.body && document.body.getAttribute("data-api")) ||
         "/storagemanager/api/v1/";
+    /* The Storage tab's pages (/storagemanager/), the API's parent. */
+    SM.pageRoot = SM.pageRoot || SM.apiRoot.replace(/api\/v1\/$/, "");
 
     function cookie(name) {
         var parts = document.cookie ? document.cookie.split(";") : [];
@@ -79,10 +81,11 @@
 
     SM.clear = function (node) { while (node.firstChild) { node.removeChild(node.firstChild); } return node; };
 
-    /* Sizes in powers of 1024, as OMERO.web and the rule filters count them. */
+    /* Sizes in powers of 1024 with IEC names (KiB, MiB, GiB), as `du -h` and OMERO.web
+       count them; the rule filters read the same units. */
     SM.bytes = function (n) {
         if (n === null || n === undefined) { return "–"; }
-        var units = ["B", "KB", "MB", "GB", "TB", "PB"], i = 0, v = Number(n);
+        var units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"], i = 0, v = Number(n);
         while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
         return (i === 0 ? v.toFixed(0) : v.toFixed(v < 10 ? 2 : 1)) + " " + units[i];
     };
@@ -115,6 +118,7 @@
         else if (fraction === null || fraction === undefined) { cls += job.state === "running" ? " sm-unknown" : ""; }
         var pct = Math.round(100 * (fraction || 0));
         var bar = SM.el("span", {className: cls, role: "progressbar", "aria-valuenow": pct,
+                                 "aria-label": (job.kind ? SM.label(job.kind) + " " : "") + "job " + (job.id || "") + " progress",
                                  "aria-valuemin": 0, "aria-valuemax": 100,
                                  dataset: {state: job.state}},
                         [SM.el("span", {style: "width:" + pct + "%"})]);

@@ -1,17 +1,9 @@
-/* Statistics: usage per user and per group against quotas (GET statistics/), a bar
-   chart of usage by group and a line of the data over time, both drawn as SVG here
-   (no chart library: two small charts do not need one). */
+/* Statistics: usage per user and per group against quotas (GET statistics/), usage by
+   group, the data by creation month, the recorded history and (admins) the primary
+   storage with its projection (GET capacity/), drawn by uPlot through SM.chart. */
 (function () {
     "use strict";
-    var el = SM.el, NS = "http://www.w3.org/2000/svg";
-    var COLORS = {online: "#2a6fb5", archived: "#27ae60", purged: "#8e44ad", quota: "#c0392b"};
-
-    function svg(tag, attrs, text) {
-        var node = document.createElementNS(NS, tag);
-        Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-        if (text !== undefined) { node.textContent = text; }
-        return node;
-    }
+    var el = SM.el;
 
     function rows(tbody, entries) {
         SM.clear(tbody);
@@ -36,89 +28,64 @@
         });
     }
 
-    function niceMax(v) {
-        if (v <= 0) { return 1; }
-        var p = Math.pow(1024, Math.floor(Math.log(v) / Math.log(1024)));
-        var steps = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1024];
-        for (var i = 0; i < steps.length; i++) { if (steps[i] * p >= v) { return steps[i] * p; } }
-        return v;
-    }
-
-    function legend(items) {
-        return el("div", {className: "sm-legend"}, items.map(function (i) {
-            return el("span", {}, [el("i", {style: "background:" + i[1]}), i[0]]);
-        }));
-    }
-
     function groupChart(box, groups) {
-        SM.clear(box).className = "";
-        if (!groups.length) { box.textContent = "No group to show."; return; }
-        var width = 560, rowH = 22, left = 130, right = 130, top = 6;
-        var height = top + groups.length * rowH + 20;
-        var max = niceMax(Math.max.apply(null, groups.map(function (g) {
-            return Math.max(g.online_bytes + g.archived_bytes, g.quota_bytes || 0);
-        })));
-        var scale = function (v) { return (width - left - right) * v / max; };
-        var chart = svg("svg", {viewBox: "0 0 " + width + " " + height, class: "sm-chart",
-                                role: "img", "aria-label": "Usage by group"});
-        groups.forEach(function (g, i) {
-            var y = top + i * rowH;
-            chart.appendChild(svg("text", {x: left - 6, y: y + 14, "text-anchor": "end"}, g.name));
-            var online = scale(g.online_bytes), archived = scale(g.archived_bytes);
-            chart.appendChild(svg("rect", {x: left, y: y + 3, width: Math.max(online, 0.5), height: 14,
-                                           fill: g.over_quota ? COLORS.quota : COLORS.online},
-                                  null)).appendChild(svg("title", {}, g.name + ": " + SM.bytes(g.online_bytes) + " online"));
-            chart.appendChild(svg("rect", {x: left + online, y: y + 3, width: archived, height: 14,
-                                           fill: COLORS.archived, opacity: 0.8}));
-            if (g.quota_bytes) {
-                var qx = left + scale(g.quota_bytes);
-                chart.appendChild(svg("line", {x1: qx, x2: qx, y1: y + 1, y2: y + 19, stroke: "#333",
-                                               "stroke-width": 2, "stroke-dasharray": "3,2"}));
-            }
-            // Values in a column of their own, clear of the bars and quota marks.
-            chart.appendChild(svg("text", {x: width - right + 8, y: y + 14},
-                                  SM.bytes(g.online_bytes) + (g.quota_bytes ? " / " + SM.bytes(g.quota_bytes) : "")));
-        });
-        chart.appendChild(svg("text", {x: left, y: height - 4}, "0"));
-        chart.appendChild(svg("text", {x: width - right, y: height - 4, "text-anchor": "end"}, SM.bytes(max)));
-        box.appendChild(chart);
-        box.appendChild(legend([["online", COLORS.online], ["archived", COLORS.archived],
-                                ["over quota", COLORS.quota], ["- - quota", "#333"]]));
+        if (!groups.length) { SM.clear(box).textContent = "No group to show."; return; }
+        SM.chart.bars(box, "Online bytes per group now (quotas and archived bytes in the table below)",
+                      groups.map(function (g) { return g.name; }),
+                      [{label: "online", values: groups.map(function (g) { return g.online_bytes; })}]);
     }
 
     function timeChart(box, timeline) {
-        SM.clear(box).className = "";
-        if (!timeline.length) { box.textContent = "Nothing to show yet."; return; }
-        var width = 560, height = 200, left = 60, bottom = 24, top = 8, right = 10;
-        var max = niceMax(timeline[timeline.length - 1].cumulative_bytes);
-        var n = timeline.length;
-        var x = function (i) { return left + (n === 1 ? (width - left - right) / 2 : i * (width - left - right) / (n - 1)); };
-        var y = function (v) { return height - bottom - (height - bottom - top) * v / max; };
-        var chart = svg("svg", {viewBox: "0 0 " + width + " " + height, class: "sm-chart",
-                                role: "img", "aria-label": "Data over time"});
-        [0, 0.5, 1].forEach(function (f) {
-            chart.appendChild(svg("line", {x1: left, x2: width - right, y1: y(max * f), y2: y(max * f),
-                                           stroke: "#e3e3e3"}));
-            chart.appendChild(svg("text", {x: left - 4, y: y(max * f) + 3, "text-anchor": "end"}, SM.bytes(max * f)));
-        });
-        var points = timeline.map(function (t, i) { return x(i) + "," + y(t.cumulative_bytes); });
-        chart.appendChild(svg("polygon", {points: x(0) + "," + y(0) + " " + points.join(" ") + " " + x(n - 1) + "," + y(0),
-                                          fill: COLORS.online, opacity: 0.15}));
-        chart.appendChild(svg("polyline", {points: points.join(" "), fill: "none", stroke: COLORS.online,
-                                           "stroke-width": 2}));
-        timeline.forEach(function (t, i) {
-            var dot = svg("circle", {cx: x(i), cy: y(t.cumulative_bytes), r: 3, fill: COLORS.online});
-            dot.appendChild(svg("title", {}, t.month + ": +" + SM.bytes(t.bytes) + ", total " + SM.bytes(t.cumulative_bytes)));
-            chart.appendChild(dot);
-        });
-        var every = Math.max(1, Math.ceil(n / 8));
-        timeline.forEach(function (t, i) {
-            if (i % every === 0 || i === n - 1) {
-                var anchor = n > 1 && i === n - 1 ? "end" : (i === 0 && n > 1 ? "start" : "middle");
-                chart.appendChild(svg("text", {x: x(i), y: height - 6, "text-anchor": anchor}, t.month));
+        if (!timeline.length) { SM.clear(box).textContent = "Nothing to show yet."; return; }
+        SM.chart.time(box, "Cumulative size of the Projects and Screens you may see, by the month they were created in OMERO",
+                      timeline.map(function (t) { return t.month + "-01T00:00:00Z"; }),
+                      [{label: "created up to then", values: timeline.map(function (t) { return t.cumulative_bytes; }), fill: "#2a6fb522"}]);
+    }
+
+    /* Recorded history (GET capacity/): one line per group; for admins the primary
+       storage with its limit and the fitted line to the day it is full. */
+    function history(window) {
+        return SM.api("capacity/", {params: {window: window}}).then(function (cap) {
+            var box = document.getElementById("sm-chart-history");
+            var days = [], seen = {}, names = {}, by = {};
+            cap.groups.forEach(function (r) {
+                if (!seen[r.day]) { seen[r.day] = true; days.push(r.day); }
+                names[r.subject] = r.name;
+                (by[r.subject] = by[r.subject] || {})[r.day] = r.bytes;
+            });
+            if (!days.length) {
+                SM.clear(box).textContent = "No usage recorded yet: it is recorded every day, the history grows from there.";
+            } else {
+                SM.chart.time(box, "Online bytes per group, as recorded each day (last " + cap.window_days + " days)", days,
+                              Object.keys(by).map(function (id) {
+                                  return {label: names[id], values: days.map(function (d) { return by[id][d] === undefined ? null : by[id][d]; })};
+                              }));
             }
-        });
-        box.appendChild(chart);
+            var primaryBox = document.getElementById("sm-chart-primary");
+            if (!primaryBox || !cap.primary) { return; }
+            var p = cap.projection, note = document.getElementById("sm-projection");
+            if (!cap.primary.length) { SM.clear(primaryBox).textContent = "No usage recorded yet."; note.textContent = p.note || ""; return; }
+            var xs = cap.primary.map(function (r) { return r.day; });
+            var used = cap.primary.map(function (r) { return r.bytes; });
+            var limit = cap.primary.map(function (r) { return r.limit_bytes; });
+            var fit = xs.map(function () { return null; });
+            if (p.enough && p.full_on) {
+                var first = new Date(p.first_day + "T00:00:00Z").getTime();
+                var line = function (day) { return p.intercept_bytes + p.bytes_per_day * (new Date(day + "T00:00:00Z").getTime() - first) / 86400000; };
+                fit = xs.map(line);
+                xs = xs.concat([p.full_on]);
+                used.push(null);
+                limit.push(p.limit_bytes);
+                fit.push(line(p.full_on));
+            }
+            SM.chart.time(primaryBox, "Primary storage used, its size, and the fitted line to the day it is full", xs, [
+                {label: "used", values: used, fill: "#2a6fb522"},
+                {label: "size of the file system", values: limit, color: "#a50f15", dash: [6, 4]},
+                {label: "linear fit", values: fit, color: "#b35900", dash: [3, 3]}]);
+            note.textContent = p.enough ? (p.full_on ? "Full on " + p.full_on + " at this rate (" + p.note + "; " +
+                                                       p.points + " recorded days in the window)." : p.note + ".")
+                                        : p.note + ".";
+        }).catch(function (error) { SM.message(error.message, "error"); });
     }
 
     SM.api("statistics/").then(function (stats) {
@@ -127,4 +94,7 @@
         groupChart(document.getElementById("sm-chart-groups"), stats.groups);
         timeChart(document.getElementById("sm-chart-time"), stats.timeline);
     }).catch(function (error) { SM.message(error.message, "error"); });
+    var windowSelect = document.getElementById("sm-window");
+    history(windowSelect ? windowSelect.value : 90);
+    if (windowSelect) { windowSelect.addEventListener("change", function () { history(windowSelect.value); }); }
 })();
