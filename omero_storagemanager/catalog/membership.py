@@ -66,6 +66,23 @@ COLLECTION_IMAGE_FILESETS = "\nUNION\n".join(
     f" FROM {joins} JOIN image i ON i.id = {image}"
     for kind, (joins, cid, image) in _DOWN.items())
 
+# Some collections only (the incremental catalogue, totals.figures_of): the same rows for
+# the Projects in %(project)s and the Screens in %(screen)s (arrays of ids).
+SCOPED_IMAGE_FILESETS = "\nUNION\n".join(
+    f"SELECT '{kind}'::text AS kind, {cid} AS cid, i.id AS image, i.fileset"
+    f" FROM {joins} JOIN image i ON i.id = {image} WHERE {cid} = ANY(%({kind})s::bigint[])"
+    for kind, (joins, cid, image) in _DOWN.items())
+
+
+def holders_of_images(images):
+    """SQL of every collection holding some images, as (kind, cid, image) rows, each once;
+    `images` completes `<image column> <images>`, such as "IN (SELECT image FROM x)"."""
+    return "\nUNION\n".join(
+        f"SELECT '{kind}'::text AS kind, {cid} AS cid, {image} AS image FROM {joins}"
+        f" WHERE {image} {images}"
+        for kind, (joins, cid, image) in _DOWN.items())
+
+
 # The objects of a collection whose file annotations it holds, besides its images:
 # (link table's object type, joins from the link `l` up to the collection, its column).
 _ANNOTATED = {
@@ -91,14 +108,19 @@ def attachments_of(kind, images="= ANY(%(images)s)"):
     return "\nUNION\n".join(branches)
 
 
-# File attachments of every collection: (kind, cid, file) rows. Needs a CTE `ci` of
-# collection images (kind, cid, image), such as COLLECTION_IMAGES.
-ATTACHMENT_LINKS = "\nUNION\n".join(
-    [f"SELECT '{kind}'::text AS kind, {cid} AS cid, a.\"file\" AS file"
-     f" FROM {otype}{_FILE_LINK}{joins} WHERE a.\"file\" IS NOT NULL"
-     for kind, objects in _ANNOTATED.items() for otype, joins, cid in objects]
-    + [f'SELECT ci.kind, ci.cid, a."file" FROM image{_FILE_LINK}'
-       ' JOIN ci ON ci.image = l.parent WHERE a."file" IS NOT NULL'])
+def attachment_links(ci="ci"):
+    """SQL of the file attachments of every collection: (kind, cid, file) rows. Needs a
+    CTE named `ci` of collection images (kind, cid, image), such as COLLECTION_IMAGES:
+    the attachments of the images it lists are the ones found."""
+    return "\nUNION\n".join(
+        [f"SELECT '{kind}'::text AS kind, {cid} AS cid, a.\"file\" AS file"
+         f" FROM {otype}{_FILE_LINK}{joins} WHERE a.\"file\" IS NOT NULL"
+         for kind, objects in _ANNOTATED.items() for otype, joins, cid in objects]
+        + [f'SELECT ci.kind, ci.cid, a."file" FROM image{_FILE_LINK}'
+           f' JOIN {ci} ci ON ci.image = l.parent WHERE a."file" IS NOT NULL'])
+
+
+ATTACHMENT_LINKS = attachment_links()
 
 # -- up: from files and objects to everything that holds them ---------------------------
 
@@ -356,3 +378,22 @@ def collections_holding(conn, dtype, oid):
         raise ValueError(f"not an object type: {dtype!r}")
     _, collections = _walk(conn, {dtype: [oid]})
     return sorted(collections.get((dtype, int(oid)), ()))
+
+
+def collections_reached(conn, asked):
+    """{(kind, id)} of every Project and Screen holding any of the objects `asked`
+    ({role: ids}, roles "file" and those of object_holders), in one statement: what
+    the incremental catalogue refreshes after these objects changed."""
+    unknown = set(asked) - set(_ROLES)
+    if unknown:
+        raise ValueError(f"not a role of the walk: {', '.join(sorted(unknown))}")
+    if not any(asked.values()):
+        return set()
+    keys, _ = _walk(conn, asked)
+    found = set()
+    for holder_keys in keys.values():
+        for key in holder_keys:
+            if _COLLECTION_KEY.match(key):
+                kind, oid = key.split(":")
+                found.add((kind.lower(), int(oid)))
+    return found
