@@ -35,6 +35,8 @@ class FacilityChanges:
         self.rng = random.Random(seed)
         self.clock = dt.datetime(2026, 1, 5, 9, 0)
         self.serial = 0
+        # Paths unique across instances too (a benchmark adds to a cached facility).
+        self.token = uuid.uuid4().hex[:8]
 
     # -- plumbing --------------------------------------------------------------------------
     def apply(self, operation, pick):
@@ -57,6 +59,20 @@ class FacilityChanges:
             cur.execute("SELECT pg_stat_force_next_flush()")
         self.conn.commit()
         return done
+
+    def link(self, table, parent, child):
+        """One link between given objects (a benchmark's changes: no picking among a
+        million rows), made and logged as apply() makes them."""
+        parents = {"datasetimagelink": "dataset", "projectdatasetlink": "project",
+                   "screenplatelink": "screen"}[table]
+        self.created, self.updated = [], []
+        with self.conn.cursor() as cur:
+            self.cur = cur
+            self._as_owner_of(parents, parent)
+            self._insert(table, parent=parent, child=child, **self.details)
+            for name, ids in self._grouped(self.created):
+                eventlog.log(cur, "INSERT", name, ids, self.ev)
+        self.conn.commit()
 
     @staticmethod
     def _grouped(rows):
@@ -120,7 +136,8 @@ class FacilityChanges:
         """An FS import's rows: fileset, entries, files, upload job and log, images with
         pixels and a thumbnail. Returns the image ids."""
         self.serial += 1
-        prefix = f"changes_{self.details['owner_id']}/{self.clock:%Y-%m/%d/%H-%M-%S}.{self.serial:03d}/"
+        prefix = (f"changes_{self.details['owner_id']}/{self.clock:%Y-%m/%d/%H-%M-%S}"
+                  f".{self.serial:03d}-{self.token}/")
         fsid = self._insert("fileset", templateprefix=prefix, **self.details)
         for index in range(n_files):
             size = self.rng.choice([0, 1_000, 250_000, 4_000_000])
@@ -167,6 +184,20 @@ class FacilityChanges:
             self._insert("datasetimagelink", parent=targets[n % len(targets)], child=iid,
                          **self.details)
         return f"import of {len(images)} image(s) into dataset(s) {targets}"
+
+    def import_into(self, dataset, files):
+        """One import of `files` files and one image into a given dataset (a benchmark's
+        changes), made and logged as apply() makes them. Returns the image id."""
+        self.created, self.updated, self.pick = [], [], 0
+        with self.conn.cursor() as cur:
+            self.cur = cur
+            self._as_owner_of("dataset", dataset)
+            images = self._fileset(files, 1, f"bench{self.serial}")
+            self._insert("datasetimagelink", parent=dataset, child=images[0], **self.details)
+            for name, ids in self._grouped(self.created):
+                eventlog.log(cur, "INSERT", name, ids, self.ev)
+        self.conn.commit()
+        return images[0]
 
     def _import_shared(self):
         return self._import(shared=True)
@@ -316,7 +347,8 @@ class FacilityChanges:
             return None
         self._event(row[1], row[2])
         self.serial += 1
-        ofid = self._insert("originalfile", path="uploads/", name=f"notes{self.serial}.pdf",
+        ofid = self._insert("originalfile", path="uploads/",
+                            name=f"notes{self.serial}-{self.token}.pdf",
                             size=self.rng.randint(100, 90_000),
                             hash=f"{self.rng.getrandbits(160):040x}", hasher=SHA1_160,
                             mimetype="application/pdf", mtime=self.clock, **self.details)
