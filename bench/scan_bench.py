@@ -50,7 +50,7 @@ from bench.common import (REPO_ROOT, CannotDropCaches, Dataset, DatasetBusy, Par
 
 MODES = ("catalog", "stat", "verify")
 DOC = REPO_ROOT / "docs" / "performance.md"
-GOALS = {"catalog_ratio": 3.0, "catalog_seconds": 2.0, "catalog_peak_mb": 300,
+GOALS = {"catalog_ratio": 1.5, "catalog_seconds": 2.0, "catalog_peak_mb": 300,  # ratio: issue 24
          "stat_ratio": 1.5, "verify_ratio": 1.2}
 # Warm runs disturbed by another process's cache drop are made again at most this often.
 MAX_REPEATS = 3

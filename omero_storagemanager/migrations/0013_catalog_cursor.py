@@ -7,13 +7,20 @@ SCHEDULE = "storagemanager:catalog_refresh"
 
 
 def install(apps, schema_editor):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     from omero_storagemanager import settings
 
+    minutes = settings.CATALOG_REFRESH_MINUTES
+    # The first run one period after the migration, not at once: a cluster started
+    # right after migrating has other work first (and tests their own jobs).
     apps.get_model("django_q", "Schedule").objects.update_or_create(
         name=SCHEDULE,
         defaults={"func": "omero_storagemanager.tasks.schedules.refresh_catalog",
-                  "schedule_type": "I", "minutes": settings.CATALOG_REFRESH_MINUTES,
-                  "repeats": -1})
+                  "schedule_type": "I", "minutes": minutes, "repeats": -1,
+                  "next_run": timezone.now() + timedelta(minutes=minutes)})
 
 
 def uninstall(apps, schema_editor):
