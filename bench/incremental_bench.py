@@ -44,6 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--new-files", type=int, default=1_000)
     parser.add_argument("--links", type=int, default=100)
+    parser.add_argument("--datasets", type=int, default=20,
+                        help="the new files go into this many random datasets (a day's "
+                             "imports of a few users); 0: each import into its own")
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="print where an incremental refresh's time goes (cProfile)")
@@ -61,7 +64,7 @@ def _random_ids(cur, table, count, rng):
     return found
 
 
-def make_changes(writer, rng, new_files, links, serial):
+def make_changes(writer, rng, new_files, links, serial, spread=0):
     """One round's changes; returns (files, links) made."""
     from testbed.changes import FacilityChanges
 
@@ -69,15 +72,22 @@ def make_changes(writer, rng, new_files, links, serial):
     changes.serial = serial * 100_000
     changes.clock = dt.datetime(2026, 6, 1) + dt.timedelta(days=serial)
     with writer.cursor() as cur:
-        datasets = _random_ids(cur, "dataset", new_files, rng)
+        datasets = _random_ids(cur, "dataset", spread or new_files, rng)
     writer.commit()
     made = 0
     while made < new_files:
         files = min(rng.randint(1, 4), new_files - made)
-        changes.import_into(datasets[made], files)
+        changes.import_into(datasets[made % len(datasets)], files)
         made += files
     with writer.cursor() as cur:
-        images = _random_ids(cur, "image", links, rng)
+        # Images of Projects (a dataset-image link row's image): a user links images
+        # into another dataset; a plate's images are not linked into datasets.
+        cur.execute("SELECT child FROM datasetimagelink WHERE id = ANY(%s)",
+                    [_random_ids(cur, "datasetimagelink", links, rng)])
+        images = [r[0] for r in cur.fetchall()]
+        while len(images) < links:  # ANY() gives each image once
+            images += images
+        images = images[:links]
         targets = _random_ids(cur, "dataset", links, rng)
         projects = _random_ids(cur, "project", links, rng)
         cur.execute("SELECT parent, child FROM datasetimagelink WHERE child = ANY(%s)"
@@ -122,7 +132,8 @@ def run(args):
                 full_s, full = timed(refresh_catalog, conn, connect=lambda: connect(omero),
                                      force_full=True)
                 assert full.mode == FULL
-                files, links = make_changes(writer, rng, args.new_files, args.links, n + 1)
+                files, links = make_changes(writer, rng, args.new_files, args.links, n + 1,
+                                            args.datasets)
                 load_inc = os.getloadavg()[0]
                 if args.profile:
                     import cProfile
@@ -178,6 +189,9 @@ def report(result, args):
         "|---|---|---|---|",
         f"| median full refresh | {full:.3f} s | | |",
         f"| median incremental refresh | {inc:.3f} s | | |",
+        f"| changes per round | {args.new_files} new files in imports of 1-4 files into "
+        + (f"{args.datasets} random datasets" if args.datasets else "one random dataset each")
+        + f", {args.links} new links (dataset-image, project-dataset) | | |",
         f"| incremental / full | {ratio:.1%} | < {GOAL_RATIO:.0%} | "
         f"{'yes' if ratio < GOAL_RATIO else 'no'} |",
         END,

@@ -15,11 +15,11 @@ from .totals import assemble
 SCOPED_PARTS = f"""WITH cimg AS MATERIALIZED ({SCOPED_IMAGE_FILESETS}),
 cf AS MATERIALIZED (SELECT DISTINCT kind, cid, fileset FROM cimg WHERE fileset IS NOT NULL),
 fsimg AS MATERIALIZED (
-    SELECT i.id AS image, i.fileset FROM image i WHERE i.fileset IN (SELECT fileset FROM cf)),
+    SELECT i.id AS image, i.fileset FROM (SELECT DISTINCT fileset FROM cf) c
+     CROSS JOIN LATERAL (SELECT id, fileset FROM image WHERE fileset = c.fileset) i),
 holders AS (
     SELECT f.fileset, count(DISTINCT (h.kind, h.cid)) AS n
-      FROM fsimg f
-      JOIN ({holders_of_images("IN (SELECT image FROM fsimg)")}) h ON h.image = f.image
+      FROM fsimg f CROSS JOIN LATERAL ({holders_of_images("= f.image")}) h
      GROUP BY f.fileset),
 images AS (SELECT kind, cid, count(*) AS images FROM cimg GROUP BY kind, cid),
 extra AS MATERIALIZED (
@@ -39,8 +39,8 @@ extra AS MATERIALIZED (
              WHERE p.image IN (SELECT image FROM cimg)) x
      GROUP BY image),
 extra_holders AS (
-    SELECT image, count(*) AS n
-      FROM ({holders_of_images("IN (SELECT image FROM extra)")}) h GROUP BY image),
+    SELECT x.image, count(*) AS n
+      FROM extra x CROSS JOIN LATERAL ({holders_of_images("= x.image")}) h GROUP BY x.image),
 held_extra AS (SELECT c.kind, c.cid, x.*, eh.n
                  FROM extra x JOIN cimg c ON c.image = x.image
                  JOIN extra_holders eh ON eh.image = x.image),
@@ -66,17 +66,20 @@ SELECT m.kind, m.cid, m.images, coalesce(x.files, 0)::bigint,
   LEFT JOIN thumbs t ON t.kind = m.kind AND t.cid = m.cid
 """
 
-# totals.FILESET_FIGURES for the filesets in %(filesets)s.
+# totals.FILESET_FIGURES for the filesets in %(filesets)s. LATERAL, one fileset and one
+# file at a time by their indexes: a few thousand filesets are a few per cent of the
+# facility, where the planner would rather hash the whole originalfile table.
 SCOPED_FILESET_FIGURES = """
-WITH fs_files AS (SELECT fileset, originalfile AS file FROM filesetentry
-                   WHERE fileset = ANY(%(filesets)s::bigint[])
-                  UNION ALL
-                  SELECT fjl.parent, jol.child FROM filesetjoblink fjl
-                    JOIN joboriginalfilelink jol ON jol.parent = fjl.child
-                   WHERE fjl.parent = ANY(%(filesets)s::bigint[]))
-SELECT x.fileset, count(*), sum(o."size")::bigint, max(o.mtime),
+SELECT f.id, count(*), sum(o."size")::bigint, max(o.mtime),
        count(*) FILTER (WHERE o.hash IS NULL)
-  FROM fs_files x JOIN originalfile o ON o.id = x.file GROUP BY x.fileset
+  FROM unnest(%(filesets)s::bigint[]) f(id)
+ CROSS JOIN LATERAL (SELECT originalfile AS file FROM filesetentry WHERE fileset = f.id
+                     UNION ALL
+                     SELECT jol.child FROM filesetjoblink fjl
+                       JOIN joboriginalfilelink jol ON jol.parent = fjl.child
+                      WHERE fjl.parent = f.id) x
+ CROSS JOIN LATERAL (SELECT "size", mtime, hash FROM originalfile WHERE id = x.file) o
+ GROUP BY f.id
 """
 
 _SCOPED_IMAGES = SCOPED_IMAGE_FILESETS.replace(", i.fileset", "")
