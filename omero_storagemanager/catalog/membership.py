@@ -8,10 +8,14 @@ Down, from a Project or Screen to its files (what the catalog lists, scans, arch
                pyramid, its OMERO 4 archived originals (pixelsoriginalfilemap);
     file annotations on the collection, its Datasets (Plates, Wells) and its Images.
 
-IMAGES_OF, FILESETS_OF, attachments_of() (one collection) and COLLECTION_IMAGES,
-COLLECTION_IMAGE_FILESETS, ATTACHMENT_LINKS (every collection at once) are the only SQL
-of that walk: inventory.py, totals.py, objects.py and engine/bulk.py build theirs from
-them.
+IMAGES_OF, FILESETS_OF, attachments_of() (one collection), COLLECTION_IMAGES,
+COLLECTION_IMAGE_FILESETS, ATTACHMENT_LINKS (every collection at once) and
+SCOPED_IMAGE_FILESETS, holders_of_images(), attachment_links() (some collections, some
+images: the incremental catalogue's scoped.py) are the only SQL of that walk:
+inventory.py, totals.py, scoped.py, objects.py and engine/bulk.py build theirs from them.
+
+collections_reached() is the up walk for collections only, one index lookup at a time:
+what a change can reach, for the incremental catalogue.
 
 Up, from a file to everything that holds it (holders(), other_holders()): the same walk
 backwards, along every path OMERO has, including those that end outside every Project
