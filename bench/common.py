@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 OMERO_DB = "omero"
 APP_DB = "omeroweb"
 # Bump when the dataset layout or the generator call changes: old caches are regenerated.
-STAMP_VERSION = 1
+STAMP_VERSION = 2  # 2: eventlog rows (issue 24)
 
 
 def log(message):

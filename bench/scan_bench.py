@@ -50,7 +50,7 @@ from bench.common import (REPO_ROOT, CannotDropCaches, Dataset, DatasetBusy, Par
 
 MODES = ("catalog", "stat", "verify")
 DOC = REPO_ROOT / "docs" / "performance.md"
-GOALS = {"catalog_ratio": 3.0, "catalog_seconds": 2.0, "catalog_peak_mb": 300,
+GOALS = {"catalog_ratio": 1.5, "catalog_seconds": 2.0, "catalog_peak_mb": 300,  # ratio: issue 24
          "stat_ratio": 1.5, "verify_ratio": 1.2}
 # Warm runs disturbed by another process's cache drop are made again at most this often.
 MAX_REPEATS = 3
@@ -99,10 +99,11 @@ def parse_args(argv=None):
     parser.add_argument("--filesets", type=int, default=100_000)
     parser.add_argument("--projects", type=int, default=10_000)
     parser.add_argument("--screens", type=int, default=500)
-    parser.add_argument("--disk", choices=["sparse", "tiny"], default="tiny",
+    parser.add_argument("--disk", choices=["sparse", "tiny", "none"], default="tiny",
                         help="sparse: files of their catalogued size, all holes (verify then "
                              "hashes terabytes of zeros at 1M files); tiny: a few real bytes "
-                             "each (default)")
+                             "each (default); none: the database only (catalog mode only, "
+                             "the 10M-file facility of bench/facility.py)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median)")
     parser.add_argument("--modes", default="catalog,stat,verify",
                         help="comma-separated, of: " + ", ".join(MODES))
@@ -127,6 +128,8 @@ def parse_args(argv=None):
         parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.disk == "none" and set(args.modes) - {"catalog"}:
+        parser.error("--disk none has no files on disk: only --modes catalog")
     return args
 
 

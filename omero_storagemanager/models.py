@@ -395,3 +395,18 @@ class UsageRecord(models.Model):
         constraints = [models.UniqueConstraint(fields=["day", "scope", "subject"],
                                                name="sm_usage_record_unique")]
         indexes = [models.Index(fields=["scope", "day"], name="sm_usage_scope_day")]
+
+
+class CatalogCursor(models.Model):
+    """Where the incremental catalogue stopped reading OMERO's eventlog (engine/incremental.py).
+
+    One row. Advanced in the same transaction as the figures it led to, so a worker
+    killed in between leaves the changes to be read again, never skipped.
+    """
+
+    last_eventlog_id = models.BigIntegerField(null=True)  # None: no catalogue yet
+    pending = models.JSONField(default=list)  # transaction ids open at the last read
+    deletions = models.JSONField(default=dict)  # table -> rows deleted, at the last read
+    mode = models.CharField(max_length=12, blank=True, default="")  # full or incremental
+    reason = models.TextField(blank=True, default="")  # why the last refresh was full
+    updated = models.DateTimeField(null=True)

@@ -200,6 +200,14 @@ CUSTOM_SETTINGS_MAPPINGS = {
         parse_boolean,
         "Count file attachments on a Project or Screen and its children as part of it.",
     ],
+    PREFIX + "catalog_refresh_minutes": [
+        "CATALOG_REFRESH_MINUTES",
+        "5",
+        parse_positive_int,
+        "Minutes between two refreshes of the catalogue from OMERO's eventlog (the "
+        "incremental catalogue; a full scan where eventlog cannot tell what changed). "
+        "Read when the app's migrations install the schedule.",
+    ],
     PREFIX + "copies_required": [
         "COPIES_REQUIRED",
         "1",

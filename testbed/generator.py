@@ -36,7 +36,7 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extras
 
-from testbed import omerodb
+from testbed import eventlog, omerodb
 from testbed.omerodb import (CHECKSUM_ALGORITHMS, MD5_128, PERMISSIONS, SHA1_160,
                              SYSTEM_GROUP_ID, USER_GROUP_ID)
 from testbed.truth import Truth
@@ -856,6 +856,7 @@ class FacilityBuilder:
                         cur, f"INSERT INTO {table} ({names}) VALUES %s", values, page_size=500)
         conn.commit()
         omerodb.sync_sequences(conn)
+        eventlog.log_inserts(conn)
 
 
 def _connect(dsn):
@@ -1217,6 +1218,7 @@ def generate_large(dsn, root, files=1_000_000, filesets=100_000, projects=10_000
             cur.execute("RESET session_replication_role")
         conn.commit()
         omerodb.sync_sequences(conn)
+        eventlog.log_inserts(conn, bulk=True)
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ANALYZE")

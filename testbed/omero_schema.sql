@@ -14,7 +14,8 @@
 --     the foreign keys that would point at them (image.format, image.instrument,
 --     wellsample.plateacquisition, ...): the columns are kept, nullable as in OMERO;
 --   * externalinfo and the external_id foreign keys to it (always NULL in practice);
---   * the count_* tables, eventlog, the full-text triggers and the many plain indexes.
+--   * the count_* tables, the full-text triggers (_reindexing_required) and the many
+--     plain indexes.
 -- Load it into an empty database with testbed.omerodb.load_schema().
 
 CREATE DOMAIN nonnegative_int AS INTEGER CHECK (VALUE >= 0);
@@ -857,6 +858,29 @@ create index annotation_discriminator on annotation(discriminator);
 create index annotation_ns on annotation(ns);
 
 ------------------------------------------------------------------------------------------
+-- The change log (schema.sql's eventlog; psql-footer.sql's seq_eventlog and indexes).
+-- OMERO writes a row per INSERT/UPDATE/DELETE its Hibernate listener sees
+-- (ome.security.basic.EventLogListener) and REINDEX rows from _reindexing_required;
+-- docs/eventlog.md says which changes get a row and which do not.
+------------------------------------------------------------------------------------------
+
+create table eventlog (
+    id int8 not null,
+    action varchar(255) not null,
+    permissions int8 not null,
+    entityId int8 not null,
+    entityType varchar(255) not null,
+    external_id int8 unique,
+    event int8 not null,
+    primary key (id),
+    constraint FKeventlog_event_event foreign key (event) references event
+);
+CREATE INDEX i_EventLog_event ON eventlog(event);
+CREATE INDEX eventlog_action ON eventlog(action);
+CREATE INDEX eventlog_entitytype ON eventlog(entityType);
+CREATE INDEX eventlog_entityid ON eventlog(entityId);
+
+------------------------------------------------------------------------------------------
 -- Sequences: OMERO allocates ids with ome_nextval('seq_<table>'), a locked nextval().
 ------------------------------------------------------------------------------------------
 
@@ -868,6 +892,7 @@ CREATE SEQUENCE seq_datasetimagelink;
 CREATE SEQUENCE seq_dbpatch;
 CREATE SEQUENCE seq_dimensionorder;
 CREATE SEQUENCE seq_event;
+CREATE SEQUENCE seq_eventlog;
 CREATE SEQUENCE seq_eventtype;
 CREATE SEQUENCE seq_experimenter;
 CREATE SEQUENCE seq_experimentergroup;

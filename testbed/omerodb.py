@@ -39,7 +39,8 @@ BOOTSTRAP_TIME = "2012-06-04 09:00:00"
 # Every table with an id and its OMERO sequence (seq_<table>).
 SEQUENCE_TABLES = [
     "annotation", "checksumalgorithm", "dataset", "datasetannotationlink",
-    "datasetimagelink", "dbpatch", "dimensionorder", "event", "eventtype", "experimenter",
+    "datasetimagelink", "dbpatch", "dimensionorder", "event", "eventlog", "eventtype",
+    "experimenter",
     "experimentergroup", "fileset", "filesetannotationlink", "filesetentry",
     "filesetjoblink", "groupexperimentermap", "image", "imageannotationlink", "job",
     "joboriginalfilelink", "jobstatus", "node", "originalfile", "pixels",

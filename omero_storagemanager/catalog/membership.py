@@ -8,10 +8,14 @@ Down, from a Project or Screen to its files (what the catalog lists, scans, arch
                pyramid, its OMERO 4 archived originals (pixelsoriginalfilemap);
     file annotations on the collection, its Datasets (Plates, Wells) and its Images.
 
-IMAGES_OF, FILESETS_OF, attachments_of() (one collection) and COLLECTION_IMAGES,
-COLLECTION_IMAGE_FILESETS, ATTACHMENT_LINKS (every collection at once) are the only SQL
-of that walk: inventory.py, totals.py, objects.py and engine/bulk.py build theirs from
-them.
+IMAGES_OF, FILESETS_OF, attachments_of() (one collection), COLLECTION_IMAGES,
+COLLECTION_IMAGE_FILESETS, ATTACHMENT_LINKS (every collection at once) and
+SCOPED_IMAGE_FILESETS, holders_of_images(), attachment_links() (some collections, some
+images: the incremental catalogue's scoped.py) are the only SQL of that walk:
+inventory.py, totals.py, scoped.py, objects.py and engine/bulk.py build theirs from them.
+
+collections_reached() is the up walk for collections only, one index lookup at a time:
+what a change can reach, for the incremental catalogue.
 
 Up, from a file to everything that holds it (holders(), other_holders()): the same walk
 backwards, along every path OMERO has, including those that end outside every Project
@@ -66,6 +70,23 @@ COLLECTION_IMAGE_FILESETS = "\nUNION\n".join(
     f" FROM {joins} JOIN image i ON i.id = {image}"
     for kind, (joins, cid, image) in _DOWN.items())
 
+# Some collections only (the incremental catalogue, totals.figures_of): the same rows for
+# the Projects in %(project)s and the Screens in %(screen)s (arrays of ids).
+SCOPED_IMAGE_FILESETS = "\nUNION\n".join(
+    f"SELECT '{kind}'::text AS kind, {cid} AS cid, i.id AS image, i.fileset"
+    f" FROM {joins} JOIN image i ON i.id = {image} WHERE {cid} = ANY(%({kind})s::bigint[])"
+    for kind, (joins, cid, image) in _DOWN.items())
+
+
+def holders_of_images(images):
+    """SQL of every collection holding some images, as (kind, cid, image) rows, each once;
+    `images` completes `<image column> <images>`, such as "IN (SELECT image FROM x)"."""
+    return "\nUNION\n".join(
+        f"SELECT '{kind}'::text AS kind, {cid} AS cid, {image} AS image FROM {joins}"
+        f" WHERE {image} {images}"
+        for kind, (joins, cid, image) in _DOWN.items())
+
+
 # The objects of a collection whose file annotations it holds, besides its images:
 # (link table's object type, joins from the link `l` up to the collection, its column).
 _ANNOTATED = {
@@ -91,14 +112,19 @@ def attachments_of(kind, images="= ANY(%(images)s)"):
     return "\nUNION\n".join(branches)
 
 
-# File attachments of every collection: (kind, cid, file) rows. Needs a CTE `ci` of
-# collection images (kind, cid, image), such as COLLECTION_IMAGES.
-ATTACHMENT_LINKS = "\nUNION\n".join(
-    [f"SELECT '{kind}'::text AS kind, {cid} AS cid, a.\"file\" AS file"
-     f" FROM {otype}{_FILE_LINK}{joins} WHERE a.\"file\" IS NOT NULL"
-     for kind, objects in _ANNOTATED.items() for otype, joins, cid in objects]
-    + [f'SELECT ci.kind, ci.cid, a."file" FROM image{_FILE_LINK}'
-       ' JOIN ci ON ci.image = l.parent WHERE a."file" IS NOT NULL'])
+def attachment_links(ci="ci"):
+    """SQL of the file attachments of every collection: (kind, cid, file) rows. Needs a
+    CTE named `ci` of collection images (kind, cid, image), such as COLLECTION_IMAGES:
+    the attachments of the images it lists are the ones found."""
+    return "\nUNION\n".join(
+        [f"SELECT '{kind}'::text AS kind, {cid} AS cid, a.\"file\" AS file"
+         f" FROM {otype}{_FILE_LINK}{joins} WHERE a.\"file\" IS NOT NULL"
+         for kind, objects in _ANNOTATED.items() for otype, joins, cid in objects]
+        + [f'SELECT ci.kind, ci.cid, a."file" FROM image{_FILE_LINK}'
+           f' JOIN {ci} ci ON ci.image = l.parent WHERE a."file" IS NOT NULL'])
+
+
+ATTACHMENT_LINKS = attachment_links()
 
 # -- up: from files and objects to everything that holds them ---------------------------
 
@@ -356,3 +382,60 @@ def collections_holding(conn, dtype, oid):
         raise ValueError(f"not an object type: {dtype!r}")
     _, collections = _walk(conn, {dtype: [oid]})
     return sorted(collections.get((dtype, int(oid)), ()))
+
+
+# The collections holding some objects (collections_reached): the up walk of _WALK, for
+# collections only, one index lookup at a time (LATERAL), so that its cost follows the
+# number of objects asked, not the size of the facility. Arrays by role: %(file)s,
+# %(project)s, %(screen)s, %(dataset)s, %(plate)s, %(well)s, %(image)s, %(fileset)s,
+# %(pixels)s. A file is followed along its roles as in _WALK: fileset entry, import log,
+# OMERO 4 original, and the file of FileAnnotations on the objects whose attachments
+# the down walk lists (_ANNOTATED).
+_ANN = ('SELECT l.parent FROM {t}annotationlink l JOIN annotation a ON a.id = l.child'
+        ' WHERE a."file" = ANY(%(file)s::bigint[])')
+_REACHED = f"""
+WITH img AS MATERIALIZED (
+  SELECT unnest(%(image)s::bigint[]) AS image
+  UNION SELECT i.id FROM unnest(%(fileset)s::bigint[]) f
+         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = f) i
+  UNION SELECT p.image FROM pixels p WHERE p.id = ANY(%(pixels)s::bigint[])
+  UNION SELECT i.id FROM filesetentry fe
+         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = fe.fileset) i
+         WHERE fe.originalfile = ANY(%(file)s::bigint[])
+  UNION SELECT i.id FROM joboriginalfilelink jol
+         JOIN filesetjoblink fjl ON fjl.child = jol.parent
+         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = fjl.parent) i
+         WHERE jol.child = ANY(%(file)s::bigint[])
+  UNION SELECT p.image FROM pixelsoriginalfilemap pom JOIN pixels p ON p.id = pom.child
+         WHERE pom.parent = ANY(%(file)s::bigint[])
+  UNION {_ANN.format(t="image")}),
+ds AS (SELECT unnest(%(dataset)s::bigint[]) AS id UNION {_ANN.format(t="dataset")}),
+pl AS (SELECT unnest(%(plate)s::bigint[]) AS id
+       UNION SELECT w.plate FROM well w WHERE w.id = ANY(%(well)s::bigint[])
+       UNION {_ANN.format(t="plate")}
+       UNION SELECT w.plate FROM well w WHERE w.id IN ({_ANN.format(t="well")}))
+SELECT 'project'::text, unnest(%(project)s::bigint[])
+UNION SELECT 'screen', unnest(%(screen)s::bigint[])
+UNION SELECT 'project', l.parent FROM ({_ANN.format(t="project")}) l(parent)
+UNION SELECT 'screen', l.parent FROM ({_ANN.format(t="screen")}) l(parent)
+UNION SELECT 'project', pdl.parent FROM ds JOIN projectdatasetlink pdl ON pdl.child = ds.id
+UNION SELECT 'screen', spl.parent FROM pl JOIN screenplatelink spl ON spl.child = pl.id
+UNION SELECT h.kind, h.cid FROM img CROSS JOIN LATERAL ({holders_of_images("= img.image")}) h
+"""
+
+
+def collections_reached(conn, asked):
+    """{(kind, id)} of every Project and Screen holding any of the objects `asked`
+    ({role: ids}, roles "file" and those of object_holders), in one statement: what
+    the incremental catalogue refreshes after these objects changed. Ids of objects
+    that no longer exist are fine (a project asked by id comes back as asked: the sync
+    finds whether it exists)."""
+    unknown = set(asked) - set(_ROLES)
+    if unknown:
+        raise ValueError(f"not a role of the walk: {', '.join(sorted(unknown))}")
+    if not any(asked.values()):
+        return set()
+    params = {role: sorted({int(i) for i in asked.get(role, ())}) for role in _ROLES}
+    with conn.cursor() as cur:
+        cur.execute(_REACHED, params)
+        return {(kind, int(cid)) for kind, cid in cur.fetchall() if cid is not None}

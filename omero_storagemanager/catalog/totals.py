@@ -144,14 +144,21 @@ def collection_figures(conn, include_attachments=True, per_fileset=None):
     query running on another connection meanwhile; without it they are read on `conn`
     after the collections' parts.
     """
-    figures = defaultdict(Figures)
     with conn.cursor() as cur:
         cur.execute(COLLECTION_PARTS)
         parts = cur.fetchall()
+        attachments = None
         if include_attachments:
             cur.execute(ATTACHMENTS)
             attachments = cur.fetchall()
     per_fileset = per_fileset() if per_fileset is not None else fileset_figures(conn)
+    return assemble(parts, attachments, per_fileset)
+
+
+def assemble(parts, attachments, per_fileset):
+    """{(kind, id): Figures} from COLLECTION_PARTS' and ATTACHMENTS' rows and the figures
+    of their filesets (also what scoped.figures_of adds up: one way to add, for both)."""
+    figures = defaultdict(Figures)
     for (kind, cid, images, files, nbytes, unhashed, shared, newest, thumbs, filesets,
          shared_filesets) in parts:
         f = figures[(kind, cid)]
@@ -170,7 +177,7 @@ def collection_figures(conn, include_attachments=True, per_fileset=None):
             f.shared_filesets = len(shared_filesets)
             shared += sum(x[1] for x in map(per_fileset.get, shared_filesets) if x is not None)
         _add(f, files, nbytes, newest, unhashed, shared)
-    if include_attachments:
+    if attachments is not None:
         for kind, cid, files, nbytes, newest, unhashed, shared in attachments:
             _add(figures[(kind, cid)], int(files), int(nbytes or 0), as_utc(newest),
                  int(unhashed), int(shared))

@@ -10,6 +10,7 @@ from ..gateway.service import admin_gateway
 from ..engine.locations import audit, current_location, purge_read_cache, rescan
 from ..engine.purge import PurgeError, purge_collection
 from ..engine.restore import restore_collection
+from ..engine.incremental import refresh_catalog
 from ..engine.scan import scan
 from ..engine.sync import sync_collections
 from ..models import Location
@@ -50,6 +51,8 @@ def sync(job, handle):
 
 def scan_job(job, handle):
     mode = job.params.get("mode", "catalog")
+    if job.params.get("incremental"):
+        return refresh_job(job, handle)
     targets = _collections(job)
     keys = [(c.kind, c.omero_id) for c in targets] or None
     with _Catalog() as conn:
@@ -79,6 +82,19 @@ def _rolling_stat_scan(handle):
     handle.log(f"rolling stat scan of {report.collections} collections (oldest figures "
                f"first; all within {settings.STAT_SCAN_PERIOD_DAYS} days)")
     return report.collections
+
+
+def refresh_job(job, handle):
+    """The catalogue brought up to date from OMERO's eventlog (a full catalog scan where
+    eventlog cannot tell what changed: the log says why)."""
+    with _Catalog() as conn:
+        report = refresh_catalog(conn, settings.INCLUDE_ATTACHMENTS, handle,
+                                 connect=catalog.connect, log=handle.log,
+                                 force_full=bool(job.params.get("full")))
+    return {"mode": "catalog", "refresh": report.mode, "reason": report.reason,
+            "events": report.events, "collections": report.collections,
+            "files": report.files, "bytes": report.bytes,
+            "seconds": round(report.seconds, 3)}
 
 
 def archive(job, handle):

@@ -17,6 +17,8 @@ SCHEDULED = ("backup", "sync", "scan", "cache_purge", "auto_archive", "quota_che
 PREFIX = "storagemanager:"
 FUNC = "omero_storagemanager.tasks.schedules.run_scheduled"
 MONITOR = "storagemanager:monitor"
+# The incremental catalogue, every settings.CATALOG_REFRESH_MINUTES minutes (migration 0013).
+CATALOG_REFRESH = "storagemanager:catalog_refresh"
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -81,7 +83,8 @@ def get_schedules():
     from django_q.models import Schedule
 
     found = {kind: {"times": [], "next_run": None} for kind in SCHEDULED}
-    for s in Schedule.objects.filter(name__startswith=PREFIX).exclude(name=MONITOR):
+    for s in Schedule.objects.filter(name__startswith=PREFIX).exclude(
+            name__in=(MONITOR, CATALOG_REFRESH)):
         kind, hhmm = s.name[len(PREFIX):].split("@")
         if kind in found:
             found[kind]["times"].append(hhmm)
@@ -100,6 +103,17 @@ def run_scheduled(kind):
 
     job = submit(kind, params={"scheduled": True})
     return f"{kind}: job {job.pk}"
+
+
+def refresh_catalog():
+    """What the catalogue's schedule runs: an incremental catalog scan job, unless a scan
+    is already queued or running (it brings the figures up to date as well)."""
+    if Job.objects.filter(kind="scan", state__in=Job.ACTIVE).exists():
+        return "catalog refresh: a scan job is already queued or running"
+    from .queue import submit
+
+    job = submit("scan", params={"mode": "catalog", "incremental": True, "scheduled": True})
+    return f"catalog refresh: job {job.pk}"
 
 
 def run_now(kind, requested_by=None):

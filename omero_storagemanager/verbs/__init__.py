@@ -2,5 +2,5 @@
 
 Each module has HELP, add_arguments(parser) and run(command, options) -> exit code.
 """
-VERBS = ("check", "sync", "scan", "inventory", "stats", "archive", "purge", "restore",
-         "audit", "location", "jobs", "backup", "schedule", "diagnose")
+VERBS = ("check", "sync", "scan", "refresh", "inventory", "stats", "archive", "purge",
+         "restore", "audit", "location", "jobs", "backup", "schedule", "diagnose")

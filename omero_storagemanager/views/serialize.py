@@ -49,9 +49,19 @@ def job_full(job, admin=False, keys=None):
         "summary": job.summary, "cancel_requested": job.cancel_requested,
         "active": job.state in Job.ACTIVE,
     })
+    data.update(_pace(job, data["seconds"], data["progress"]))
     if admin:
         data["log_dir"], data["worker"] = job.log_dir, job.worker
     return data
+
+
+def _pace(job, seconds, fraction):
+    """Rate (bytes, or files, per second) and seconds left, from the progress so far."""
+    if not seconds or not fraction:
+        return {"bytes_per_second": None, "files_per_second": None, "seconds_left": None}
+    return {"bytes_per_second": job.bytes_done / seconds,
+            "files_per_second": job.files_done / seconds,
+            "seconds_left": (seconds / fraction - seconds) if fraction < 1 else 0.0}
 
 
 def _now():
