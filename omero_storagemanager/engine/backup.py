@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from django.db import connection
 
 from .. import settings
+from ..private_files import private_dir, private_file
 
 
 class BackupError(RuntimeError):
@@ -75,8 +76,8 @@ def list_backups():
 def run_backup():
     """Dump the app database; rotate current -> 0 -> 1 ...; returns the new Backup."""
     folder = backup_dir()
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".current.dump.tmp")
+    private_dir(folder)
+    tmp = private_file(os.path.join(folder, ".current.dump.tmp"))  # pg_dump keeps 0600
     args, env = _connection_args()
     _run([_program("pg_dump"), "--format=custom", "--no-owner", "--file", tmp, *args], env)
     with open(tmp, "rb") as f:

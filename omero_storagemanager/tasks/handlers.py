@@ -6,7 +6,7 @@ handler again and picks up where the last run stopped.
 from .. import catalog, preferences, settings
 from ..catalog.paths import RepositoryPaths
 from ..engine.archive import archive_collection
-from ..gateway.service import admin_gateway
+from ..gateway.service import service_session
 from ..engine.locations import audit, current_location, purge_read_cache, rescan
 from ..engine.purge import PurgeError, purge_collection
 from ..engine.restore import restore_collection
@@ -22,7 +22,8 @@ def _paths():
 
 
 def _gateway():
-    return admin_gateway()
+    """The service account's gateway for one job, closed when the job's step ends."""
+    return service_session()
 
 
 class _Catalog:
@@ -90,9 +91,8 @@ def result_entries(copy_id):
 def purge(job, handle):
     collections = _collections(job)
     along = {c.key for c in collections}
-    gateway = _gateway()
     results = []
-    with _Catalog() as conn:
+    with _gateway() as gateway, _Catalog() as conn:
         for collection in collections:
             handle.check_cancel()
             try:
@@ -116,15 +116,15 @@ def purge(job, handle):
 
 
 def restore(job, handle):
-    gateway = _gateway()
     results = []
-    for collection in _collections(job):
-        handle.check_cancel()
-        result = restore_collection(collection, gateway, log=handle.log,
-                                    workers=settings.COPY_WORKERS, progress=handle,
-                                    paths=_paths())
-        results.append({"collection": result.collection, "files": result.restored,
-                        "bytes": result.bytes})
+    with _gateway() as gateway:
+        for collection in _collections(job):
+            handle.check_cancel()
+            result = restore_collection(collection, gateway, log=handle.log,
+                                        workers=settings.COPY_WORKERS, progress=handle,
+                                        paths=_paths())
+            results.append({"collection": result.collection, "files": result.restored,
+                            "bytes": result.bytes})
     return {"collections": results}
 
 
