@@ -76,7 +76,7 @@ urlpatterns = [
     path("api/v1/admin/schedules/<str:kind>/run/", admin.run_now,
          name="storagemanager_api_admin_run_now"),
     path("api/v1/admin/test-email/", admin.test_email, name="storagemanager_api_admin_test_email"),
-    path("api/v1/openapi.json", csrf_exempt(openapi.openapi_json),
+    path("api/v1/openapi.json", openapi.openapi_json,
          name="storagemanager_api_openapi"),
     # Anything else under the API: a JSON 404, not OMERO.web's HTML page or a redirect.
     re_path(r"^api/v1/", csrf_exempt(unknown_endpoint), name="storagemanager_api_unknown"),

@@ -3,8 +3,9 @@
 `api(...)` wraps a JSON endpoint: OMERO.web's login (an anonymous caller gets a JSON 403,
 not a login page), the allowed methods, the admin check (on the Gateway itself, in the
 view: omeroweb's own isAdmin check is skipped when a `conn` is passed in), a JSON body
-parser, and every refusal as {"error": "..."} with its status. CSRF is left to Django's
-middleware, which OMERO.web runs on every POST (its failure answer is JSON too).
+parser, and every refusal as {"error": "..."} with its status. CSRF is Django's own
+check (CsrfViewMiddleware.process_view), made in the endpoint on every POST on the
+header token only (OMERO.web's failure answer is JSON too).
 """
 import functools
 import json
@@ -12,9 +13,9 @@ import logging
 import math
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase, JsonResponse, QueryDict
 from django.shortcuts import render
-from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from omeroweb.decorators import login_required
 
 from .. import catalog, settings
@@ -239,12 +240,10 @@ def api(methods=("GET",), admin=False):
                                             f"use {' or '.join(allowed)}"}, 405)
                 response["Allow"] = ", ".join(allowed)
                 return response
-            if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY:
-                return answer({"error": f"query string longer than {MAX_QUERY} characters"},
-                              414)
-            if any("\x00" in key or "\x00" in value
-                   for key, values in request.GET.lists() for value in values):
-                return answer({"error": NUL_MESSAGE}, 400)
+            if request.method == "POST":
+                refused = _csrf_refusal(request)
+                if refused is not None:
+                    return refused
             head = request.method == "HEAD"
             if head:
                 request.method = "GET"  # the view answers as for GET; the body is dropped
@@ -255,9 +254,22 @@ def api(methods=("GET",), admin=False):
             return response
 
         endpoint.api_methods = tuple(methods)  # what tests/test_openapi.py checks
-        return _ApiLogin()(endpoint)
+        # CSRF is checked in the endpoint (_csrf_refusal), where a body Django cannot
+        # parse is a JSON 400 rather than the middleware's HTML page.
+        return csrf_exempt(_ApiLogin()(endpoint))
 
     return decorate
+
+
+def _csrf_refusal(request):
+    """Django's CSRF check, as its middleware makes it, on the header token only: the
+    API takes JSON, so a form or multipart body is never parsed (a malformed one made
+    the middleware answer an HTML 400 before the view)."""
+    from django.middleware.csrf import CsrfViewMiddleware
+    from django.utils.datastructures import MultiValueDict
+
+    request._post, request._files = QueryDict(), MultiValueDict()
+    return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
 
 
 def _run(view, request, conn, args, kwargs, admin):
@@ -267,6 +279,12 @@ def _run(view, request, conn, args, kwargs, admin):
             raise forbidden(requester.refusal())
         if admin and not requester.admin:
             raise forbidden("for OMERO administrators only")
+        # Checked once who may call is settled: a refused role learns nothing of its input.
+        if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY:
+            raise ApiError(414, f"query string longer than {MAX_QUERY} characters")
+        if any("\x00" in key or "\x00" in value
+               for key, values in request.GET.lists() for value in values):
+            raise bad(NUL_MESSAGE)
         if request.method == "POST":
             json_body(request)  # every POST's body is a JSON object, even where unused
         result = view(request, requester, *args, **kwargs)
