@@ -9,6 +9,7 @@ the same. Everything else stays a start-up setting.
     preferences.set_many({"purge_rename": True}, by="root")
 """
 import json
+import re
 
 from . import settings
 from .settings import NOTIFY_KINDS
@@ -20,8 +21,32 @@ def _bool(value):
     return settings.parse_boolean(value)
 
 
+BIGINT = 2**63 - 1
+
+
 def _optional_id(value):
-    return settings.parse_optional_id("" if value is None else value)
+    """An OMERO id, or null / "" for none (the setting cleared)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("must be an OMERO id (a whole number, 0 or more) or null")
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,19}", value.strip()):
+        raise ValueError("must be an OMERO id written with the digits 0-9, or null")
+    number = int(value)
+    if not 0 <= number <= BIGINT:
+        raise ValueError(f"must be an OMERO id up to {BIGINT}, or null")
+    return number
+
+
+def _whole(low, high):
+    """A whole number from low to high (not true/false, not 1.5, not a huge number)."""
+    def parse(value):
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+    return parse
 
 
 def _visibility(value):
@@ -48,7 +73,7 @@ PREFERENCES = {
     "require_approval": (None, _bool,
                          "Users' archive and restore requests wait for an admin's approval "
                          "(off: they run at once)."),
-    "copies_required": ("COPIES_REQUIRED", settings.parse_positive_int,
+    "copies_required": ("COPIES_REQUIRED", _whole(1, 100),
                         "Verified copies needed before a purge may delete a file."),
     "purge_rename": ("PURGE_RENAME", _bool,
                      'Prefix purged Projects and Screens with "(archived) ".'),
@@ -62,7 +87,7 @@ PREFERENCES = {
                      "Who gets the storage manager's e-mails (empty: omero.web.admins)."),
     "auto_archive_users": ("AUTO_ARCHIVE_USERS", _list_of(settings.parse_id_list),
                            "Automatic archive: only these user ids (empty: all users)."),
-    "auto_archive_min_age_hours": ("AUTO_ARCHIVE_MIN_AGE_HOURS", settings.parse_positive_int,
+    "auto_archive_min_age_hours": ("AUTO_ARCHIVE_MIN_AGE_HOURS", _whole(1, 24 * 365 * 100),
                                    "Automatic archive: minimal age of the newest file."),
 }
 _BUILTIN_DEFAULTS = {"visibility": "group", "group_owners_manage": True,
@@ -106,12 +131,15 @@ def parse(name, value):
 def set_many(values, by=""):
     """Validate every value first; save all or nothing."""
     from django.db import transaction
+    from django.db.models import JSONField, Value
 
     from .models import Preference
 
     parsed = {name: parse(name, value) for name, value in values.items()}
     with transaction.atomic():
         for name, value in parsed.items():
+            if value is None:  # a cleared setting: JSON null, not SQL NULL (the column is NOT NULL)
+                value = Value(None, JSONField())
             Preference.objects.update_or_create(key=name, defaults={"value": value,
                                                                    "changed_by": by})
     return parsed

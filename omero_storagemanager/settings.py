@@ -33,20 +33,34 @@ def parse_boolean(value):
     raise ValueError("must be true or false")
 
 
+class SecretSettingError(Exception):
+    """A malformed setting that may hold a password. Not a ValueError on purpose:
+    omeroweb's process_custom_settings turns a ValueError into a message quoting the
+    whole value (the password with it); this one goes out as it is, naming the key."""
+
+
 def parse_db(value):
     """The OMERO database: a JSON object of libpq keywords, or "" for omero.db.*.
 
     Accepted keys: host, port, name (or dbname), user, password (or pass), and any
-    other libpq keyword such as sslmode. Unknown non-string values are refused.
+    other libpq keyword such as sslmode. Unknown non-string values are refused. A
+    malformed value is refused without being shown: it may hold the password.
     """
     if value in ("", None):
         return {}
-    parsed = json.loads(value) if isinstance(value, str) else value
+    key = PREFIX + "omero_db"
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError as exc:
+        raise SecretSettingError(f"{key} is not valid JSON ({exc}); the value is not "
+                                 "shown, as it may hold a password") from None
     if not isinstance(parsed, dict):
-        raise ValueError("must be a JSON object such as {\"host\": \"db\", \"name\": \"omero\"}")
-    for key, item in parsed.items():
+        raise SecretSettingError(f"{key} must be a JSON object such as "
+                                 '{"host": "db", "name": "omero"}')
+    for name, item in parsed.items():
         if not isinstance(item, (str, int)):
-            raise ValueError(f"value of {key!r} must be a string or a number")
+            raise SecretSettingError(f"{key}: the value of {name!r} must be a string or a "
+                                     "number")
     return parsed
 
 

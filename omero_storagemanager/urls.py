@@ -3,11 +3,31 @@
 URL names carry the app prefix so they never clash with OMERO.web's own. The JSON API
 lives under api/v1/ and is described in docs/api.md.
 """
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
+from django.views.decorators.csrf import csrf_exempt
 
-from .views import admin, api, approvals, collection_page, jobs, pages, planner, plugins
+from .views import (admin, api, approvals, collection_page, jobs, openapi, pages, planner,
+                    plugins)
+from .views.common import unknown_endpoint
 
-_KEY = r"(?P<key>(?i:project|screen):\d{1,18})"
+
+class _Id:
+    """An OMERO or app id: ASCII digits that fit a bigint (Django's int takes any
+    length, which the database then refuses)."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value):
+        return int(value)
+
+    def to_url(self, value):
+        return str(value)
+
+
+register_converter(_Id, "id")
+
+# [0-9], not \d: \d takes any script's digits ("Project:\u0664" is not Project:4).
+_KEY = r"(?P<key>(?i:project|screen):[0-9]{1,18})"
 
 urlpatterns = [
     # Pages of the Storage tab
@@ -37,18 +57,18 @@ urlpatterns = [
             name="storagemanager_api_collection_history"),
     path("api/v1/actions/", api.actions, name="storagemanager_api_actions"),
     path("api/v1/statistics/", api.statistics, name="storagemanager_api_statistics"),
-    path("api/v1/objects/<str:dtype>/<int:oid>/", plugins.objects,
+    path("api/v1/objects/<str:dtype>/<id:oid>/", plugins.objects,
          name="storagemanager_api_object"),
     path("api/v1/breakdown/", plugins.breakdown_view, name="storagemanager_api_breakdown"),
     path("api/v1/jobs/", jobs.jobs, name="storagemanager_api_jobs"),
-    path("api/v1/jobs/<int:pk>/", jobs.job, name="storagemanager_api_job"),
-    path("api/v1/jobs/<int:pk>/log/", jobs.job_log, name="storagemanager_api_job_log"),
-    path("api/v1/jobs/<int:pk>/cancel/", jobs.job_cancel, name="storagemanager_api_job_cancel"),
-    path("api/v1/jobs/<int:pk>/retry/", jobs.job_retry, name="storagemanager_api_job_retry"),
+    path("api/v1/jobs/<id:pk>/", jobs.job, name="storagemanager_api_job"),
+    path("api/v1/jobs/<id:pk>/log/", jobs.job_log, name="storagemanager_api_job_log"),
+    path("api/v1/jobs/<id:pk>/cancel/", jobs.job_cancel, name="storagemanager_api_job_cancel"),
+    path("api/v1/jobs/<id:pk>/retry/", jobs.job_retry, name="storagemanager_api_job_retry"),
     path("api/v1/requests/", approvals.requests, name="storagemanager_api_requests"),
-    path("api/v1/requests/<int:pk>/approve/", approvals.approve,
+    path("api/v1/requests/<id:pk>/approve/", approvals.approve,
          name="storagemanager_api_request_approve"),
-    path("api/v1/requests/<int:pk>/decline/", approvals.decline,
+    path("api/v1/requests/<id:pk>/decline/", approvals.decline,
          name="storagemanager_api_request_decline"),
     path("api/v1/requests/<int:pk>/withdraw/", approvals.withdraw,
          name="storagemanager_api_request_withdraw"),
@@ -56,9 +76,9 @@ urlpatterns = [
     path("api/v1/admin/preferences/", admin.preferences_view,
          name="storagemanager_api_admin_preferences"),
     path("api/v1/admin/locations/", admin.locations, name="storagemanager_api_admin_locations"),
-    path("api/v1/admin/locations/<int:pk>/", admin.location_edit,
+    path("api/v1/admin/locations/<id:pk>/", admin.location_edit,
          name="storagemanager_api_admin_location"),
-    re_path(r"^api/v1/admin/locations/(?P<pk>\d{1,18})/(?P<action>current|rescan|purge-cache|remove)/$",
+    re_path(r"^api/v1/admin/locations/(?P<pk>[0-9]{1,18})/(?P<action>current|rescan|purge-cache|remove)/$",
             admin.location_action, name="storagemanager_api_admin_location_action"),
     path("api/v1/admin/quotas/", admin.quotas, name="storagemanager_api_admin_quotas"),
     path("api/v1/admin/schedules/", admin.schedules_view,
@@ -71,4 +91,8 @@ urlpatterns = [
     path("api/v1/admin/planner/", planner.planner, name="storagemanager_api_admin_planner"),
     path("api/v1/admin/planner/queue/", planner.planner_queue,
          name="storagemanager_api_admin_planner_queue"),
+    path("api/v1/openapi.json", openapi.openapi_json,
+         name="storagemanager_api_openapi"),
+    # Anything else under the API: a JSON 404, not OMERO.web's HTML page or a redirect.
+    re_path(r"^api/v1/", csrf_exempt(unknown_endpoint), name="storagemanager_api_unknown"),
 ]

@@ -91,6 +91,16 @@ create table experimenter (
     primary key (id)
 );
 
+-- Experimenter.config (OMERO 5.4+): a restricted admin's missing privileges are rows
+-- ("AdminPrivilege:<name>", "false"), as the server's LightAdminPrivileges reads them.
+create table experimenter_config (
+    experimenter_id int8 not null references experimenter,
+    name varchar(255) not null,
+    value varchar(255) not null,
+    index int4 not null,
+    primary key (experimenter_id, index)
+);
+
 create table experimentergroup (
     id int8 not null,
     description text,

@@ -11,7 +11,8 @@ new rows take max(id)+1 under a table lock instead of OMERO's id sequences.
 """
 import psycopg2
 
-from omero_storagemanager.gateway import STATE_NS, Gateway, GatewayError, omero_class
+from omero_storagemanager.gateway import (ALL_PRIVILEGES, STATE_NS, Gateway, GatewayError,
+                                          omero_class)
 
 SYSTEM_GROUP = 0
 
@@ -131,6 +132,30 @@ class StandInGateway(Gateway):
 
     def is_admin(self):
         return SYSTEM_GROUP in self.member_of_groups()
+
+    def admin_privileges(self):
+        """As the server decides (LightAdminPrivileges): an admin has every privilege
+        except those its experimenter's config lists as "AdminPrivilege:<name>" = false."""
+        if not self.is_admin():
+            return []
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT substr(name, 16) FROM experimenter_config"
+                            " WHERE experimenter_id = %s AND name LIKE 'AdminPrivilege:%%'"
+                            " AND lower(value) = 'false'", [self._user_id])
+                lacking = {row[0] for row in cur.fetchall()}
+        finally:
+            conn.close()
+        return sorted(ALL_PRIVILEGES - lacking)
+
+    def user_exists(self, user_id):
+        return self._query_one("SELECT 1 FROM experimenter WHERE id = %s", [int(user_id)]) \
+            is not None
+
+    def group_exists(self, group_id):
+        return self._query_one("SELECT 1 FROM experimentergroup WHERE id = %s",
+                               [int(group_id)]) is not None
 
     # -- reads used to check writes -----------------------------------------------------
     def describe(self, kind, oid):

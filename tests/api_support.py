@@ -69,3 +69,39 @@ class Api:
 
 def data(response):
     return json.loads(response.content)
+
+
+# A restricted ("light") OMERO admin, added to a module's facility by the tests that need
+# one: in the system group, lacking RITA_LACKS, stored as OMERO stores them.
+RITA = 900
+RITA_LACKS = ("DeleteFile", "DeleteManagedRepo", "WriteManagedRepo", "Sudo")
+
+
+def omero_sql(facility, sql, params=()):
+    """Run one statement on the facility's OMERO-shaped database (rows, or None)."""
+    conn = psycopg2.connect(facility.dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def add_restricted_admin(facility):
+    if omero_sql(facility, "SELECT 1 FROM experimenter WHERE id = %s", [RITA]):
+        return
+    omero_sql(facility, "INSERT INTO experimenter (id, permissions, firstname, lastname,"
+                        " omename, ldap, version) VALUES (%s, 0, 'Rita', 'Light', 'rita',"
+                        " false, 0)", [RITA])
+    top = omero_sql(facility, "SELECT coalesce(max(id), 0) FROM groupexperimentermap")[0][0]
+    for index, group in enumerate((0, 1)):  # system, user
+        omero_sql(facility, "INSERT INTO groupexperimentermap (id, permissions, owner, version,"
+                            " child, parent, child_index) VALUES (%s, -52, false, 0, %s, %s, %s)",
+                  [top + 1 + index, RITA, group, index])
+    for index, name in enumerate(RITA_LACKS):
+        omero_sql(facility, "INSERT INTO experimenter_config (experimenter_id, name, value,"
+                            " index) VALUES (%s, %s, 'false', %s)",
+                  [RITA, "AdminPrivilege:" + name, index])
+

@@ -395,9 +395,13 @@ def test_objects_name_the_collections_that_hold_them(world):
     assert admin.get(API + "objects/dataset/999999/").status_code == 404
     assert admin.get(API + "objects/folder/1/").status_code == 400
     assert chloe.get(API + "objects/dataset/1/").status_code == 404  # private group
-    # A Project created in OMERO since the last sync is learnt on the way.
+    # A Project created in OMERO since the last sync: a GET names it and changes nothing,
+    # a POST learns it.
     Collection.objects.filter(kind="project", omero_id=6).delete()
-    assert [c["key"] for c in data(admin.get(API + "objects/project/6/"))["collections"]] == \
+    looked = data(admin.get(API + "objects/project/6/"))
+    assert looked["collections"] == [] and looked["unknown"] == ["Project:6"]
+    assert not Collection.objects.filter(kind="project", omero_id=6).exists()
+    assert [c["key"] for c in data(admin.post(API + "objects/project/6/"))["collections"]] == \
         ["Project:6"]
 
 

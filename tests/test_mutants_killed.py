@@ -238,6 +238,11 @@ class _Gateway:
     def leader_of_groups(self):
         return self._leader
 
+    def admin_privileges(self):
+        from omero_storagemanager.gateway import ALL_PRIVILEGES
+
+        return sorted(ALL_PRIVILEGES) if self._admin else []
+
 
 def test_every_action_a_user_is_granted_is_one_the_api_accepts():
     # permissions.py Access.actions: every action it grants must be one of ACTIONS, the

@@ -374,7 +374,7 @@ def test_stat_scan_whose_sync_fails_stops_the_stream_and_closes_everything(
 
 def test_stat_scan_whose_stream_fails_says_why_and_closes_everything(
         facility, omero, paths, app_db, monkeypatch):
-    from omero_storagemanager.engine import bulk
+    from omero_storagemanager.catalog import bulkrows
     opened = []
 
     def connect():
@@ -384,7 +384,7 @@ def test_stat_scan_whose_stream_fails_says_why_and_closes_everything(
     def broken_rows(verify):
         return "SELECT 1/0", "SELECT 1"
 
-    monkeypatch.setattr(bulk, "rows_sql", broken_rows)
+    monkeypatch.setattr(bulkrows, "rows_sql", broken_rows)  # the statements are the catalog's
     with pytest.raises(psycopg2.errors.DivisionByZero):
         scan(omero, paths, "stat", connect=connect)
     assert len(opened) == 1 and opened[0].closed

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 from typing import Optional
 
 KINDS = ("project", "screen")
-_KEY = re.compile(r"^\s*(project|screen)\s*:\s*(\d+)\s*$", re.IGNORECASE)
+# [0-9], not \d: \d takes any script's digits, and int() reads them ("Project:\u0664").
+_KEY = re.compile(r"^\s*(project|screen)\s*:\s*([0-9]{1,18})\s*$", re.IGNORECASE)
 
 
 class UnknownCollection(LookupError):

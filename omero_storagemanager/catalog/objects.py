@@ -51,6 +51,28 @@ def object_name(conn, dtype, oid):
     return None if row is None else row[0]
 
 
+_OWNED = {
+    "project": "SELECT name, owner_id, group_id FROM project WHERE id = %(id)s",
+    "screen": "SELECT name, owner_id, group_id FROM screen WHERE id = %(id)s",
+    "dataset": "SELECT name, owner_id, group_id FROM dataset WHERE id = %(id)s",
+    "image": "SELECT name, owner_id, group_id FROM image WHERE id = %(id)s",
+    "plate": "SELECT name, owner_id, group_id FROM plate WHERE id = %(id)s",
+    "well": """SELECT p.name || ' ' || chr(65 + w."row") || (w."column" + 1)::text,
+                      w.owner_id, w.group_id
+                 FROM well w JOIN plate p ON p.id = w.plate WHERE w.id = %(id)s""",
+}
+
+
+def object_row(conn, dtype, oid):
+    """(name, owner id, group id) of the object, or None when it does not exist: who may
+    see an object in no collection is decided from its owner and group."""
+    _check(dtype)
+    with conn.cursor() as cur:
+        cur.execute(_OWNED[dtype], {"id": int(oid)})
+        row = cur.fetchone()
+    return None if row is None else tuple(row)
+
+
 def holding_collections(conn, dtype, oid):
     """[(kind, id)] of the Projects or Screens that hold the object, sorted."""
     _check(dtype)

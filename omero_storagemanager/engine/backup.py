@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from django.db import connection
 
 from .. import settings
+from ..private_files import private_dir, private_file
 from .pgtools import BackupError, find_program  # noqa: F401 (BackupError: callers' name)
 
 
@@ -71,15 +72,9 @@ def list_backups():
 def run_backup():
     """Dump the app database; rotate current -> 0 -> 1 ...; returns the new Backup."""
     folder = backup_dir()
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
-    tmp = os.path.join(folder, ".current.dump.tmp")
+    private_dir(folder)
     program = _program("pg_dump")
-    # The dump holds every row of the app: readable by the service user only. pg_dump
-    # truncates the file it is given, keeping the mode it was created with.
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    tmp = private_file(os.path.join(folder, ".current.dump.tmp"))  # pg_dump keeps 0600
     args, env = _connection_args()
     _run([program, "--format=custom", "--no-owner", "--file", tmp, *args], env)
     os.chmod(tmp, 0o600)

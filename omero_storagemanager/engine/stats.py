@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 
 from django.db.models import Sum
 
+from ..catalog.people import user_and_group_names
 from ..catalog.totals import union_totals
 from ..models import Collection, Copy, Quota
 
@@ -19,23 +20,23 @@ def quota_for(scope, omero_id, quotas=None):
     return quotas.get((scope, omero_id), quotas.get((scope, None)))
 
 
-def _names(conn):
-    with conn.cursor() as cur:
-        cur.execute("SELECT id, omename FROM experimenter")
-        users = dict(cur.fetchall())
-        cur.execute("SELECT id, name FROM experimentergroup")
-        groups = dict(cur.fetchall())
-    return users, groups
-
-
-def usage_statistics(conn, include_attachments=True):
+def usage_statistics(conn, include_attachments=True, groups=None, people=()):
+    """{"users": [...], "groups": [...]}. groups: count only the collections of these
+    groups (a group owner's view of their members); people: user ids listed even with
+    nothing in them."""
     live = list(Collection.objects.filter(gone=False))
-    purged_keys = [c.key for c in live if c.state == Collection.PURGED]
+    outside = []
+    if groups is not None:
+        outside = [c.key for c in live if c.group_id not in groups]
+        live = [c for c in live if c.group_id in groups]
+    purged_keys = [c.key for c in live if c.state == Collection.PURGED] + outside
     quotas = {(q.scope, q.omero_id): q.max_bytes for q in Quota.objects.all()}
-    names = dict(zip(("user", "group"), _names(conn)))
+    names = dict(zip(("user", "group"), user_and_group_names(conn)))
     archived = defaultdict(Counter)
-    for row in (Copy.objects.filter(state=Copy.VERIFIED)
-                .values("collection__owner_id", "collection__group_id")
+    copies = Copy.objects.filter(state=Copy.VERIFIED)
+    if groups is not None:
+        copies = copies.filter(collection__group_id__in=groups)
+    for row in (copies.values("collection__owner_id", "collection__group_id")
                 .annotate(total=Sum("bytes"))):
         archived["user"][row["collection__owner_id"]] += row["total"] or 0
         archived["group"][row["collection__group_id"]] += row["total"] or 0
@@ -49,7 +50,8 @@ def usage_statistics(conn, include_attachments=True):
             if c.state == Collection.PURGED:
                 purged[getattr(c, attr)] += c.bytes
         entries = []
-        for who in sorted(set(counts) | {oid for (s, oid) in quotas if s == scope and oid}):
+        listed = set(counts) | {oid for (s, oid) in quotas if s == scope and oid}
+        for who in sorted(listed | (set(people) if scope == "user" else set())):
             files, nbytes = online.get(who, (0, 0))
             quota = quota_for(scope, who, quotas)
             entries.append({

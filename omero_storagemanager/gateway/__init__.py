@@ -20,6 +20,13 @@ STATE_NS = "openmicroscopy.org/omero/storagemanager/state"
 
 KINDS = {"project": "Project", "screen": "Screen"}
 
+# OMERO's admin privileges (omero.model.AdminPrivilege, OMERO 5.4+): a full admin has
+# them all; a restricted admin some.
+ALL_PRIVILEGES = frozenset((
+    "Chgrp", "Chown", "DeleteFile", "DeleteManagedRepo", "DeleteOwned", "DeleteScriptRepo",
+    "ModifyGroup", "ModifyGroupMembership", "ModifyUser", "ReadSession", "Sudo",
+    "WriteFile", "WriteManagedRepo", "WriteOwned", "WriteScriptRepo"))
+
 
 class GatewayError(RuntimeError):
     """OMERO refused or failed an operation."""
@@ -52,6 +59,32 @@ class Gateway(abc.ABC):
     @abc.abstractmethod
     def leader_of_groups(self):
         """Ids of the groups the user owns."""
+
+    def admin_privileges(self):
+        """OMERO's admin privileges of the signed-in user ("Chown", "DeleteFile", ...,
+        as IAdmin.getCurrentAdminPrivileges lists them): every one of ALL_PRIVILEGES for
+        a full admin, some for a restricted ("light") admin, none for anyone else."""
+        raise NotImplementedError
+
+    # -- reads ------------------------------------------------------------------------
+    def user_exists(self, user_id):
+        """Whether OMERO has an experimenter with this id."""
+        raise NotImplementedError
+
+    def group_exists(self, group_id):
+        """Whether OMERO has a group with this id."""
+        raise NotImplementedError
+
+    def close(self):
+        """End the session to OMERO, if this gateway opened one (a view's gateway is
+        closed by OMERO.web; the service account's by whoever asked for it)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
     # -- a read, so writes can be checked ---------------------------------------------
     @abc.abstractmethod

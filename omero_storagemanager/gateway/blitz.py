@@ -26,6 +26,23 @@ class BlitzGatewayAdapter(Gateway):
     def leader_of_groups(self):
         return list(self.conn.getEventContext().leaderOfGroups)
 
+    def admin_privileges(self):
+        if not self.conn.isAdmin():
+            return []
+        return list(self.conn.getCurrentAdminPrivileges())
+
+    def user_exists(self, user_id):
+        self.conn.SERVICE_OPTS.setOmeroGroup(-1)
+        return self.conn.getObject("Experimenter", int(user_id)) is not None
+
+    def group_exists(self, group_id):
+        self.conn.SERVICE_OPTS.setOmeroGroup(-1)
+        return self.conn.getObject("ExperimenterGroup", int(group_id)) is not None
+
+    def close(self):
+        """Ends the service account's session (a view's conn is OMERO.web's to close)."""
+        self.conn.close()
+
     def _object(self, kind, oid):
         # Admins act across groups: search all of them.
         self.conn.SERVICE_OPTS.setOmeroGroup(-1)

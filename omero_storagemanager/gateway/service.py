@@ -3,6 +3,7 @@
 in OMERO; and the one-line form of omero-py's errors (Ice's exceptions span several
 lines). Here, not in verbs/ or tasks/: both use it, and dependencies point down.
 """
+import contextlib
 import sys
 
 
@@ -57,3 +58,16 @@ def admin_gateway():
         if not is_ice(exc):
             raise
         raise GatewayError(omero_server_error(exc)) from exc
+
+
+@contextlib.contextmanager
+def service_session():
+    """admin_gateway() for the length of a with block, its session to OMERO.server
+    closed after (None when the deployment configures no gateway)."""
+    gateway = admin_gateway()
+    try:
+        yield gateway
+    finally:
+        close = getattr(gateway, "close", None)
+        if close is not None:
+            close()

@@ -14,6 +14,7 @@ from django.db import close_old_connections, connection
 
 from .. import settings
 from ..models import Job
+from ..private_files import open_private, private_dir
 
 PROGRESS_INTERVAL = 1.0
 HEARTBEAT_INTERVAL = 5.0
@@ -32,8 +33,9 @@ class JobHandle:
         self.job = job
         self.clock = clock
         self.dir = job.log_dir or log_dir_for(job)
-        os.makedirs(self.dir, exist_ok=True)
-        self._log = open(os.path.join(self.dir, "job.log"), "a", encoding="utf-8")
+        private_dir(os.path.dirname(self.dir))  # jobs/: 0700 as well
+        private_dir(self.dir)
+        self._log = open_private(os.path.join(self.dir, "job.log"))
         self._last = 0.0
         self._stop = threading.Event()
         self._lost = threading.Event()  # another worker took the job over
@@ -47,11 +49,11 @@ class JobHandle:
 
     def error(self, message):
         self.log("ERROR " + message)
-        with open(os.path.join(self.dir, "errors.txt"), "a", encoding="utf-8") as f:
+        with open_private(os.path.join(self.dir, "errors.txt")) as f:
             f.write(message + "\n")
 
     def files(self, lines):
-        with open(os.path.join(self.dir, "files.txt"), "a", encoding="utf-8") as f:
+        with open_private(os.path.join(self.dir, "files.txt")) as f:
             f.writelines(line + "\n" for line in lines)
 
     # -- progress (the engine's progress protocol) --------------------------------------

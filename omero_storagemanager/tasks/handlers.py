@@ -6,7 +6,7 @@ handler again and picks up where the last run stopped.
 from .. import catalog, preferences, settings
 from ..catalog.paths import RepositoryPaths
 from ..engine.archive import archive_collection
-from ..gateway.service import admin_gateway
+from ..gateway.service import service_session
 from ..engine.locations import audit, current_location, purge_read_cache, rescan
 from ..engine.purge import PurgeError, purge_collection
 from ..engine.restore import restore_collection
@@ -23,7 +23,8 @@ def _paths():
 
 
 def _gateway():
-    return admin_gateway()
+    """The service account's gateway for one job, closed when the job's step ends."""
+    return service_session()
 
 
 class _Catalog:
@@ -127,9 +128,8 @@ def result_entries(copy_id):
 def purge(job, handle):
     collections = _collections(job)
     along = {c.key for c in collections}
-    gateway = _gateway()
     results = []
-    with _Catalog() as conn:
+    with _gateway() as gateway, _Catalog() as conn:
         for collection in collections:
             handle.check_cancel()
             try:
@@ -153,9 +153,9 @@ def purge(job, handle):
 
 
 def restore(job, handle):
-    gateway = _gateway()
     results = []
-    with _Catalog() as conn:  # which purged files OMERO still has (deleted: left out)
+    # conn: which purged files OMERO still has (those it deleted are left out)
+    with _gateway() as gateway, _Catalog() as conn:
         for collection in _collections(job):
             handle.check_cancel()
             result = restore_collection(collection, gateway, log=handle.log,

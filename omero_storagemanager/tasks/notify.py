@@ -29,16 +29,14 @@ def emails_of(user_ids):
     if not user_ids:
         return []
     from .. import catalog
+    from ..catalog import people as catalog_people
 
     try:
         conn = catalog.connect()
     except catalog.CatalogUnavailable:
         return []
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT email FROM experimenter WHERE id = ANY(%s) AND email LIKE %s",
-                        [sorted(user_ids), "%@%"])
-            return [row[0] for row in cur.fetchall()]
+        return catalog_people.emails(conn, user_ids)
     finally:
         conn.close()
 

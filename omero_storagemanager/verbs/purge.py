@@ -25,7 +25,7 @@ def add_arguments(parser):
 
 
 def run(command, options):
-    conn = open_catalog()
+    conn, gateway = open_catalog(), None
     try:
         collections = collections_for(conn, options["collections"])
         along = {c.key for c in collections}  # purged together: may share files
@@ -41,6 +41,8 @@ def run(command, options):
                 command.stdout.write(f"  blocked: {path}: {reason}")
     finally:
         conn.close()
+        if getattr(gateway, "close", None) is not None:
+            gateway.close()  # the service account's session to OMERO.server
     return 0
 
 

@@ -8,7 +8,8 @@ it says what it waits for and exits 3; run it again when the files are there.
 from .. import settings
 from ..engine.locks import CollectionBusy
 from ..engine.restore import RestoreError, RestoreWaiting, restore_collection
-from .common import admin_gateway, collections_for, keyed, open_catalog, repository_paths
+from ..gateway.service import service_session
+from .common import collections_for, keyed, open_catalog, repository_paths
 
 HELP = "restore purged collections"
 WAITING = 3
@@ -27,17 +28,17 @@ def run(command, options):
 
 
 def _restore_all(command, conn, collections):
-    gateway = admin_gateway()
     code = 0
-    for collection in collections:
-        try:
-            restore_collection(collection, gateway, log=command.stdout.write,
-                               workers=settings.COPY_WORKERS, paths=repository_paths(),
-                               conn=conn)
-        except RestoreWaiting as exc:
-            command.stdout.write(f"{collection.key}: waiting: {exc}")
-            code = max(code, WAITING)
-        except (RestoreError, CollectionBusy) as exc:
-            command.stderr.write(keyed(collection, exc))
-            code = 1
+    with service_session() as gateway:
+        for collection in collections:
+            try:
+                restore_collection(collection, gateway, log=command.stdout.write,
+                                   workers=settings.COPY_WORKERS, paths=repository_paths(),
+                                   conn=conn)
+            except RestoreWaiting as exc:
+                command.stdout.write(f"{collection.key}: waiting: {exc}")
+                code = max(code, WAITING)
+            except (RestoreError, CollectionBusy) as exc:
+                command.stderr.write(keyed(collection, exc))
+                code = 1
     return code

@@ -9,6 +9,7 @@ from django.db.models import Count, Sum
 from .. import preferences, settings
 from ..backends.base import LocationError, validate_mount
 from ..catalog.holders import BadHolder, check_archive_holder
+from ..catalog.people import people
 from ..engine import capacity as engine_capacity
 from ..engine import locations as engine_locations
 from ..models import Copy, Location, Quota
@@ -16,7 +17,7 @@ from ..tasks import notify, schedules
 from ..tasks.queue import JobRefused, submit
 from . import serialize
 from .common import api, bad, conflict, json_body, not_found
-from .rules import RuleError, parse_size
+from .rules import MAX_INT, RuleError, parse_size
 
 LOCATION_FIELDS = ("name", "type", "mount", "max_bytes", "purge_watermark",
                    "purge_enabled", "xml_folder", "current", "s3")
@@ -27,8 +28,8 @@ def _size(value, name):
     if isinstance(value, bool):
         raise bad(f"{name} must be a size")
     if isinstance(value, int):
-        if value <= 0:
-            raise bad(f"{name} must be positive")
+        if not 0 < value <= MAX_INT:
+            raise bad(f"{name} must be from 1 to {MAX_INT} bytes")
         return value
     if isinstance(value, str):
         try:
@@ -64,11 +65,18 @@ def preferences_view(request, who):
         if not isinstance(values, dict) or not values:
             raise bad('send {"values": {"name": value, ...}}')
         try:
-            if {"archive_user_id", "archive_group_id"} & set(values):
-                _check_archive_holder(values)
-            preferences.set_many(values, by=who.user_name)
-        except (preferences.BadPreference, BadHolder) as exc:
+            parsed = {name: preferences.parse(name, value) for name, value in values.items()}
+        except preferences.BadPreference as exc:
             raise bad(str(exc)) from None
+        for name, scope in (("archive_user_id", "user"), ("archive_group_id", "group")):
+            if parsed.get(name) is not None:
+                _check_omero_id(who, scope, parsed[name], name)
+        if {"archive_user_id", "archive_group_id"} & set(parsed):
+            try:
+                _check_archive_holder(parsed)  # and they fit together
+            except BadHolder as exc:
+                raise bad(str(exc)) from None
+        preferences.set_many(parsed, by=who.user_name)
     current = preferences.get_all()
     params, sender = settings.mail_settings()
     return {"preferences": {name: {"value": current[name], "default": preferences.default(name),
@@ -82,8 +90,8 @@ def _check_archive_holder(values):
     """The archive user and group that would result exist in OMERO and fit together."""
     from .. import catalog
 
-    chosen = {name: preferences.parse(name, values[name]) if name in values
-              else preferences.get(name) for name in ("archive_user_id", "archive_group_id")}
+    chosen = {name: values[name] if name in values else preferences.get(name)
+              for name in ("archive_user_id", "archive_group_id")}
     try:
         conn = catalog.connect()
     except catalog.CatalogUnavailable as exc:
@@ -92,6 +100,14 @@ def _check_archive_holder(values):
         check_archive_holder(conn, chosen["archive_user_id"], chosen["archive_group_id"])
     finally:
         conn.close()
+
+
+def _check_omero_id(who, scope, omero_id, name):
+    """A user or group id must name one that OMERO has (asked of the server, through the
+    gateway): a purge would otherwise delete the files and then fail to give them away."""
+    exists = who.gateway.user_exists if scope == "user" else who.gateway.group_exists
+    if not exists(omero_id):
+        raise bad(f"{name}: OMERO has no {scope} with id {omero_id}")
 
 
 # -- locations -------------------------------------------------------------------------
@@ -267,6 +283,8 @@ def quotas(request, who):
         if omero_id is not None and (isinstance(omero_id, bool) or not isinstance(omero_id, int)
                                      or omero_id < 0):
             raise bad("omero_id must be an OMERO id, or null for the default")
+        if omero_id is not None and body.get("max_bytes") is not None:
+            _check_omero_id(who, scope, omero_id, "omero_id")
         if "max_bytes" not in body:
             raise bad("max_bytes is required (null removes the quota)")
         if body["max_bytes"] is None:
@@ -279,12 +297,7 @@ def quotas(request, who):
 
 def _people(who):
     """Users and groups of OMERO (ids and names), for choosing quota exceptions."""
-    with who.catalog().cursor() as cur:
-        cur.execute("SELECT id, omename FROM experimenter ORDER BY omename")
-        users = [{"id": i, "name": n} for i, n in cur.fetchall()]
-        cur.execute("SELECT id, name FROM experimentergroup ORDER BY name")
-        groups = [{"id": i, "name": n} for i, n in cur.fetchall()]
-    return {"users": users, "groups": groups}
+    return people(who.catalog())
 
 
 # -- schedules and tools ---------------------------------------------------------------
@@ -301,8 +314,13 @@ def schedules_view(request, who):
     if request.method == "POST":
         body = json_body(request)
         kind, times = body.get("kind"), body.get("times", "")
-        if not isinstance(times, (str, list)):
-            raise bad('times must be text such as "00:00, 12:00" or a list of HH:MM')
+        if not isinstance(kind, str):
+            raise bad(f"kind must be one of {', '.join(schedules.SCHEDULED)}")
+        if not (isinstance(times, str) and len(times) <= 200
+                or isinstance(times, list) and len(times) <= 48
+                and all(isinstance(t, str) and len(t) <= 5 for t in times)):
+            raise bad('times must be text such as "00:00, 12:00" (at most 200 characters) or '
+                      'a list of at most 48 "HH:MM"')
         try:
             schedules.set_schedule(kind, times)
         except schedules.BadSchedule as exc:

@@ -10,7 +10,8 @@ from ..catalog.collections import parse_key
 from ..catalog.objects import sharing_collections
 from ..engine.stats import quota_for, usage_statistics
 from ..models import Collection, Copy, Job, Location
-from ..permissions import ACTIONS
+from ..catalog.people import members_of
+from ..permissions import ACTIONS, may_try, usage_people
 from ..tasks import approvals, notify
 from ..tasks.queue import JobRefused, submit
 from . import serialize
@@ -28,6 +29,7 @@ def root(request, who):
     """A map of the API for scripts (see docs/api.md for each endpoint)."""
     base = reverse("storagemanager_api_root")
     return {"version": 1, "docs": "docs/api.md in omero-storagemanager",
+            "openapi": base + "openapi.json",
             "endpoints": {name: base + path for name, path in (
                 ("status", "status/"), ("usage", "usage/"), ("collections", "collections/"),
                 ("collection", "collections/<Project:1>/"), ("actions", "actions/"),
@@ -135,16 +137,16 @@ def actions(request, who):
     if not isinstance(comment, str) or len(comment) > 2000:
         raise bad("comment must be text of at most 2000 characters")
     mode = body.get("mode", "stat")
-    if action == "scan" and mode not in SCAN_MODES:
+    if mode not in SCAN_MODES:  # refused for any action: a typo must not pass silently
         raise bad(f"mode must be one of {', '.join(SCAN_MODES)}")
     targets = _targets(who, body)
     access = who.access
     kind = action.replace("request_", "")
     for c in targets:
-        if not (access.manages(c) or c.owner_id == access.user_id):
+        if not may_try(access, kind, c):
+            if kind == "purge" and c.owner_id == access.user_id:
+                raise forbidden("purging is for OMERO administrators and group owners")
             raise forbidden(f"you may not {kind} {c.key}: it is not yours")
-        if kind == "purge" and not access.manages(c):
-            raise forbidden("purging is for OMERO administrators and group owners")
     direct = all(access.may(kind, c) for c in targets)
     for c in targets:
         problem = _state_conflict(kind, c, direct)
@@ -194,9 +196,16 @@ def statistics(request, who):
     their groups' totals."""
     access = who.access
     stats = usage_statistics(who.catalog())
-    if not access.admin:
-        members = _members(who.catalog(), access.leader_of)
-        stats["users"] = [u for u in stats["users"] if u["id"] == who.user_id or u["id"] in members]
+    people = usage_people(access, members_of(who.catalog(), access.leader_of))
+    if people is not None:
+        mine = [u for u in stats["users"] if u["id"] == who.user_id]
+        others = []
+        if people - {who.user_id}:
+            # Members' usage in the groups this user owns only, not in their other groups.
+            led = usage_statistics(who.catalog(), groups=access.leader_of,
+                                   people=people - {who.user_id})
+            others = [u for u in led["users"] if u["id"] in people and u["id"] != who.user_id]
+        stats["users"] = sorted(mine + others, key=lambda u: u["id"])
         stats["groups"] = [g for g in stats["groups"] if g["id"] in access.member_of]
     months = (access.visible(Collection.objects.filter(gone=False, created__isnull=False))
               .annotate(month=TruncMonth("created")).values("month")
@@ -207,13 +216,3 @@ def statistics(request, who):
         timeline.append({"month": row["month"].strftime("%Y-%m"), "bytes": row["total"] or 0,
                          "cumulative_bytes": running})
     return {"users": stats["users"], "groups": stats["groups"], "timeline": timeline}
-
-
-def _members(conn, groups):
-    if not groups:
-        return set()
-    with conn.cursor() as cur:
-        cur.execute("SELECT child FROM groupexperimentermap WHERE parent = ANY(%s)",
-                    [sorted(groups)])
-        return {row[0] for row in cur.fetchall()}
-

@@ -1,7 +1,6 @@
 """Archive and restore requests in the API: users see theirs, admins and group owners
 (where the preference group_owners_manage allows) approve or decline their groups'."""
-from django.db.models import Q
-
+from .. import permissions
 from ..models import Location, Request
 from ..permissions import may_withdraw
 from ..tasks import approvals, notify
@@ -10,11 +9,7 @@ from .common import api, bad, conflict, forbidden, json_body, not_found
 
 
 def visible_requests(who):
-    requests = Request.objects.select_related("collection")
-    if who.admin:
-        return requests
-    return requests.filter(Q(requested_by_id=who.user_id)
-                           | Q(collection__group_id__in=who.access.leader_of))
+    return permissions.visible_requests(who.access, Request.objects.select_related("collection"))
 
 
 def pending_to_decide(who):

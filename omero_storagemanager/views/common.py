@@ -3,25 +3,35 @@
 `api(...)` wraps a JSON endpoint: OMERO.web's login (an anonymous caller gets a JSON 403,
 not a login page), the allowed methods, the admin check (on the Gateway itself, in the
 view: omeroweb's own isAdmin check is skipped when a `conn` is passed in), a JSON body
-parser, and every refusal as {"error": "..."} with its status. CSRF is left to Django's
-middleware, which OMERO.web runs on every POST (its failure answer is JSON too).
+parser, and every refusal as {"error": "..."} with its status. CSRF is Django's own
+check (CsrfViewMiddleware.process_view), made in the endpoint on every POST on the
+header token only (OMERO.web's failure answer is JSON too).
 """
 import functools
 import json
 import logging
+import math
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase, JsonResponse, QueryDict
 from django.shortcuts import render
-from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from omeroweb.decorators import login_required
 
 from .. import catalog, settings
 from ..gateway import gateway_for
+from .. import permissions
 from ..permissions import Access
 
 logger = logging.getLogger(__name__)
 MAX_BODY = 1_000_000  # bytes of a JSON body; nothing the API takes comes near it
+MAX_DEPTH = 16  # levels of nesting in a JSON body; the deepest the API takes is 3
+# Numbers in a body must fit PostgreSQL's bigint, where ids and sizes end up.
+BIGINT = 2**63 - 1
+# Characters of a query string. gunicorn refuses a request line over 4094 bytes by
+# itself (--limit-request-line), with an HTML page the app never sees; below that the
+# app answers a JSON 414, so a client learns the same thing either way.
+MAX_QUERY = 4000
 # PostgreSQL text cannot hold NUL: refused up front rather than failing in the database.
 NUL_MESSAGE = "NUL characters are not allowed"
 
@@ -81,6 +91,9 @@ class _Identity:
     def leader_of_groups(self):
         return self._once("leader_of_groups")
 
+    def admin_privileges(self):
+        return self._once("admin_privileges") if self.is_admin() else []
+
 
 class Requester:
     """The signed-in user of one request: identity, access rules, OMERO database."""
@@ -106,7 +119,11 @@ class Requester:
 
     @property
     def admin(self):
-        return self.identity.is_admin()
+        """A full OMERO admin (a restricted admin's rights are the Access's to decide)."""
+        return permissions.is_full_admin(self.identity)
+
+    def refusal(self):
+        return permissions.refusal(self.user_id, self.user_name)
 
     def catalog(self):
         """A read-only connection to the OMERO database, opened on first use."""
@@ -126,7 +143,7 @@ class Requester:
         return self._access
 
     def manages_any_group(self):
-        return self.admin or bool(self.access.leader_of)
+        return self.admin or permissions.decides_some_requests(self.access)
 
     def close(self):
         if self._catalog is not None:
@@ -142,8 +159,28 @@ class _ApiLogin(login_required):
         return JsonResponse({"error": "not signed in to OMERO.web"}, status=403)
 
 
+def _refuse_constant(name):
+    raise bad(f"{name} is not a number the API takes: send a finite number")
+
+
+def _finite_float(text):
+    number = float(text)
+    if not math.isfinite(number):
+        raise bad(f"{text} is out of range: send a finite number")
+    return number
+
+
+def _bounded_int(text):
+    if len(text.lstrip("-")) > 19 or abs(int(text)) > BIGINT:
+        shown = text if len(text) <= 30 else text[:30] + "..."
+        raise bad(f"{shown} is out of range: whole numbers go up to {BIGINT}")
+    return int(text)
+
+
 def json_body(request):
-    """The request's JSON object body (an empty object for an empty body)."""
+    """The request's JSON object body (an empty object for an empty body). Refuses what
+    the views must never see: NaN and infinities, numbers beyond bigint, nesting deeper
+    than MAX_DEPTH, NUL characters."""
     if len(request.body) > MAX_BODY:
         raise bad("request body too large")
     if not request.body:
@@ -151,24 +188,35 @@ def json_body(request):
     if "json" not in request.content_type:
         raise bad("send a JSON body with Content-Type: application/json")
     try:
-        data = json.loads(request.body)
+        data = json.loads(request.body, parse_constant=_refuse_constant,
+                          parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise bad(f"the body is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except (ValueError, UnicodeDecodeError):
         raise bad("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise bad("the body must be a JSON object")
-    if _has_nul(data):
-        raise bad(NUL_MESSAGE)
+    _check_tree(data)
     return data
 
 
-def _has_nul(value):
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+def _check_tree(data):
+    """Depth and NUL characters, walked without recursion (a body may be deep)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise bad(f"the body is nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise bad(NUL_MESSAGE)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise bad(NUL_MESSAGE)
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
 
 
 def answer(data, status=200):
@@ -177,40 +225,99 @@ def answer(data, status=200):
 
 def api(methods=("GET",), admin=False):
     """Decorator of a JSON endpoint `view(request, requester, *args, **kwargs)`; the view
-    returns a dict (200), a (dict, status) pair or a response."""
+    returns a dict (200), a (dict, status) pair or a response. HEAD is answered wherever
+    GET is, without a body; anything the view did not foresee is a JSON 500 that says
+    nothing of the code (the traceback goes to the log)."""
+    allowed = tuple(methods) + (("HEAD",) if "GET" in methods else ())
 
     def decorate(view):
-        @_ApiLogin()
         @functools.wraps(view)
         def endpoint(request, *args, **kwargs):
             conn = kwargs.pop("conn", None)
             kwargs.pop("url", None)
-            if request.method not in methods:
+            if request.method not in allowed:
                 response = answer({"error": f"method {request.method} not allowed here; "
-                                            f"use {' or '.join(methods)}"}, 405)
-                response["Allow"] = ", ".join(methods)
+                                            f"use {' or '.join(allowed)}"}, 405)
+                response["Allow"] = ", ".join(allowed)
                 return response
-            if any("\x00" in key or "\x00" in value
-                   for key, values in request.GET.lists() for value in values):
-                return answer({"error": NUL_MESSAGE}, 400)
-            requester = Requester(conn)
-            try:
-                if admin and not requester.admin:
-                    raise forbidden("for OMERO administrators only")
-                result = view(request, requester, *args, **kwargs)
-            except ApiError as exc:
-                return answer({"error": exc.message}, exc.status)
-            finally:
-                requester.close()
-            if isinstance(result, HttpResponseBase):
-                return result
-            if isinstance(result, tuple):
-                return answer(*result)
-            return answer(result)
+            if request.method == "POST":
+                refused = _csrf_refusal(request)
+                if refused is not None:
+                    return refused
+            head = request.method == "HEAD"
+            if head:
+                request.method = "GET"  # the view answers as for GET; the body is dropped
+            response = _run(view, request, conn, args, kwargs, admin)
+            if head:
+                request.method = "HEAD"
+                response.content = b""
+            return response
 
-        return endpoint
+        endpoint.api_methods = tuple(methods)  # what tests/test_openapi.py checks
+        # CSRF is checked in the endpoint (_csrf_refusal), where a body Django cannot
+        # parse is a JSON 400 rather than the middleware's HTML page.
+        return csrf_exempt(_ApiLogin()(endpoint))
 
     return decorate
+
+
+def _csrf_refusal(request):
+    """Django's CSRF check, as its middleware makes it, on the header token only: the
+    API takes JSON, so a form or multipart body is never parsed (a malformed one made
+    the middleware answer an HTML 400 before the view)."""
+    from django.middleware.csrf import CsrfViewMiddleware
+    from django.utils.datastructures import MultiValueDict
+
+    request._post, request._files = QueryDict(), MultiValueDict()
+    return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+
+
+def _run(view, request, conn, args, kwargs, admin):
+    requester = Requester(conn)
+    try:
+        if requester.refusal():
+            raise forbidden(requester.refusal())
+        if admin and not requester.admin:
+            raise forbidden("for OMERO administrators only")
+        # Checked once who may call is settled: a refused role learns nothing of its input.
+        if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY:
+            raise ApiError(414, f"query string longer than {MAX_QUERY} characters")
+        if any("\x00" in key or "\x00" in value
+               for key, values in request.GET.lists() for value in values):
+            raise bad(NUL_MESSAGE)
+        if request.method == "POST":
+            json_body(request)  # every POST's body is a JSON object, even where unused
+        result = view(request, requester, *args, **kwargs)
+    except ApiError as exc:
+        return answer({"error": exc.message}, exc.status)
+    except Exception:
+        logger.exception("%s %s failed", request.method, request.path)
+        return answer({"error": "the storage manager failed on this request; the "
+                                "OMERO.web log says why"}, 500)
+    finally:
+        requester.close()
+    if isinstance(result, HttpResponseBase):
+        return result
+    if isinstance(result, tuple):
+        return answer(*result)
+    return answer(result)
+
+
+def unknown_endpoint(request, *args, **kwargs):
+    """Every other URL under api/v1/: a JSON 404 (never an HTML page, never a redirect
+    to add a slash), naming the endpoint the caller probably meant."""
+    from django.urls import Resolver404, resolve
+
+    message = f"no API endpoint at {request.path}"
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+            if match.func is not unknown_endpoint:
+                message += f"; did you mean {request.path}/ (with the trailing slash)?"
+        except Resolver404:
+            pass
+    return answer({"error": message + " (GET /storagemanager/api/v1/ lists the endpoints)"},
+                  404)
 
 
 def page(template, admin=False, manager=False):
@@ -228,6 +335,8 @@ def page(template, admin=False, manager=False):
             kwargs.pop("url", None)
             requester = Requester(conn)
             try:
+                if requester.refusal():
+                    raise forbidden(requester.refusal())
                 allowed = (requester.admin or not (admin or manager)
                            or (manager and requester.manages_any_group()))
                 context = base_context(request, requester)

@@ -6,9 +6,9 @@ every collection the job touched; cancel for them and for whoever asked for the 
 retry for managers only (it runs the job again with the original requester's name).
 """
 import os
+import re
 
-from django.db.models import Q
-
+from .. import permissions
 from ..models import Job
 from ..tasks.queue import JobRefused, cancel, retry
 from . import serialize
@@ -20,11 +20,7 @@ MAX_PER_PAGE = 200
 
 
 def visible_jobs(who):
-    jobs = Job.objects.all()
-    if who.admin:
-        return jobs
-    visible = who.access.visible().values("pk")
-    return jobs.filter(Q(requested_by_id=who.user_id) | Q(collections__in=visible)).distinct()
+    return permissions.visible_jobs(who.access, Job.objects.all())
 
 
 def _job(who, pk):
@@ -35,17 +31,20 @@ def _job(who, pk):
 
 
 def _manages(who, job):
-    if who.admin:
-        return True
-    collections = list(job.collections.all())
-    return bool(collections) and all(who.access.manages(c) for c in collections)
+    return permissions.manages_all(who.access, job.collections.all())
+
+
+def job_data(who, job):
+    """A job as this user may see it: the collections they may not see are not named."""
+    keys = None if who.admin else permissions.visible_keys(who.access, job.collections.all())
+    return serialize.job_full(job, who.admin, keys)
 
 
 def _page_number(request, name, default, high):
     raw = request.GET.get(name, "")
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not 1 <= int(raw) <= high:
         raise bad(f"{name} must be a whole number from 1 to {high}")
     return int(raw)
 
@@ -69,7 +68,7 @@ def jobs(request, who):
                 .order_by("-pk")[start:start + per_page])
     items = []
     for job in rows:
-        data = serialize.job_full(job, who.admin)
+        data = job_data(who, job)
         data["may_cancel"] = job.state in Job.ACTIVE and (
             job.requested_by_id == who.user_id or _manages(who, job))
         data["may_retry"] = job.state in (Job.FAILED, Job.CANCELLED) and _manages(who, job)
@@ -82,7 +81,7 @@ def jobs(request, who):
 @api()
 def job(request, who, pk):
     found = _job(who, pk)
-    data = serialize.job_full(found, who.admin)
+    data = job_data(who, found)
     data["may_read_log"] = _manages(who, found)
     return data
 
@@ -113,7 +112,7 @@ def job_cancel(request, who, pk):
     if not (found.requested_by_id == who.user_id or _manages(who, found)):
         raise forbidden("only who asked for a job, admins and group owners may cancel it")
     try:
-        return {"job": serialize.job_full(cancel(found), who.admin)}
+        return {"job": job_data(who, cancel(found))}
     except JobRefused as exc:
         raise conflict(str(exc)) from None
 
@@ -124,6 +123,6 @@ def job_retry(request, who, pk):
     if not _manages(who, found):
         raise forbidden("only admins and group owners may retry a job")
     try:
-        return {"job": serialize.job_full(retry(found), who.admin)}
+        return {"job": job_data(who, retry(found))}
     except JobRefused as exc:
         raise conflict(str(exc)) from None

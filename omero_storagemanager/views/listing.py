@@ -24,7 +24,7 @@ SORTS = {
 }
 DEFAULT_SORT = "name"
 MAX_PER_PAGE = 500
-_KEY = re.compile(r"^\s*(project|screen)\s*:\s*(\d{1,18})\s*$", re.I)
+_KEY = re.compile(r"^\s*(project|screen)\s*:\s*([0-9]{1,18})\s*$", re.I)
 
 
 def _latest_job():
@@ -73,7 +73,7 @@ def quick_filter(text):
         return Q(kind=key.group(1).lower(), omero_id=int(key.group(2)))
     condition = (Q(name__icontains=text) | Q(owner_name__icontains=text)
                  | Q(group_name__icontains=text))
-    if text.isdigit() and len(text) <= 18:
+    if re.fullmatch(r"[0-9]{1,18}", text):  # not isdigit(): other scripts' digits
         condition |= Q(omero_id=int(text))
     return condition
 
@@ -82,7 +82,7 @@ def _int(params, name, default, low, high):
     raw = params.get(name)
     if raw in (None, ""):
         return default
-    if not re.fullmatch(r"\d{1,9}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
         raise bad(f"{name} must be a whole number from {low} to {high}")
     return int(raw)
 

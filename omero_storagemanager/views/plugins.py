@@ -7,44 +7,61 @@ manage by themselves: each is answered with the Project(s) or Screen(s) holding 
 import re
 
 from .. import settings
-from ..catalog.objects import (OBJECT_TYPES, breakdown, holding_collections, object_name,
+from ..catalog.collections import format_key
+from ..catalog.objects import (OBJECT_TYPES, breakdown, holding_collections, object_row,
                                sharing_collections)
 from ..catalog.paths import RepositoryPaths
 from ..engine.sync import sync_collections
 from ..models import Collection
 from . import serialize
-from .common import api, bad, not_found
+from .common import api, bad, json_body, not_found
 
 MAX_OBJECTS = 20
-_OBJECT = re.compile(r"^(project|screen|dataset|image|plate|well)-(\d{1,18})$")
+_OBJECT = re.compile(r"^(project|screen|dataset|image|plate|well)-([0-9]{1,18})$")
 
 
-def _collections_of(who, dtype, oid):
-    """(name, [Collection]) for an OMERO object: the visible collections holding it."""
+def _collections_of(who, dtype, oid, learn=False):
+    """(name, [visible Collection], number of holders, [keys not yet synced]) for an
+    OMERO object. learn (a POST only): sync the holders the app does not know yet; a GET
+    changes nothing and names them instead."""
     conn = who.catalog()
-    name = object_name(conn, dtype, oid)
-    if name is None:
+    found = object_row(conn, dtype, oid)
+    if found is None:
         raise not_found(f"no {dtype} {oid} in OMERO")
+    name, owner_id, group_id = found
     keys = holding_collections(conn, dtype, oid)
     if not keys:
-        return name, [], 0
-    known = {(c.kind, c.omero_id): c for c in Collection.objects.filter(
-        omero_id__in=[oid for _, oid in keys]) if (c.kind, c.omero_id) in set(keys)}
-    if len(known) < len(keys):
-        # Created in OMERO since the last sync: the app learns of it now.
-        sync_collections(conn, keys=keys)
-        known = {(c.kind, c.omero_id): c for c in Collection.objects.filter(
+        # In no collection: its name is for those who may see the object itself.
+        if not who.access.can_see_owned(owner_id, group_id):
+            raise not_found(f"no {dtype} {oid} that you may see")
+        return name, [], 0, []
+
+    def known():
+        return {(c.kind, c.omero_id): c for c in Collection.objects.filter(
             omero_id__in=[oid for _, oid in keys]) if (c.kind, c.omero_id) in set(keys)}
-    visible = [known[k] for k in keys if k in known and who.access.can_see(known[k])]
-    return name, visible, len(keys)
+
+    rows = known()
+    if learn and len(rows) < len(keys):
+        sync_collections(conn, keys=keys)  # created in OMERO since the last sync
+        rows = known()
+    visible = [rows[k] for k in keys if k in rows and who.access.can_see(rows[k])]
+    unknown = [format_key(*k) for k in keys if k not in rows]
+    if unknown and not visible and not who.access.can_see_owned(owner_id, group_id):
+        unknown = []  # nothing to learn for this user: answered as not visible
+    return name, visible, len(keys), unknown
 
 
-@api()
+@api(methods=("GET", "POST"))
 def objects(request, who, dtype, oid):
+    """GET: the object and the visible collections holding it; holders created in OMERO
+    since the last sync are listed in "unknown". POST: the same, after learning those."""
     if dtype not in OBJECT_TYPES:
         raise bad(f"object type must be one of {', '.join(OBJECT_TYPES)}")
-    name, found, holders = _collections_of(who, dtype, oid)
-    if holders and not found:
+    if request.method == "POST":
+        json_body(request)
+    name, found, holders, unknown = _collections_of(who, dtype, oid,
+                                                    learn=request.method == "POST")
+    if holders and not found and not unknown:
         raise not_found(f"no {dtype} {oid} that you may see")
     details = [serialize.collection_detail(
         c, who.access, sharing_collections(who.catalog(), c.kind, c.omero_id)) for c in found]
@@ -52,11 +69,11 @@ def objects(request, who, dtype, oid):
     if not holders:
         note = (f"This {dtype} is in no Project or Screen: the storage manager archives "
                 "Projects and Screens.")
-    elif dtype not in ("project", "screen"):
+    elif dtype not in ("project", "screen") and found:
         note = (f"This {dtype} is stored as part of "
                 + ", ".join(f"{c.get_kind_display()} {c.name!r}" for c in found) + ".")
     return {"object": {"type": dtype, "id": oid, "name": name}, "collections": details,
-            "note": note}
+            "note": note, "unknown": unknown}
 
 
 @api()
@@ -74,7 +91,7 @@ def breakdown_view(request, who):
         if not match:
             shown = repr(item) if len(item) <= 60 else repr(item[:60]) + "..."
             raise bad(f"not an object: {shown} (write type-id, e.g. project-12)")
-        _, found, holders = _collections_of(who, match.group(1), int(match.group(2)))
+        _, found, holders, _ = _collections_of(who, match.group(1), int(match.group(2)))
         if holders and not found:
             raise not_found(f"no {item} that you may see")
         for c in found:

@@ -11,6 +11,7 @@ that says what is allowed. Values become query parameters, never SQL text. Sizes
 B, KB, MB, GB, TB, PB (powers of 1024, as the sizes shown) or KiB...PiB; dates are
 YYYY-MM-DD (UTC days) or "N days|weeks|months|years ago".
 """
+import math
 import re
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -60,8 +61,11 @@ OPERATORS = {
 _UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1}
 for _i, _p in enumerate("kmgtp", start=1):
     _UNITS.update({_p: 1024**_i, _p + "b": 1024**_i, _p + "ib": 1024**_i})
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$", re.I)
-_AGO = re.compile(r"^(\d{1,5})\s+(day|week|month|year)s?\s+ago$", re.I)
+# re.ASCII: \d alone takes any script's digits, which int() and float() then read.
+_SIZE = re.compile(r"^(\d{1,30}(?:\.\d{1,30})?)\s*([a-z]*)$", re.I | re.ASCII)
+_AGO = re.compile(r"^(\d{1,5})\s+(day|week|month|year)s?\s+ago$", re.I | re.ASCII)
+# The days a date rule may name: a day either side stays within Python's dates.
+FIRST_DAY, LAST_DAY = date(1, 1, 2), date(9999, 12, 30)
 _DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 
 
@@ -96,31 +100,41 @@ def parse_size(text):
     unit = match.group(2).lower() if match else None
     if not match or unit not in _UNITS:
         raise RuleError(f"not a size: {text!r} (write e.g. 100 GB, 512 MB, 1.5 TB)")
-    value = int(float(match.group(1)) * _UNITS[unit])
-    if value > MAX_INT:
+    number = float(match.group(1)) * _UNITS[unit]
+    if not math.isfinite(number) or number > MAX_INT:
         raise RuleError(f"size too large: {text!r}")
-    return value
+    return int(number)
 
 
 def parse_int(text):
-    if not re.fullmatch(r"\d{1,18}", text.strip()):
+    if not re.fullmatch(r"[0-9]{1,18}", text.strip()):
         raise RuleError(f"not a whole number: {text!r}")
     return int(text)
 
 
 def parse_day(text, now=None):
-    """The UTC day a date value names: YYYY-MM-DD or "N days ago"."""
+    """The UTC day a date value names: YYYY-MM-DD or "N days ago", within
+    FIRST_DAY..LAST_DAY (beyond them a day's start or end is not a date any more)."""
     text = text.strip()
     ago = _AGO.match(text)
+    out_of_range = RuleError(f"date out of range: {text!r} (from {FIRST_DAY} to {LAST_DAY})")
     if ago:
         now = now or datetime.now(timezone.utc)
-        return (now - timedelta(days=int(ago.group(1)) * _DAYS[ago.group(2).lower()])).date()
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise RuleError(f"not a date: {text!r} (write YYYY-MM-DD or e.g. 90 days ago)") from None
+        try:
+            day = (now - timedelta(days=int(ago.group(1)) * _DAYS[ago.group(2).lower()])).date()
+        except OverflowError:
+            raise out_of_range from None
+    else:
+        try:
+            if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+                raise ValueError
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise RuleError(f"not a date: {text!r} (write YYYY-MM-DD or e.g. 90 days ago)"
+                            ) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise out_of_range
+    return day
 
 
 def _unquote(text):

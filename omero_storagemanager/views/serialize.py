@@ -4,6 +4,7 @@ Paths on disk (mounts, log folders, the repository) are for admins only: the oth
 users see names, sizes and dates.
 """
 from ..models import Collection, Copy, Job, Request
+from ..permissions import visible_requests
 from ..tasks import approvals, notify
 
 PURGED_HELP = (
@@ -158,8 +159,11 @@ def collection_detail(c, access, shared_with=None):
     copies = Copy.objects.filter(collection=c).exclude(state=Copy.WRITING).select_related(
         "location").order_by("created")
     data["copies"] = [copy_data(copy, access.admin) for copy in copies]
-    data["requests"] = [request_data(r) for r in Request.objects.filter(
-        collection=c).select_related("collection", "job").order_by("-created")[:10]]
+    # Only the requests this user may see (requests/ shows the same): not other users'
+    # requests and their comments.
+    mine = visible_requests(access, Request.objects.filter(collection=c))
+    data["requests"] = [request_data(r) for r in mine.select_related("collection", "job")
+                        .order_by("-created", "-pk")[:10]]
     if shared_with is not None:
         # Names only of the collections this user may see; the others by key.
         named = {x.key: x.name for x in access.visible(Collection.objects.filter(

@@ -104,9 +104,19 @@
         var root = el("div", {className: "sm-plugin sm-plugin-right", dataset: {object: dtype + "-" + oid}},
                       [el("div", {className: "sm-plugin-messages"}), el("div", {className: "sm-plugin-body sm-muted"}, "Loading…")]);
         container.appendChild(root);
-        var timer = null;
+        var timer = null, learned = false;
+        var path = "objects/" + encodeURIComponent(dtype) + "/" + encodeURIComponent(oid) + "/";
+        function fetchObject() {
+            /* A GET changes nothing: Projects or Screens created in OMERO since the last
+               sync come back in "unknown", and one POST lets the app learn them. */
+            return SM.api(path).then(function (data) {
+                if (learned || !data.unknown || !data.unknown.length) { return data; }
+                learned = true;
+                return SM.api(path, {method: "POST"});
+            });
+        }
         function load() {
-            return SM.api("objects/" + encodeURIComponent(dtype) + "/" + encodeURIComponent(oid) + "/").then(function (data) {
+            return fetchObject().then(function (data) {
                 if (!document.body.contains(root)) { return; }  // panel emptied meanwhile
                 var body = SM.clear(root.querySelector(".sm-plugin-body"));
                 body.className = "sm-plugin-body";
