@@ -147,11 +147,6 @@ def parse_positive_int(value):
     return number
 
 
-class SecretSettingError(RuntimeError):
-    """A malformed secret setting. Not a ValueError: OMERO.web's process_custom_settings
-    would print the value (the secrets) in its message."""
-
-
 def parse_s3_credentials(value):
     """{name: {"access_key_id", "secret_access_key"[, "session_token"]}}; an error names
     the key and never repeats the value (it holds secrets)."""
