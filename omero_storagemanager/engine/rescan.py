@@ -156,9 +156,11 @@ def removal_blockers(location):
     blockers = []
     for copy in Copy.objects.filter(location=location).exclude(state=Copy.MISSING) \
             .select_related("collection"):
-        lacking = sum(1 for relpath, checksum in copy.entries.filter(verified=True)
-                      .values_list("relpath", "checksum").iterator()
-                      if (relpath, checksum) not in elsewhere)
+        entries = list(copy.entries.values_list("relpath", "checksum", "verified"))
+        lacking = sum(1 for relpath, checksum, verified in entries
+                      if not verified or (relpath, checksum) not in elsewhere)
+        # A copy whose files are not all recorded cannot be shown to be elsewhere.
+        lacking += max(0, copy.files - len(entries))
         if lacking:
             blockers.append(f"{copy.collection.key}: {lacking} file(s) of copy "
                             f"{copy.bag_path} are on no other location")
