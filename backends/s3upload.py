@@ -55,14 +55,18 @@ def _identity(st):
 
 
 def _read_exactly(fd, size):
-    chunks, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 8 << 20))
-        if not chunk:
+    """Up to size bytes of fd, read into one buffer (never chunks joined: that held
+    twice the part in memory)."""
+    buf = bytearray(size)
+    view, got = memoryview(buf), 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if not n:
             break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        got += n
+    view.release()
+    del buf[got:]
+    return buf
 
 
 def put_bytes(client, bucket, key, data: bytes, storage_class="", extra_args=None) -> dict:
