@@ -24,7 +24,7 @@ from testbed.generator import FILE_ANNOTATION, LOG_MIMETYPE, SHA1_160, UINT16, X
 OPERATIONS = ("import", "import_shared", "import_orphans", "import_plate", "link_image", "link_dataset",
               "link_plate", "unlink_image", "unlink_dataset", "unlink_plate",
               "delete_fileset", "chown", "chgrp", "attach", "attach_again", "unattach",
-              "new_project", "rename", "resize_file")
+              "new_project", "rename", "resize_file", "resize_attachment")
 _REPO = "6f2b1c1e-aaaa-4c8e-9a57-5a0e0c0d0e99"  # a managed repository of its own
 _ANNOTATED = ("project", "dataset", "image", "screen", "plate", "well")
 
@@ -397,6 +397,15 @@ class FacilityChanges:
         self.serial += 1
         self._update(kind, row[0], name=f"Renamed {self.serial}")
         return f"renamed {kind} {row[0]}"
+
+    def _resize_attachment(self):
+        """An attached file whose recorded size changes (a new version uploaded)."""
+        row = self._one("SELECT \"file\" FROM annotation WHERE \"file\" IS NOT NULL ORDER BY id")
+        if row is None:
+            return None
+        self._as_owner_of("originalfile", row[0])
+        self._update("originalfile", row[0], size=self.rng.randint(1, 10_000_000))
+        return f"resized attached file {row[0]}"
 
     def _resize_file(self):
         """A file whose recorded size changes (its upload completed, say)."""

@@ -212,3 +212,24 @@ def test_the_command_line_refresh_says_what_it_did(tmp_path, pg_server, facility
     proc = run_cli("refresh", omerodir=omerodir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "incremental refresh: 1 eventlog row(s), 1 collection(s)" in proc.stdout
+
+
+def test_a_changed_attachment_reaches_every_collection_it_is_attached_in(facility, app_db):
+    """A file attached to an image of one Project and a dataset of another changes size:
+    only the file's eventlog row says so, and both Projects follow."""
+    conn, writer = reader(facility), facility.connect()
+    try:
+        refresh_catalog(conn)
+        changes = FacilityChanges(writer, seed=9)
+        for pick in range(3):  # attachments on several kinds of object, one file shared
+            changes.apply("attach_again", pick)
+        refresh_catalog(conn)  # many collections reached: may be a full scan
+        for pick in range(8):
+            assert changes.apply("resize_attachment", pick).startswith("resized attached")
+            report = refresh_catalog(conn)
+            assert (report.mode, report.events) == (INCREMENTAL, 1), report.reason
+            assert report.collections >= 1
+            assert catalogue_differences(conn) == []
+    finally:
+        writer.close()
+        conn.close()

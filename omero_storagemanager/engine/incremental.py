@@ -24,8 +24,10 @@ from .scan import ScanReport, scan, store
 from .sync import sync_collections
 
 FULL, INCREMENTAL = "full", "incremental"
-# Past this share of all collections, one full scan costs less than the scoped one.
+# Past this share of all collections (and this many: on a small catalogue both are
+# quick), one full scan costs less than the scoped one.
 FULL_SCAN_SHARE = 0.25
+FULL_SCAN_MIN = 500
 
 
 @dataclass
@@ -81,7 +83,7 @@ def refresh_catalog(conn, include_attachments=True, progress=None, connect=None,
     if reason is None:
         keys = eventlog.reached(conn, changes)
         total = Collection.objects.filter(gone=False).count()
-        if total and len(keys) > FULL_SCAN_SHARE * total:
+        if len(keys) > max(FULL_SCAN_SHARE * total, FULL_SCAN_MIN):
             reason = (f"{len(keys)} of {total} collections reached: one full scan costs "
                       "less")
     if reason is not None:
