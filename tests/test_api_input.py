@@ -202,6 +202,14 @@ def test_wrong_method_is_json_405_and_head_works_where_get_does(world):
     assert users["ingrid"].client.head(API + "admin/quotas/").status_code == 200
     assert alice.client.head(API + "admin/quotas/").status_code == 403
     assert alice.client.head(API + "actions/").status_code == 405  # POST only
+    for method in ("put", "delete", "patch", "options", "trace"):  # for anyone, first
+        for caller in (users[None], alice):
+            refused = getattr(caller.client, method)(API + "collections/")
+            assert refused.status_code == 405, (method, refused.status_code)
+    assert users["alice"].post(API + "admin/schedules/", {"kind": "sync", "times": [""]}
+                               ).status_code == 403
+    assert users["ingrid"].post(API + "admin/schedules/", {"kind": "sync", "times": [""]}
+                                ).status_code == 400
 
 
 def test_overlong_query_strings_get_a_json_414(world):
