@@ -202,12 +202,7 @@ def run_part(facility, server, workdir, quick=False, log=log, seed=21):
                     "seconds"],
         "rows": rows, "violations": violations,
         "notes": ["OMERO's guest user cannot sign in to the demo; the API refuses it like "
-                  "the anonymous caller (tests/test_api_leaks.py proves it through the URLs).",
-                  "The anonymous caller meets the demo's sign-in middleware "
-                  "(testbed/demo_auth.py) before the app: it answers 403 to every method, "
-                  "where the app answers 405 to an undeclared one (TRACE, PUT...; "
-                  "tests/test_api_input.py); Schemathesis counts those 403s as breaks of the "
-                  "description (ST204) in the anonymous row."],
+                  "the anonymous caller (tests/test_api_leaks.py proves it through the URLs)."],
     }
 
 
