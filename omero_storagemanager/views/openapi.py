@@ -353,3 +353,6 @@ def openapi_json(request, *args, **kwargs):
 
     base = reverse("storagemanager_api_root").rstrip("/")
     return JsonResponse(description(base))
+
+
+openapi_json.api_methods = ("GET",)  # as the api decorator marks its endpoints
