@@ -235,10 +235,6 @@ def api(methods=("GET",), admin=False):
         def endpoint(request, *args, **kwargs):
             conn = kwargs.pop("conn", None)
             kwargs.pop("url", None)
-            if request.method == "POST":
-                refused = _csrf_refusal(request)
-                if refused is not None:
-                    return refused
             head = request.method == "HEAD"
             if head:
                 request.method = "GET"  # the view answers as for GET; the body is dropped
@@ -252,6 +248,10 @@ def api(methods=("GET",), admin=False):
 
         @functools.wraps(signed_in)
         def method_checked(request, *args, **kwargs):
+            if request.method == "POST":  # every POST needs the token, first
+                refused = _csrf_refusal(request)
+                if refused is not None:
+                    return refused
             # The methods are public (openapi.json): a wrong one is 405 for anyone.
             if request.method not in allowed:
                 response = answer({"error": f"method {request.method} not allowed here; "
