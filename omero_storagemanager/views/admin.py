@@ -318,7 +318,7 @@ def schedules_view(request, who):
             raise bad(f"kind must be one of {', '.join(schedules.SCHEDULED)}")
         if not (isinstance(times, str) and len(times) <= 200
                 or isinstance(times, list) and len(times) <= 48
-                and all(isinstance(t, str) and len(t) <= 5 for t in times)):
+                and all(isinstance(t, str) and 0 < len(t.strip()) <= 5 for t in times)):
             raise bad('times must be text such as "00:00, 12:00" (at most 200 characters) or '
                       'a list of at most 48 "HH:MM"')
         try:

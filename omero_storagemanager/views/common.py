@@ -235,15 +235,6 @@ def api(methods=("GET",), admin=False):
         def endpoint(request, *args, **kwargs):
             conn = kwargs.pop("conn", None)
             kwargs.pop("url", None)
-            if request.method not in allowed:
-                response = answer({"error": f"method {request.method} not allowed here; "
-                                            f"use {' or '.join(allowed)}"}, 405)
-                response["Allow"] = ", ".join(allowed)
-                return response
-            if request.method == "POST":
-                refused = _csrf_refusal(request)
-                if refused is not None:
-                    return refused
             head = request.method == "HEAD"
             if head:
                 request.method = "GET"  # the view answers as for GET; the body is dropped
@@ -253,10 +244,26 @@ def api(methods=("GET",), admin=False):
                 response.content = b""
             return response
 
-        endpoint.api_methods = tuple(methods)  # what tests/test_openapi.py checks
+        signed_in = _ApiLogin()(endpoint)
+
+        @functools.wraps(signed_in)
+        def method_checked(request, *args, **kwargs):
+            if request.method == "POST":  # every POST needs the token, first
+                refused = _csrf_refusal(request)
+                if refused is not None:
+                    return refused
+            # The methods are public (openapi.json): a wrong one is 405 for anyone.
+            if request.method not in allowed:
+                response = answer({"error": f"method {request.method} not allowed here; "
+                                            f"use {' or '.join(allowed)}"}, 405)
+                response["Allow"] = ", ".join(allowed)
+                return response
+            return signed_in(request, *args, **kwargs)
+
+        method_checked.api_methods = tuple(methods)  # what tests/test_openapi.py checks
         # CSRF is checked in the endpoint (_csrf_refusal), where a body Django cannot
         # parse is a JSON 400 rather than the middleware's HTML page.
-        return csrf_exempt(_ApiLogin()(endpoint))
+        return csrf_exempt(method_checked)
 
     return decorate
 
@@ -303,11 +310,23 @@ def _run(view, request, conn, args, kwargs, admin):
     return answer(result)
 
 
+@_ApiLogin()
 def unknown_endpoint(request, *args, **kwargs):
     """Every other URL under api/v1/: a JSON 404 (never an HTML page, never a redirect
-    to add a slash), naming the endpoint the caller probably meant."""
+    to add a slash), naming the endpoint the caller probably meant. Who may not call
+    anything there is refused first (403), as on the endpoints: under admin/, everyone
+    but full admins."""
     from django.urls import Resolver404, resolve
 
+    requester = Requester(kwargs.pop("conn", None))
+    try:
+        refusal = requester.refusal()
+        if refusal is None and "/api/v1/admin/" in request.path and not requester.admin:
+            refusal = "for OMERO administrators only"
+    finally:
+        requester.close()
+    if refusal:
+        return answer({"error": refusal}, 403)
     message = f"no API endpoint at {request.path}"
     if not request.path.endswith("/"):
         try:
