@@ -70,7 +70,7 @@ urlpatterns = [
          name="storagemanager_api_request_approve"),
     path("api/v1/requests/<id:pk>/decline/", approvals.decline,
          name="storagemanager_api_request_decline"),
-    path("api/v1/requests/<int:pk>/withdraw/", approvals.withdraw,
+    path("api/v1/requests/<id:pk>/withdraw/", approvals.withdraw,
          name="storagemanager_api_request_withdraw"),
     # Admin API (OMERO administrators only)
     path("api/v1/admin/preferences/", admin.preferences_view,

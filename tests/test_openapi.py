@@ -107,6 +107,8 @@ BODIES = {
     "location_edit": {"purge_watermark": 70}, "location_action": {},
     "quota_set": {"scope": "user", "omero_id": None, "max_bytes": "500 GB"},
     "schedule_set": {"kind": "sync", "times": "01:00"}, "run_now": {}, "test_email": {},
+    "request_withdraw": {},
+    "planner_queue": {"rules": ["size above 1 TiB"]},
 }
 QUERIES = {"breakdown": {"objects": "project-4"}}
 
@@ -213,7 +215,7 @@ def test_every_query_parameter_read_is_documented_and_every_documented_one_read(
     monkeypatch.setattr(common, "_run", recording_run)
     samples = {"q": "x", "rule": "size above 1 GB", "kind": "project", "sort": "name",
                "page": "1", "per_page": "5", "objects": "project-4", "state": "all",
-               "file": "job.log"}
+               "file": "job.log", "mine": "1", "window": "90"}
     admin = Api(ids["ingrid"])
     for method, path, op_id, _, _, parameters, *_ in OPERATIONS:
         if method != "get" or op_id == "openapi":

@@ -78,7 +78,7 @@ SCHEMAS = {
         ["id", "kind", "state", "collection", "requested_by", "comment", "created",
          "decided_by", "decision_comment", "decided", "job"],
         id=INTEGER, kind={"enum": ["archive", "restore"]},
-        state={"enum": ["pending", "approved", "declined"]},
+        state={"enum": ["pending", "approved", "declined", "withdrawn"]},
         collection=_obj(["key", "name", "owner", "group"], key=STRING, name=STRING,
                         owner=STRING, group=STRING),
         requested_by=PERSON, comment=STRING, created=TIME,
@@ -220,7 +220,9 @@ OPERATIONS = [
     ("post", "/jobs/{id}/retry/", "job_retry", "Run a failed or cancelled job again",
      EVERYONE, [_path("id", ID, "job id")], OBJECT, {200: JOB_BODY}),
     ("get", "/requests/", "requests", "Archive and restore requests", EVERYONE,
-     [_query("state", {"enum": ["pending", "decided", "all"]}, "which requests")], None,
+     [_query("state", {"enum": ["pending", "decided", "all"]}, "which requests"),
+      _query("mine", {"enum": ["0", "1"]}, "1: only the signed-in user's own requests")],
+     None,
      {200: _obj(["items"], items=_list({"allOf": [_ref("Request"), _obj(
          ["may_decide"], may_decide=BOOLEAN)]}))}),
     ("post", "/requests/{id}/approve/", "request_approve", "Approve a request", EVERYONE,
@@ -229,6 +231,45 @@ OPERATIONS = [
     ("post", "/requests/{id}/decline/", "request_decline", "Decline a request", EVERYONE,
      [_path("id", ID, "request id")], _obj([], comment={"type": "string", "maxLength": 2000}),
      {200: _obj(["request"], request=_ref("Request"))}),
+    ("post", "/requests/{id}/withdraw/", "request_withdraw", "The requester takes back a "
+     "pending request", EVERYONE, [_path("id", ID, "request id")], OBJECT,
+     {200: _obj(["request"], request=_ref("Request"))}),
+    ("get", "/collections/{key}/files/", "collection_files", "A collection's files as OMERO "
+     "records them, a page at a time", EVERYONE,
+     [_path("key", KEY, "Project:N or Screen:N"), _query("page", PAGE, "1-based page"),
+      _query("per_page", {"type": "integer", "minimum": 1, "maximum": 500}, "files a page")],
+     None, {200: _obj(["items", "total", "page", "per_page", "pages", "bytes"],
+                      items=_list(_obj(["path", "kind", "size"], path=STRING, kind=STRING,
+                                       size=_nullable("integer"))),
+                      total=INTEGER, page=INTEGER, per_page=INTEGER, pages=INTEGER,
+                      bytes=INTEGER)}),
+    ("get", "/collections/{key}/history/", "collection_history", "A collection's jobs, "
+     "scans and what happened to it", EVERYONE, [_path("key", KEY, "Project:N or Screen:N")],
+     None, {200: _obj(["key", "state", "jobs", "scans", "events"], key=STRING, state=STRING,
+                      jobs=_list(_ref("Job")), scans=_list(OBJECT),
+                      events=_list(_obj(["at", "what"], at=TIME, what=STRING)))}),
+    ("get", "/capacity/", "capacity", "Usage history (the groups and users this user may "
+     "see; for admins the primary storage, the locations and the projection of when the "
+     "primary storage fills)", EVERYONE,
+     [_query("window", {"enum": ["30", "90", "180", "365", "730"]}, "days of history "
+             "(default 90)")], None,
+     {200: _obj(["window_days", "groups", "users"], window_days=INTEGER,
+                groups={"type": ["object", "array"]}, users={"type": ["object", "array"]})}),
+    ("get", "/admin/planner/", "planner", "What purging the collections a rule matches "
+     "would free (nothing is changed)", ADMIN,
+     [_query("rule", {"type": "string", "maxLength": 200}, "a rule of the collections "
+             "filter, such as 'last access before 2 years ago'", array=True),
+      _query("window", {"enum": ["30", "90", "180", "365", "730"]}, "days the projection "
+             "is fitted over (default 90)")], None,
+     {200: _obj(["rules", "copies_required", "totals", "items", "listed"], rules=_list(STRING),
+                copies_required=INTEGER, totals=OBJECT, items=_list(OBJECT),
+                listed=INTEGER)}),
+    ("post", "/admin/planner/queue/", "planner_queue", "Queue a plan: purge what has its "
+     "copies, archive the rest and purge it once verified", ADMIN, [],
+     _obj(["rules"], rules={"oneOf": [{"type": "string", "maxLength": 200},
+                                      {"type": "array", "minItems": 1, "maxItems": 10,
+                                       "items": {"type": "string", "maxLength": 200}}]}),
+     {202: OBJECT}),
     ("get", "/admin/preferences/", "preferences", "The run-time settings", ADMIN, [], None,
      {200: PREFERENCES}),
     ("post", "/admin/preferences/", "preferences_set", "Change some settings (all or "
@@ -238,7 +279,7 @@ OPERATIONS = [
      {200: LOCATIONS}),
     ("post", "/admin/locations/", "location_add", "Add an archive location", ADMIN, [],
      _obj(["name", "type", "mount", "max_bytes"], name={"type": "string", "maxLength": 255},
-          type={"enum": ["hdd", "tape", "automated", "symlink"]}, mount=STRING,
+          type={"enum": ["hdd", "tape", "automated", "symlink", "s3"]}, mount=STRING,
           max_bytes=_ref("Size"), purge_watermark={"type": "integer", "minimum": 1,
                                                    "maximum": 100},
           purge_enabled=BOOLEAN, xml_folder=STRING, current=BOOLEAN),
