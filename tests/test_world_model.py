@@ -15,6 +15,7 @@ those tags without failing, WORLD_MODEL_NO_SHRINK=1 reports a failure unshrunk.
 The long form: `python -m tests.reliability.world_model --steps 20000 --seeds 50`.
 """
 import os
+import random
 
 import pytest
 
@@ -268,6 +269,15 @@ SCENARIOS.update({
     "a fileset deleted in OMERO during the purge": lambda m: (
         m.archive("Screen:3", "hdd"),
         m.purge_with_race("Screen:3", "delete fileset", _fileset_pick(m, "Screen:3"))),
+    # Long form, seed 45: a purge read a copy and found it damaged, then kept the file;
+    # once the disk was away, the next purge trusted the copy's older audit and deleted
+    # the primary, whose bytes were then in no whole copy. A damaged copy found by a
+    # purge is now recorded (the file unverified, the copy failed) as an audit would.
+    "a copy found damaged by a purge is not trusted on its older audit later": lambda m: (
+        m.archive("Screen:3", "hdd"), m.audit("hdd"),
+        m.world_rule("bag file", lambda: m.damage_bag_file(
+            {m.model.relpath[_file_of(m, "Screen:3")]}, random.Random(1), "truncate")),
+        m.purge("Screen:3"), m.location_away("hdd"), m.purge("Screen:3")),
     "a hard-linked file re-imported during the purge (long form, seed 24)": lambda m: (
         m.archive("Project:2", "hdd"), _hardlink_all_of(m, "Project:2"),
         m.purge_with_race("Project:2", "reimport", 3)),

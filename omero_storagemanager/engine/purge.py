@@ -67,6 +67,7 @@ class PurgePlan:
     read_bytes: int = 0  # what the content checks of the copies (and primaries) read
     audited: int = 0  # copies trusted on a recent audit instead of read now
     folders: object = None  # beneath.ReadFolders of the copies' folders (reopened lazily)
+    damaged: dict = field(default_factory=dict)  # CopyFile -> what a check found wrong
 
     @property
     def freed_bytes(self):
@@ -163,6 +164,7 @@ def plan_purge(conn, paths, collection, copies_required=1, along_with=(),
                     locations, copies_required, sample_above)
     finally:
         locations.close()
+    result.damaged = dict(locations.damaged)
     # Purged files the inventory no longer lists: pyramids are found on disk only.
     listed = set(relpaths)
     result.already += sum(1 for path, state in done.items()
@@ -221,9 +223,25 @@ class _Lstat:
 
 # -- carrying a plan out ---------------------------------------------------------------
 
+def record_damage(damaged, log):
+    """What a purge found wrong with copies ({CopyFile: why}) recorded as an audit records
+    it: the file unverified, its copy failed (no purge relies on it, restore tries it
+    last), so that a later purge never trusts an older audit of it once its disk is
+    away. An audit that finds the copy whole again, or a new archive, makes it count."""
+    if not damaged:
+        return
+    now = datetime.now(timezone.utc)
+    CopyFile.objects.filter(pk__in=[f.pk for f in damaged]).update(verified=False)
+    Copy.objects.filter(pk__in={f.copy_id for f in damaged}).update(
+        state=Copy.FAILED_AUDIT, last_audit=now, last_audit_ok=False)
+    for copy_file, why in damaged.items():
+        log(f"{why}: the copy is marked failed (audit it, or archive again)")
+
+
 def _check_contents(batch, paths, sample_above, pool):
     """Read the copies (and the primaries of unknown identity); returns
-    {id(candidate): reason to keep it}."""
+    {id(candidate): reason to keep it}. Copies found with other bytes than recorded are
+    marked `damaged` (CopyAt)."""
     def check(candidate):
         root, rel = paths.root_of(candidate.relpath)
         if candidate.primary is None:
@@ -417,6 +435,8 @@ def _carry_out(conn, paths, collection, plan, along_with, sample_above, progress
         for start in range(0, len(plan.freed), BATCH):
             batch = plan.freed[start:start + BATCH]
             problems = _check_contents(batch, paths, sample_above, pool)
+            record_damage({c.copy_file: problems[id(candidate)] for candidate in batch
+                           for c in candidate.copies if c.damaged}, log)
             ready, not_ready = _ready(batch, conn, collection, along_with, problems)
             done, last_kept, joint = _delete_batch(ready, collection, paths, plan.folders)
             touched |= joint
@@ -437,6 +457,7 @@ def _purge_collection(conn, paths, collection, gateway=None, copies_required=1,
     _settle_intents(collection, paths)
     plan = plan_purge(conn, paths, collection, copies_required, along_with,
                       include_attachments, audit_max_age_days, sample_above)
+    record_damage(plan.damaged, lambda line: log(f"{collection.key}: {line}"))
     progress.start(len(plan.freed))
     freed, kept, touched = _carry_out(conn, paths, collection, plan, along_with,
                                       sample_above, progress, log)

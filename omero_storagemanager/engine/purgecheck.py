@@ -17,6 +17,11 @@ once, not that it is there now. For each file a purge would free:
 Each check is made in the plan (a dry run: stats only, and how much the content checks
 will read) and again at the moment of the delete (purge.py), on directory descriptors
 (beneath.py).
+
+What a check finds wrong with a copy (missing on a connected disk, another size, other
+bytes) is evidence the purge records (purge.record_damage, as an audit would: the file
+unverified, its copy failed), so that no later purge trusts an older audit of that copy
+once its disk is away.
 """
 import hashlib
 import os
@@ -45,6 +50,7 @@ class CopyAt:
     rel: Optional[str]  # the copy's file below root
     identity: Optional[tuple] = None  # copyfile.identity_of when stat'ed
     audited: Optional[datetime] = None  # trusted on this audit instead of read now
+    damaged: bool = False  # the content check found other bytes than recorded
 
     @property
     def location_id(self):
@@ -62,6 +68,7 @@ class Locations:
         self.max_age = timedelta(days=audit_max_age_days)
         self._state = {}
         self.folders = beneath.ReadFolders()  # closed by close()
+        self.damaged = {}  # CopyFile -> what was found wrong with it on a connected disk
 
     def close(self):
         self.folders.close()
@@ -93,17 +100,20 @@ class Locations:
                 except OSError as exc:
                     return None, f"copy {copy.bag_path} at {copy.location.name}: {exc.strerror}"
                 if not beneath.is_regular(st):
-                    return None, (f"copy {copy.bag_path} at {copy.location.name}: "
-                                  f"{rel} is not a regular file")
+                    return self._damaged(copy_file, (
+                        f"copy {copy.bag_path} at {copy.location.name}: {rel} is not a "
+                        "regular file"))
                 if st.st_size != copy_file.size:
-                    return None, (f"copy {copy.bag_path} at {copy.location.name} has "
-                                  f"{st.st_size} bytes, not {copy_file.size}")
+                    return self._damaged(copy_file, (
+                        f"copy {copy.bag_path} at {copy.location.name} has {st.st_size} "
+                        f"bytes, not {copy_file.size}"))
                 return CopyAt(copy_file, root, rel, identity_of(st)), None
             if copy.location.type not in NEARLINE:
                 # A disk that is there but lacks the file: the copy is gone, whatever an
                 # earlier audit found.
-                return None, (f"copy {copy.bag_path} at {copy.location.name} is missing "
-                              f"{copy_file.relpath}")
+                return self._damaged(copy_file, (
+                    f"copy {copy.bag_path} at {copy.location.name} is missing "
+                    f"{copy_file.relpath}"))
         audited = self._fresh_audit(copy)
         if audited is not None:
             return CopyAt(copy_file, None, None, audited=audited), None
@@ -111,6 +121,10 @@ class Locations:
         return None, (f"copy {copy.bag_path} at {copy.location.name} cannot be read now "
                       f"({where}) and no audit found it whole in the last "
                       f"{self.max_age.days} days")
+
+    def _damaged(self, copy_file, why):
+        self.damaged[copy_file] = why
+        return None, why
 
     def _fresh_audit(self, copy):
         if copy.location.type == Location.SYMLINK:
@@ -191,10 +205,12 @@ def check_copy_content(copy_at, primary_root, primary_rel, sample_above):
             finally:
                 os.close(fd)
             if not same:
+                copy_at.damaged = True
                 return f"copy {entry.copy.bag_path} differs from the primary file"
         else:
             digest, before, after = sha1_beneath(copy_at.root, copy_at.rel)
             if digest != entry.checksum:
+                copy_at.damaged = True
                 return (f"copy {entry.copy.bag_path} at {entry.copy.location.name} is "
                         f"damaged: SHA1 {digest}, recorded {entry.checksum}")
     except OSError as exc:
