@@ -104,7 +104,7 @@ def test_backend_for_picks_the_type_and_refuses_an_unknown_one(tmp_path):
     assert type(backend_for(config(tmp_path, "symlink"))) is SymlinkBackend
     assert type(backend_for(config(tmp_path, "automated", xml_folder=str(tmp_path)))) \
         is AutomatedBackend
-    assert sorted(BACKENDS) == ["automated", "hdd", "symlink", "tape"]
+    assert sorted(BACKENDS) == ["automated", "hdd", "s3", "symlink", "tape"]
     with pytest.raises(BadLocation, match="unknown location type 'floppy'.*'Disk 3'"):
         backend_for(config(tmp_path, "floppy"))
     with pytest.raises(BadLocation, match="not 'hdd'"):
