@@ -180,7 +180,7 @@ def test_rescan_registers_complete_copies_only(world, s3_server, s3_bucket):
     S3Object.objects.filter(copy_file__copy=copy).delete()
     CopyFile.objects.filter(copy=copy).delete()
     Copy.objects.filter(pk=copy.pk).delete()
-    added = rescan(location)
+    added = rescan(location).added
     assert added == [copy.bag_path]
     found = Copy.objects.get(location=location, bag_path=copy.bag_path)
     assert found.state == Copy.VERIFIED and found.files == files
@@ -190,7 +190,7 @@ def test_rescan_registers_complete_copies_only(world, s3_server, s3_bucket):
     client.delete_object(Bucket=s3_bucket,
                          Key=f"archive/{location.pk}/{copy.bag_path}/{COMPLETE_NAME}")
     Copy.objects.filter(pk=found.pk).delete()
-    assert rescan(location) == []
+    assert rescan(location).added == []
 
 
 def test_object_lock_retention_is_set_and_the_app_never_deletes_within_it(

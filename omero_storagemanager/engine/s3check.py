@@ -30,6 +30,7 @@ class S3CopyAt:
     key: str
     identity: Optional[tuple] = None  # (ETag, version id, size) as HEAD found it
     audited: None = None
+    damaged: bool = False  # read back with other bytes than recorded (purge records it)
 
     @property
     def root(self):
@@ -119,6 +120,7 @@ def check_content(copy_at, primary_root, primary_rel, sample_above):
         else:
             digest, size, etag = backend.read_sha1(copy_at.key, copy_at.version_id)
             if digest != entry.checksum or size != entry.size:
+                copy_at.damaged = True
                 return (f"{_name(entry)} is damaged: object {copy_at.key} has SHA1 {digest} "
                         f"({size} bytes), recorded {entry.checksum}")
             if etag != copy_at.identity[0]:

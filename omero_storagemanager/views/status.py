@@ -84,6 +84,20 @@ def queue_status():
     return counts
 
 
+def _visible_count(who, db_ok):
+    """The collections this user may see; None while OMERO's database (which says what
+    a non-admin may see) cannot be reached: the overview still says the rest."""
+    collections = Collection.objects.filter(gone=False)
+    if who.admin:
+        return collections.count()
+    if not db_ok:
+        return None
+    try:
+        return who.access.visible(collections).count()
+    except catalog.CatalogUnavailable:
+        return None
+
+
 def status(who):
     """The overview's figures for the signed-in user."""
     db_ok, db_detail = catalog.ping()
@@ -94,7 +108,7 @@ def status(who):
         "user": {"id": who.user_id, "name": who.user_name, "admin": admin},
         "omero_db": {"reachable": db_ok},
         # Only what this user may see: a plain user's overview is not the facility's.
-        "collections": who.access.visible(Collection.objects.filter(gone=False)).count(),
+        "collections": _visible_count(who, db_ok),
         "locations": locations_status(admin),
         "workers": workers_status(),
         "queue": queue_status(),

@@ -20,7 +20,14 @@ def test_failure_counting_reads_schemathesis_summary():
 
 
 @pytest.mark.slow
-def test_quick_fuzz_of_every_role_is_clean(facility, pg_server, app_db, tmp_path):
+def test_quick_fuzz_of_every_role_is_clean(facility, pg_server, app_db, tmp_path,
+                                           monkeypatch):
+    from omero_storagemanager import settings
+
+    # run_part points the settings at the facility; monkeypatch puts them back after,
+    # so later tests see the run's own configuration (test_app_loads did not).
+    for name in ("OMERO_DB", "DATA_DIR", "MANAGED_DIR", "VAR_DIR"):
+        monkeypatch.setattr(settings, name, getattr(settings, name))
     result = api_fuzz.run_part(facility, pg_server, tmp_path, quick=True)
     assert [row[0] for row in result["rows"]] == ["member", "group_owner", "restricted_admin",
                                                   "admin", "anonymous"]
