@@ -65,6 +65,17 @@ def _free_ports(count):
             s.close()
 
 
+# A new bucket grows one volume, not SeaweedFS's default seven: the tests make dozens of
+# buckets, and each volume counts against the server's maximum.
+MASTER_TOML = """\
+[master.volume_growth]
+copy_1 = 1
+copy_2 = 2
+copy_3 = 3
+copy_other = 1
+"""
+
+
 class SeaweedServer:
     """One `weed server -s3` on 127.0.0.1, data and log in `basedir`.
 
@@ -110,11 +121,11 @@ class SeaweedServer:
             "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
             f"-s3.port.iceberg={p['s3_iceberg']}", f"-s3.port.lance={p['s3_lance']}",
             f"-metricsPort={p['metrics']}", f"-s3.config={self.config}",
-            # Each bucket is a collection that grows volumes of its own: the number of
-            # volumes is left to SeaweedFS (0: the free disk space / the volume size);
-            # a fixed small maximum ran out after a dozen buckets (InternalError on
-            # every write). Small volumes: the test bed's disk is shared.
-            "-master.volumeSizeLimitMB=64", "-volume.max=0",
+            # Each bucket is a collection that grows volumes of its own (one at a time:
+            # see MASTER_TOML). Volumes are not preallocated, so a generous fixed
+            # maximum costs no disk; "0" (free disk / volume size) ran out after about
+            # fifteen buckets on a disk with 7 GB free (InternalError on every write).
+            "-master.volumeSizeLimitMB=64", "-volume.max=1000",
         ]
 
     def start(self):
@@ -122,10 +133,13 @@ class SeaweedServer:
             return self
         self.datadir.mkdir(parents=True, exist_ok=True)
         self._write_config()
+        # weed reads master.toml from its working directory first.
+        (self.basedir / "master.toml").write_text(MASTER_TOML)
         log = open(self.logfile, "ab")
         try:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         cwd=self.basedir)
         finally:
             log.close()
         self._wait_ready()
