@@ -5,6 +5,7 @@ import psycopg2
 from omero_storagemanager.engine.incremental import FULL, INCREMENTAL, refresh_catalog
 from omero_storagemanager.models import CatalogCursor, Collection
 from testbed.changes import FacilityChanges
+from testbed.generator import FILE_ANNOTATION
 
 from .incremental_support import catalogue_differences, reader
 
@@ -72,6 +73,74 @@ def test_linking_an_orphaned_sibling_changes_the_collection_holding_the_other(fa
             assert catalogue_differences(conn) == []
         shared = Collection.objects.get(kind="project", omero_id=p1).shared_bytes
         assert shared > 0
+    finally:
+        writer.close()
+        conn.close()
+
+
+def _logged(writer, changes, owner_table, owner_id, inserts):
+    """Rows inserted and logged as OMERO.web makes them: [(table, {column: value})],
+    a value "<n>" standing for the id of the n-th row inserted here. Returns the ids."""
+    from testbed import eventlog
+
+    ids = []
+    with writer.cursor() as cur:
+        changes.cur, changes.created, changes.updated = cur, [], []
+        changes._as_owner_of(owner_table, owner_id)
+        for table, cols in inserts:
+            cols = {k: ids[int(v[1:-1])] if isinstance(v, str) and v.startswith("<") else v
+                    for k, v in cols.items()}
+            ids.append(changes._insert(table, **cols, **changes.details))
+        for table, oids in changes._grouped(changes.created):
+            eventlog.log(cur, "INSERT", table, oids, changes.ev)
+    writer.commit()
+    return ids
+
+
+def test_moving_a_container_reaches_every_collection_sharing_what_it_holds(facility, app_db):
+    """A Dataset in no Project holds image B of a fileset whose image A is in Project 1,
+    and a file also attached to Screen 1; linking the Dataset into Project 2 touches
+    nothing of Project 1 or Screen 1, yet makes their bytes shared. The same for a
+    Plate in no Screen moved into Screen 2. (The incremental catalogue once refreshed
+    only the new parent: the property test found it.)"""
+    conn, writer = reader(facility), facility.connect()
+    try:
+        refresh_catalog(conn)
+        changes = FacilityChanges(writer, seed=5)
+        changes.apply("import_orphans", 0)
+        a, b = _ids(conn, "SELECT id FROM image ORDER BY id DESC LIMIT 2")[::-1]
+        p1, p2 = _ids(conn, "SELECT id FROM project ORDER BY id")[2:4]
+        s1, s2 = _ids(conn, "SELECT id FROM screen ORDER BY id")[:2]
+        _logged(writer, changes, "project", p1, [
+            ("datasetimagelink", {"parent": _dataset_of_project(conn, p1), "child": a})])
+        ofid = _logged(writer, changes, "screen", s1, [
+            ("originalfile", {"path": "uploads/", "name": "shared-notes.pdf", "size": 7_000,
+                              "mimetype": "application/pdf"}),
+            ("annotation", {"discriminator": FILE_ANNOTATION, "file": "<0>"}),
+            ("screenannotationlink", {"parent": s1, "child": "<1>"})])[0]
+        ann = _ids(conn, 'SELECT id FROM annotation WHERE "file" = %s', [ofid])[0]
+        dataset, _, _ = _logged(writer, changes, "project", p2, [
+            ("dataset", {"name": "loose"}),
+            ("datasetimagelink", {"parent": "<0>", "child": b}),
+            ("datasetannotationlink", {"parent": "<0>", "child": ann})])
+        plate, _ = _logged(writer, changes, "screen", s2, [
+            ("plate", {"name": "loose plate"}),
+            ("plateannotationlink", {"parent": "<0>", "child": ann})])
+        assert refresh_catalog(conn).mode == INCREMENTAL
+        assert catalogue_differences(conn) == []
+        before = {c.key: c.shared_bytes for c in Collection.objects.all()}
+
+        changes.link("projectdatasetlink", p2, dataset)
+        report = refresh_catalog(conn)
+        assert report.mode == INCREMENTAL
+        assert catalogue_differences(conn) == []
+        after = {c.key: c.shared_bytes for c in Collection.objects.all()}
+        assert after[f"Project:{p1}"] > before[f"Project:{p1}"]  # the fileset
+        assert after[f"Screen:{s1}"] >= before[f"Screen:{s1}"] + 7_000  # the attachment
+
+        changes.link("screenplatelink", s2, plate)
+        assert refresh_catalog(conn).mode == INCREMENTAL
+        assert catalogue_differences(conn) == []
     finally:
         writer.close()
         conn.close()

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
-from .membership import collections_reached
+from .reach import collections_reached
 
 # The classes whose rows the catalogue's figures or names depend on, by table. Any
 # other class (channels, rendering settings, ROIs, ...) changes nothing we count.
@@ -59,7 +59,7 @@ LATE_WINDOW = 10_000
 _TXID_MOD = 1 << 32  # eventlog.xmin is a 32-bit transaction id
 
 # What each changed row reaches: statements giving (role, id) pairs for the up walk
-# (membership.collections_reached), from the rows' ids in %(ids)s. Roles are those of
+# (reach.collections_reached), from the rows' ids in %(ids)s. Roles are those of
 # the walk ("file", "project", "screen", "dataset", "plate", "well", "image", "fileset",
 # "pixels"); an image also stands for its fileset, whose other images' collections
 # share its bytes.
@@ -83,19 +83,20 @@ _REACH = {
     "filesetjoblink": "SELECT 'fileset', l.parent FROM filesetjoblink l WHERE l.id = ANY(%(ids)s)",
     "joboriginalfilelink": "SELECT 'file', l.child FROM joboriginalfilelink l"
                            " WHERE l.id = ANY(%(ids)s)",
+    # A link moves its child: "moved <type>" (reach.collections_reached) also reaches
+    # the collections sharing what the child holds.
     "projectdatasetlink": "SELECT 'project', l.parent FROM projectdatasetlink l"
-                          " WHERE l.id = ANY(%(ids)s) UNION ALL SELECT 'dataset', l.child"
-                          " FROM projectdatasetlink l WHERE l.id = ANY(%(ids)s)",
+                          " WHERE l.id = ANY(%(ids)s) UNION ALL SELECT 'moved dataset',"
+                          " l.child FROM projectdatasetlink l WHERE l.id = ANY(%(ids)s)",
     "datasetimagelink": "SELECT 'dataset', l.parent FROM datasetimagelink l"
-                        " WHERE l.id = ANY(%(ids)s) UNION ALL "
-                        + _IMAGE.format(ids="SELECT l.child FROM datasetimagelink l"
-                                            " WHERE l.id = ANY(%(ids)s)"),
+                        " WHERE l.id = ANY(%(ids)s) UNION ALL SELECT 'moved image', l.child"
+                        " FROM datasetimagelink l WHERE l.id = ANY(%(ids)s)",
     "screenplatelink": "SELECT 'screen', l.parent FROM screenplatelink l"
-                       " WHERE l.id = ANY(%(ids)s) UNION ALL SELECT 'plate', l.child"
+                       " WHERE l.id = ANY(%(ids)s) UNION ALL SELECT 'moved plate', l.child"
                        " FROM screenplatelink l WHERE l.id = ANY(%(ids)s)",
     "wellsample": "SELECT 'well', s.well FROM wellsample s WHERE s.id = ANY(%(ids)s)"
-                  " UNION ALL " + _IMAGE.format(ids="SELECT s.image FROM wellsample s"
-                                                    " WHERE s.id = ANY(%(ids)s)"),
+                  " UNION ALL SELECT 'moved image', s.image FROM wellsample s"
+                  " WHERE s.id = ANY(%(ids)s)",
     # An attachment's file: the walk follows it to every object it is linked to.
     "annotation": "SELECT 'file', a.\"file\" FROM annotation a"
                   " WHERE a.id = ANY(%(ids)s) AND a.\"file\" IS NOT NULL",
@@ -203,11 +204,14 @@ def read_changes(conn, last_id, upto, pending):
 def reached(conn, changes):
     """{(kind, id)} of the Projects and Screens whose figures or names a change can
     alter: each changed row's objects, walked up to every collection holding them."""
-    asked = defaultdict(set)
+    asked, moved = defaultdict(set), defaultdict(set)
     with conn.cursor() as cur:
         for table, ids in sorted(changes.by_table.items()):
             cur.execute(_REACH[table], {"ids": sorted(ids)})
             for role, oid in cur.fetchall():
                 if oid is not None:
+                    if role.startswith("moved "):
+                        role = role[len("moved "):]
+                        moved[role].add(int(oid))
                     asked[role].add(int(oid))
-    return collections_reached(conn, asked)
+    return collections_reached(conn, asked, moved)

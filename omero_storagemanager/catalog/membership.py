@@ -14,8 +14,8 @@ SCOPED_IMAGE_FILESETS, holders_of_images(), attachment_links() (some collections
 images: the incremental catalogue's scoped.py) are the only SQL of that walk:
 inventory.py, totals.py, scoped.py, objects.py and engine/bulk.py build theirs from them.
 
-collections_reached() is the up walk for collections only, one index lookup at a time:
-what a change can reach, for the incremental catalogue.
+reach.py walks up for collections only, one index lookup at a time: what a change
+can reach, for the incremental catalogue.
 
 Up, from a file to everything that holds it (holders(), other_holders()): the same walk
 backwards, along every path OMERO has, including those that end outside every Project
@@ -206,7 +206,7 @@ SELECT 'h', NULL, NULL, NULL, type, obj, kind, hid FROM held
 # The asked objects' own rows: role, id, and the object the walk starts from (itself).
 _ASKED = ("SELECT '{t}'::text AS what, x AS id, '{t}'::text AS type, x AS obj,"
           " NULL::bigint AS ann FROM unnest(%({t})s::bigint[]) x")
-_ROLES = ("file",) + _WALKED
+ROLES = ("file",) + _WALKED
 _present = weakref.WeakKeyDictionary()  # connection -> link tables its database has
 _statements = {}  # link tables present -> the up walk's statement
 
@@ -265,7 +265,7 @@ def _statement(links):
 def _walk(conn, asked):
     """{(role, id): set of holder keys} and {(role, id): set of (kind, id) collections}
     for every id asked (asked: {role: ids}), in one statement."""
-    params = {role: sorted({int(i) for i in asked.get(role, ())}) for role in _ROLES}
+    params = {role: sorted({int(i) for i in asked.get(role, ())}) for role in ROLES}
     params["walked"] = list(_WALKED)
     with conn.cursor() as cur:
         cur.execute(_statement(_link_tables(conn)), params)
@@ -277,7 +277,7 @@ def _walk(conn, asked):
             held[(otype, obj)].add((kind, hid))
         else:
             roots.append((what, oid, ann, otype, obj))
-    keys = {(role, i): set() for role in _ROLES for i in params[role]}
+    keys = {(role, i): set() for role in ROLES for i in params[role]}
     collections = defaultdict(set)  # (role, id) -> {(kind, id)}: objects asked only
     for what, oid, ann, otype, obj in roots:
         found = held.get((otype, obj), set())
@@ -382,60 +382,3 @@ def collections_holding(conn, dtype, oid):
         raise ValueError(f"not an object type: {dtype!r}")
     _, collections = _walk(conn, {dtype: [oid]})
     return sorted(collections.get((dtype, int(oid)), ()))
-
-
-# The collections holding some objects (collections_reached): the up walk of _WALK, for
-# collections only, one index lookup at a time (LATERAL), so that its cost follows the
-# number of objects asked, not the size of the facility. Arrays by role: %(file)s,
-# %(project)s, %(screen)s, %(dataset)s, %(plate)s, %(well)s, %(image)s, %(fileset)s,
-# %(pixels)s. A file is followed along its roles as in _WALK: fileset entry, import log,
-# OMERO 4 original, and the file of FileAnnotations on the objects whose attachments
-# the down walk lists (_ANNOTATED).
-_ANN = ('SELECT l.parent FROM {t}annotationlink l JOIN annotation a ON a.id = l.child'
-        ' WHERE a."file" = ANY(%(file)s::bigint[])')
-_REACHED = f"""
-WITH img AS MATERIALIZED (
-  SELECT unnest(%(image)s::bigint[]) AS image
-  UNION SELECT i.id FROM unnest(%(fileset)s::bigint[]) f
-         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = f) i
-  UNION SELECT p.image FROM pixels p WHERE p.id = ANY(%(pixels)s::bigint[])
-  UNION SELECT i.id FROM filesetentry fe
-         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = fe.fileset) i
-         WHERE fe.originalfile = ANY(%(file)s::bigint[])
-  UNION SELECT i.id FROM joboriginalfilelink jol
-         JOIN filesetjoblink fjl ON fjl.child = jol.parent
-         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = fjl.parent) i
-         WHERE jol.child = ANY(%(file)s::bigint[])
-  UNION SELECT p.image FROM pixelsoriginalfilemap pom JOIN pixels p ON p.id = pom.child
-         WHERE pom.parent = ANY(%(file)s::bigint[])
-  UNION {_ANN.format(t="image")}),
-ds AS (SELECT unnest(%(dataset)s::bigint[]) AS id UNION {_ANN.format(t="dataset")}),
-pl AS (SELECT unnest(%(plate)s::bigint[]) AS id
-       UNION SELECT w.plate FROM well w WHERE w.id = ANY(%(well)s::bigint[])
-       UNION {_ANN.format(t="plate")}
-       UNION SELECT w.plate FROM well w WHERE w.id IN ({_ANN.format(t="well")}))
-SELECT 'project'::text, unnest(%(project)s::bigint[])
-UNION SELECT 'screen', unnest(%(screen)s::bigint[])
-UNION SELECT 'project', l.parent FROM ({_ANN.format(t="project")}) l(parent)
-UNION SELECT 'screen', l.parent FROM ({_ANN.format(t="screen")}) l(parent)
-UNION SELECT 'project', pdl.parent FROM ds JOIN projectdatasetlink pdl ON pdl.child = ds.id
-UNION SELECT 'screen', spl.parent FROM pl JOIN screenplatelink spl ON spl.child = pl.id
-UNION SELECT h.kind, h.cid FROM img CROSS JOIN LATERAL ({holders_of_images("= img.image")}) h
-"""
-
-
-def collections_reached(conn, asked):
-    """{(kind, id)} of every Project and Screen holding any of the objects `asked`
-    ({role: ids}, roles "file" and those of object_holders), in one statement: what
-    the incremental catalogue refreshes after these objects changed. Ids of objects
-    that no longer exist are fine (a project asked by id comes back as asked: the sync
-    finds whether it exists)."""
-    unknown = set(asked) - set(_ROLES)
-    if unknown:
-        raise ValueError(f"not a role of the walk: {', '.join(sorted(unknown))}")
-    if not any(asked.values()):
-        return set()
-    params = {role: sorted({int(i) for i in asked.get(role, ())}) for role in _ROLES}
-    with conn.cursor() as cur:
-        cur.execute(_REACHED, params)
-        return {(kind, int(cid)) for kind, cid in cur.fetchall() if cid is not None}
