@@ -336,11 +336,13 @@ class Client:
     def get(self, path):
         return self._open(urllib.request.Request(self.base + path))
 
-    def sign_in(self, user_id):
+    def sign_in(self, user_id, landing="/storagemanager/"):
+        """Sign in through the demo's page; the redirect to `landing` must answer 200
+        (OMERO's guest lands on the sign-in page: the app refuses it everything)."""
         status, form = self.get("/demo/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
         data = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "user_id": user_id,
-                                       "url": "/storagemanager/"}).encode()
+                                       "url": landing}).encode()
         status, _ = self._open(urllib.request.Request(
             self.base + "/demo/", data=data, headers={"Referer": self.base + "/demo/"}))
         if status != 200:

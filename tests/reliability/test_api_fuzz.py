@@ -30,7 +30,7 @@ def test_quick_fuzz_of_every_role_is_clean(facility, pg_server, app_db, tmp_path
         monkeypatch.setattr(settings, name, getattr(settings, name))
     result = api_fuzz.run_part(facility, pg_server, tmp_path, quick=True)
     assert [row[0] for row in result["rows"]] == ["member", "group_owner", "restricted_admin",
-                                                  "admin", "anonymous"]
+                                                  "admin", "guest", "anonymous"]
     for role, requests, server_errors, schema, permission, _ in result["rows"]:
         assert requests >= 100, (role, requests)
         assert (server_errors, schema, permission) == (0, 0, 0), role
