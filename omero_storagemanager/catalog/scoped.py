@@ -10,7 +10,7 @@ added up by totals.assemble, as a full scan's are, so both give equal figures; t
 property test (tests/test_incremental_property.py) holds them to it.
 """
 from .membership import SCOPED_IMAGE_FILESETS, attachment_links, holders_of_images
-from .totals import assemble
+from .totals import PARTS_TAIL, assemble
 
 SCOPED_PARTS = f"""WITH cimg AS MATERIALIZED ({SCOPED_IMAGE_FILESETS}),
 cf AS MATERIALIZED (SELECT DISTINCT kind, cid, fileset FROM cimg WHERE fileset IS NOT NULL),
@@ -44,27 +44,7 @@ extra_holders AS (
 held_extra AS (SELECT c.kind, c.cid, x.*, eh.n
                  FROM extra x JOIN cimg c ON c.image = x.image
                  JOIN extra_holders eh ON eh.image = x.image),
-img_figures AS (
-    SELECT kind, cid, sum(files) AS files, coalesce(sum(bytes), 0) AS bytes,
-           sum(unhashed) AS unhashed, coalesce(sum(bytes) FILTER (WHERE n > 1), 0) AS shared,
-           max(newest) AS newest
-      FROM held_extra GROUP BY kind, cid),
-thumbs AS (
-    SELECT c.kind, c.cid, count(*) AS n
-      FROM thumbnail t JOIN pixels p ON p.id = t.pixels JOIN cimg c ON c.image = p.image
-     GROUP BY c.kind, c.cid),
-fs_of AS (
-    SELECT cf.kind, cf.cid, array_agg(cf.fileset) AS filesets,
-           array_agg(cf.fileset) FILTER (WHERE h.n > 1) AS shared
-      FROM cf JOIN holders h ON h.fileset = cf.fileset GROUP BY cf.kind, cf.cid)
-SELECT m.kind, m.cid, m.images, coalesce(x.files, 0)::bigint,
-       coalesce(x.bytes, 0)::bigint, coalesce(x.unhashed, 0)::bigint,
-       coalesce(x.shared, 0)::bigint, x.newest, coalesce(t.n, 0), fs.filesets, fs.shared
-  FROM images m
-  LEFT JOIN fs_of fs ON fs.kind = m.kind AND fs.cid = m.cid
-  LEFT JOIN img_figures x ON x.kind = m.kind AND x.cid = m.cid
-  LEFT JOIN thumbs t ON t.kind = m.kind AND t.cid = m.cid
-"""
+{PARTS_TAIL}"""
 
 # totals.FILESET_FIGURES for the filesets in %(filesets)s. LATERAL, one fileset and one
 # file at a time by their indexes: a few thousand filesets are a few per cent of the

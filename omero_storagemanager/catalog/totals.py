@@ -44,6 +44,31 @@ SELECT x.fileset, count(*), sum(o."size")::bigint, max(o.mtime),
 # archived originals) is gathered only for the images that have any, so the hundreds of
 # thousands of OMERO 5 images cost nothing but their count; thumbnails are counted
 # apart for the same reason.
+# The end of COLLECTION_PARTS and scoped.SCOPED_PARTS: each collection's figures from
+# held_extra (its images' extra files, with n holders), thumbs and fs_of, given
+# cimg, images and cf.
+PARTS_TAIL = """img_figures AS (
+    SELECT kind, cid, sum(files) AS files, coalesce(sum(bytes), 0) AS bytes,
+           sum(unhashed) AS unhashed, coalesce(sum(bytes) FILTER (WHERE n > 1), 0) AS shared,
+           max(newest) AS newest
+      FROM held_extra GROUP BY kind, cid),
+thumbs AS (
+    SELECT c.kind, c.cid, count(*) AS n
+      FROM thumbnail t JOIN pixels p ON p.id = t.pixels JOIN cimg c ON c.image = p.image
+     GROUP BY c.kind, c.cid),
+fs_of AS (
+    SELECT cf.kind, cf.cid, array_agg(cf.fileset) AS filesets,
+           array_agg(cf.fileset) FILTER (WHERE h.n > 1) AS shared
+      FROM cf JOIN holders h ON h.fileset = cf.fileset GROUP BY cf.kind, cf.cid)
+SELECT m.kind, m.cid, m.images, coalesce(x.files, 0)::bigint,
+       coalesce(x.bytes, 0)::bigint, coalesce(x.unhashed, 0)::bigint,
+       coalesce(x.shared, 0)::bigint, x.newest, coalesce(t.n, 0), fs.filesets, fs.shared
+  FROM images m
+  LEFT JOIN fs_of fs ON fs.kind = m.kind AND fs.cid = m.cid
+  LEFT JOIN img_figures x ON x.kind = m.kind AND x.cid = m.cid
+  LEFT JOIN thumbs t ON t.kind = m.kind AND t.cid = m.cid
+"""
+
 COLLECTION_PARTS = f"""WITH cimg AS MATERIALIZED ({COLLECTION_IMAGE_FILESETS}),
 cf AS MATERIALIZED (SELECT DISTINCT kind, cid, fileset FROM cimg WHERE fileset IS NOT NULL),
 holders AS (SELECT fileset, count(*) AS n FROM cf GROUP BY fileset),
@@ -67,27 +92,7 @@ extra AS (
 -- extra files get here).
 held_extra AS (SELECT c.kind, c.cid, x.*, count(*) OVER (PARTITION BY x.image) AS n
                  FROM extra x JOIN cimg c ON c.image = x.image),
-img_figures AS (
-    SELECT kind, cid, sum(files) AS files, coalesce(sum(bytes), 0) AS bytes,
-           sum(unhashed) AS unhashed, coalesce(sum(bytes) FILTER (WHERE n > 1), 0) AS shared,
-           max(newest) AS newest
-      FROM held_extra GROUP BY kind, cid),
-thumbs AS (
-    SELECT c.kind, c.cid, count(*) AS n
-      FROM thumbnail t JOIN pixels p ON p.id = t.pixels JOIN cimg c ON c.image = p.image
-     GROUP BY c.kind, c.cid),
-fs_of AS (
-    SELECT cf.kind, cf.cid, array_agg(cf.fileset) AS filesets,
-           array_agg(cf.fileset) FILTER (WHERE h.n > 1) AS shared
-      FROM cf JOIN holders h ON h.fileset = cf.fileset GROUP BY cf.kind, cf.cid)
-SELECT m.kind, m.cid, m.images, coalesce(x.files, 0)::bigint,
-       coalesce(x.bytes, 0)::bigint, coalesce(x.unhashed, 0)::bigint,
-       coalesce(x.shared, 0)::bigint, x.newest, coalesce(t.n, 0), fs.filesets, fs.shared
-  FROM images m
-  LEFT JOIN fs_of fs ON fs.kind = m.kind AND fs.cid = m.cid
-  LEFT JOIN img_figures x ON x.kind = m.kind AND x.cid = m.cid
-  LEFT JOIN thumbs t ON t.kind = m.kind AND t.cid = m.cid
-"""
+{PARTS_TAIL}"""
 
 
 ATTACHMENTS = f"""

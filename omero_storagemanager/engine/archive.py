@@ -242,6 +242,16 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
         problems = validate_bag(final_dir, check_hashes=False)
         if problems:
             raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
+    publish_verified(backend, collection, copy)
+    log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
+        f"{copy.files} files, {copy.bytes} bytes")
+    return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
+
+
+def publish_verified(backend, collection, copy):
+    """The copy is whole and checked (a disk's or S3's): publish it on the location
+    (its completion marker, last), then mark it VERIFIED with its counts, and an online
+    collection ARCHIVED, in one transaction."""
     backend.publish(copy.bag_path, order_of(copy))
     with transaction.atomic():
         copy.state = Copy.VERIFIED
@@ -251,9 +261,6 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
         copy.save()
         if collection.state == Collection.ONLINE:
             Collection.objects.filter(pk=collection.pk).update(state=Collection.ARCHIVED)
-    log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
-        f"{copy.files} files, {copy.bytes} bytes")
-    return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
 
 
 def _real_folders(backend, bag_path):

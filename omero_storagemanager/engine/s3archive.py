@@ -11,14 +11,13 @@ it left. When every file is in, the tag files are written, then the completion o
 last; the Copy is VERIFIED only after that (backend.publish reads it back).
 """
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Sum
 
 from ..backends.base import LocationError
 from ..backends.s3upload import SourceChangedDuringUpload, UploadError
-from ..models import Collection, Copy, CopyFile, PrimaryFile, S3Object
+from ..models import Copy, CopyFile, PrimaryFile, S3Object
 from .archiveplan import ArchiveError
 from .copyfile import MANIFEST_ALGORITHM, PrimaryDamaged, SourceChanged
 from .hashing import new_hasher
@@ -133,7 +132,7 @@ def archive_to_s3(collection, location, backend, todo, pending, info_of, progres
                   now):
     """Upload the plan's files to a copy at the S3 location, finish and publish it.
     info_of(copy) -> bag-info. Returns the Copy, VERIFIED."""
-    from .archive import _refusal, order_of
+    from .archive import _refusal, publish_verified
 
     copy, resumed = _open_copy(collection, location, backend, now)
     where = f"s3://{backend.bucket}/{backend.bag_key(copy.bag_path)}/"
@@ -155,15 +154,7 @@ def archive_to_s3(collection, location, backend, todo, pending, info_of, progres
         except LocationError as exc:
             raise ArchiveError(f"{collection.key}: {exc}; the primary files are untouched; "
                                "run the archive again to finish the copy") from exc
-    backend.publish(copy.bag_path, order_of(copy))
-    with transaction.atomic():
-        copy.state = Copy.VERIFIED
-        copy.verified_at = datetime.now(timezone.utc)
-        copy.files = copy.entries.count()
-        copy.bytes = copy.entries.aggregate(total=Sum("size"))["total"] or 0
-        copy.save()
-        if collection.state == Collection.ONLINE:
-            Collection.objects.filter(pk=collection.pk).update(state=Collection.ARCHIVED)
+    publish_verified(backend, collection, copy)
     return copy
 
 
