@@ -105,3 +105,16 @@ def add_restricted_admin(facility):
                             " index) VALUES (%s, %s, 'false', %s)",
                   [RITA, "AdminPrivilege:" + name, index])
 
+
+
+def disk_location(folder, name="disk", max_bytes=10**12, current=True):
+    """A hard-disk Location mounted at `folder` (made if missing) with its <id>/read and
+    <id>/write folders, as an admin would have set it up."""
+    from omero_storagemanager.models import Location
+
+    folder.mkdir(parents=True, exist_ok=True)
+    location = Location.objects.create(name=name, type="hdd", mount=str(folder),
+                                       max_bytes=max_bytes, current=current)
+    for sub in ("read", "write"):
+        (folder / str(location.pk) / sub).mkdir(parents=True, exist_ok=True)
+    return location

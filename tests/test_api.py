@@ -16,7 +16,7 @@ from omero_storagemanager.backends.base import MARKER
 from omero_storagemanager.models import Collection, Copy, Job, Location, Quota, Request
 from omero_storagemanager.views.listing import SORTS
 from testbed.standin import StandInGateway
-from tests.api_support import (CSRF, Api, data, point_app_at, standin_middleware, sync,
+from tests.api_support import (CSRF, Api, data, disk_location, point_app_at, standin_middleware, sync,
                                user_ids)
 
 API = "/storagemanager/api/v1/"
@@ -40,13 +40,8 @@ def world(facility, app_db, monkeypatch, tmp_path):
 
 
 def _location(tmp_path, name="disk", current=True):
-    mount = tmp_path / name
-    mount.mkdir()
-    location = Location.objects.create(name=name, type="hdd", mount=str(mount),
-                                       max_bytes=10**12, current=current)
-    for sub in ("read", "write"):
-        (mount / str(location.pk) / sub).mkdir(parents=True)
-    return location
+    assert not (tmp_path / name).exists()
+    return disk_location(tmp_path / name, name=name, current=current)
 
 
 def _synthetic(count=130, seed=7):

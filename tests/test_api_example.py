@@ -12,9 +12,10 @@ from pathlib import Path
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
 
 from omero_storagemanager import preferences
-from omero_storagemanager.models import Job, Location
+from omero_storagemanager.models import Job
 from omero_storagemanager.tasks.runner import run_job
-from tests.api_support import Api, point_app_at, standin_middleware, sync, user_ids
+from tests.api_support import (Api, disk_location, point_app_at, standin_middleware, sync,
+                               user_ids)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
@@ -31,12 +32,7 @@ def test_the_example_client_lists_asks_for_an_archive_and_follows_the_job(
     point_app_at(facility, monkeypatch, tmp_path)
     sync(facility)
     ids = user_ids(facility)
-    mount = tmp_path / "archive"
-    mount.mkdir()
-    location = Location.objects.create(name="disk", type="hdd", mount=str(mount),
-                                       max_bytes=10**12, current=True)
-    for sub in ("read", "write"):
-        (mount / str(location.pk) / sub).mkdir(parents=True)
+    disk_location(tmp_path / "archive")  # the current location the archive goes to
     preferences.set_many({"require_approval": False})  # chloe archives hers at once
     script = tmp_path / "client.py"
     script.write_text(example_client())

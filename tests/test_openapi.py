@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 
 import jsonschema_rs
 import pytest
-from django.urls import URLPattern, URLResolver
+from django.urls import URLResolver
 
 from omero_storagemanager import urls
-from omero_storagemanager.models import Collection, Copy, Job, Location, Request
+from omero_storagemanager.models import Collection, Copy, Job, Request
 from omero_storagemanager.views import common
 from omero_storagemanager.views.openapi import OPERATIONS, description
-from tests.api_support import (RITA, Api, add_restricted_admin, data, point_app_at,
+from tests.api_support import (RITA, Api, add_restricted_admin, data, disk_location, point_app_at,
                                standin_middleware, sync, user_ids)
 
 BASE = "/storagemanager/api/v1"
@@ -74,12 +74,7 @@ def world(facility, app_db, monkeypatch, tmp_path):
     point_app_at(facility, monkeypatch, tmp_path)
     sync(facility)
     ids = user_ids(facility)
-    mount = tmp_path / "archive"
-    mount.mkdir()
-    location = Location.objects.create(name="disk", type="hdd", mount=str(mount),
-                                       max_bytes=10**10, current=True)
-    for sub in ("read", "write"):
-        (mount / str(location.pk) / sub).mkdir(parents=True)
+    location = disk_location(tmp_path / "archive", max_bytes=10**10)
     c = Collection.objects.get(kind="project", omero_id=4)  # chloe's, in Cell Biology
     now = datetime.now(timezone.utc)
     Copy.objects.create(collection=c, location=location, bag_path="bag", state=Copy.VERIFIED,

@@ -20,7 +20,8 @@ import pytest
 
 from omero_storagemanager import preferences
 from omero_storagemanager.models import Collection, Copy, Job, Location, Request
-from tests.api_support import Api, data, point_app_at, standin_middleware, sync, user_ids
+from tests.api_support import (Api, data, disk_location, point_app_at, standin_middleware, sync,
+                               user_ids)
 
 ROLES = ("anonymous", "owner", "member", "private", "group_owner", "admin")
 WHO = {"owner": "chloe", "member": "bob", "private": "chloe", "group_owner": "alice",
@@ -149,11 +150,7 @@ def world(facility, app_db, monkeypatch, tmp_path):
     sync(facility)
     ids = user_ids(facility)
     mount = tmp_path / "archive"
-    mount.mkdir()
-    location = Location.objects.create(name="disk", type="hdd", mount=str(mount),
-                                       max_bytes=10**10, current=True)
-    for sub in ("read", "write"):
-        (mount / str(location.pk) / sub).mkdir(parents=True)
+    location = disk_location(mount, max_bytes=10**10)
     empty = Location.objects.create(name="spare", type="hdd", mount=str(mount), max_bytes=10**9)
     (mount / str(empty.pk) / "read").mkdir(parents=True)
     (mount / str(empty.pk) / "write").mkdir(parents=True)

@@ -53,19 +53,14 @@ def _world(facility, workdir):
     """The facility synced into the app, a current location with a verified copy, a
     failed job and a pending request, so the operations have something to act on."""
     from omero_storagemanager import settings
-    from omero_storagemanager.models import Collection, Copy, Job, Location, Request
-    from tests.api_support import add_restricted_admin, sync, user_ids
+    from omero_storagemanager.models import Collection, Copy, Job, Request
+    from tests.api_support import add_restricted_admin, disk_location, sync, user_ids
 
     add_restricted_admin(facility)
     settings.OMERO_DB = {"dsn": facility.dsn}
     sync(facility)
     ids = user_ids(facility) | {"rita": 900}
-    mount = Path(workdir) / "archive"
-    mount.mkdir(exist_ok=True)
-    location = Location.objects.create(name="disk", type="hdd", mount=str(mount),
-                                       max_bytes=10**12, current=True)
-    for sub in ("read", "write"):
-        (mount / str(location.pk) / sub).mkdir(parents=True, exist_ok=True)
+    location = disk_location(Path(workdir) / "archive")
     c = Collection.objects.get(kind="project", omero_id=4)
     now = datetime.now(timezone.utc)
     Copy.objects.create(collection=c, location=location, bag_path="bag", state=Copy.VERIFIED,
