@@ -1602,9 +1602,21 @@ def _machine_class():
             for folder, dirs, _ in os.walk(root):
                 dirs[:] = sorted(d for d in dirs if not d.endswith(".partial"))
                 folders += [os.path.join(folder, d) for d in dirs]
+            moved = self._move_out_leaving_symlink(folders, pick)
+            if moved is None:
+                return None
+            folder, target = moved
+            return (f"{os.path.relpath(folder, w.root)} (location {where}) moved to "
+                    f"{os.path.relpath(target, w.root)}, a symlink in its place")
+
+        def _move_out_leaving_symlink(self, folders, pick):
+            """Move one of `folders` (none inside, around or at a folder moved already)
+            outside the roots and leave a symlink to it in its place: (folder, target)."""
+            m, w = self.model, self.world
             folders = sorted(f for f in folders
                              if not any(f == s or f.startswith(s + os.sep) or
-                                        s.startswith(f + os.sep) for s in m.symlinked))
+                                        s.startswith(f + os.sep) for s in m.symlinked)
+                             and os.path.isdir(f) and not os.path.islink(f))
             if not folders:
                 return None
             folder = folders[pick % len(folders)]
@@ -1613,8 +1625,7 @@ def _machine_class():
             os.rename(folder, target)
             os.symlink(target, folder)
             m.symlinked[folder] = str(target)
-            return (f"{os.path.relpath(folder, w.root)} (location {where}) moved to "
-                    f"{os.path.relpath(target, w.root)}, a symlink in its place")
+            return folder, target
 
         def act_symlink_folder(self, pick, among=None):
             m, w = self.model, self.world
@@ -1628,18 +1639,10 @@ def _machine_class():
                 while folder not in (str(w.data_dir), w.paths.managed_dir):
                     folders.add(folder)
                     folder = os.path.dirname(folder)
-            folders = sorted(f for f in folders
-                             if not any(f == s or f.startswith(s + os.sep) or
-                                        s.startswith(f + os.sep) for s in m.symlinked)
-                             and os.path.isdir(f) and not os.path.islink(f))
-            if not folders:
+            moved = self._move_out_leaving_symlink(folders, pick)
+            if moved is None:
                 return None
-            folder = folders[pick % len(folders)]
-            m.moved += 1
-            target = w.outside / f"moved-{m.moved}"
-            os.rename(folder, target)
-            os.symlink(target, folder)
-            m.symlinked[folder] = str(target)
+            folder, target = moved
             return (f"{os.path.relpath(folder, w.data_dir)} moved to "
                     f"{os.path.relpath(target, w.root)}, a symlink in its place")
 
