@@ -59,3 +59,35 @@ def test_history_tells_what_happened_in_order(world):  # noqa: F811
     assert "stat scan: 12 files, 1024 bytes" in whats
     times = [e["at"] for e in answer["events"]]
     assert times == sorted(times, reverse=True)
+
+
+def test_the_age_of_last_access_is_the_last_scan_that_read_the_disk(world, facility):  # noqa: F811
+    """Issue 20 ("fresh last access"): last_access is known only from a stat or verify
+    scan; the detail says when that was, and a later catalog scan (OMERO's database
+    only) does not make it look fresher."""
+    from datetime import datetime, timedelta
+
+    import psycopg2
+
+    from omero_storagemanager.catalog.paths import RepositoryPaths
+    from omero_storagemanager.engine.scan import scan
+
+    ids, api, _ = world
+    detail = API + "collections/Project:2/"
+    assert data(api("alice").get(detail))["last_access_measured"] is None
+    omero = psycopg2.connect(facility.dsn)
+    try:
+        paths = RepositoryPaths(facility.truth.data_dir, facility.truth.managed_dir)
+        scan(omero, paths, "stat", keys=[("project", 2)])
+        stat = ScanResult.objects.filter(collection__omero_id=2, collection__kind="project",
+                                         mode="stat").get()
+        answer = data(api("alice").get(detail))
+        measured = datetime.fromisoformat(answer["last_access_measured"].replace("Z", "+00:00"))
+        assert abs(measured - stat.finished) < timedelta(milliseconds=1)  # JSON keeps ms
+        assert answer["last_access"] is not None
+        scan(omero, paths, "catalog", keys=[("project", 2)])
+        later = data(api("alice").get(detail))
+        assert later["last_access_measured"] == answer["last_access_measured"]
+        assert later["last_scan"] != answer["last_scan"]  # the figures themselves are newer
+    finally:
+        omero.close()

@@ -85,14 +85,17 @@ SCHEMAS = {
         decided_by={"oneOf": [PERSON, {"type": "null"}]}, decision_comment=STRING,
         decided=TIME, job=_nullable("integer")),
     "CollectionDetail": {"allOf": [_ref("CollectionRow"), _obj(
-        ["copies", "requests", "shared_with", "restore_help", "gone"],
+        ["copies", "requests", "shared_with", "restore_help", "gone", "last_access_measured"],
         copies=_list(_obj(["id", "location", "state", "verified", "files", "bytes"],
                           id=INTEGER, location=OBJECT, state=STRING, verified=BOOLEAN,
                           files=_nullable("integer"), bytes=_nullable("integer"))),
         requests=_list(_ref("Request")),
         shared_with={"type": ["array", "null"],
                      "items": _obj(["key", "name"], key=STRING, name=_nullable("string"))},
-        restore_help=_nullable("string"), gone=BOOLEAN)]},
+        restore_help=_nullable("string"), gone=BOOLEAN,
+        last_access_measured={**TIME, "description": (
+            "when last_access was last read from the disk (the last stat or verify scan "
+            "of the collection); null: never, last_access is then unknown")})]},
     "Usage": _obj(["id", "name", "collections", "online_files", "online_bytes",
                    "archived_bytes", "purged_bytes", "quota_bytes", "over_quota"],
                   id=_nullable("integer"), name=STRING, collections=INTEGER,

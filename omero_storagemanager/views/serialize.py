@@ -3,7 +3,7 @@
 Paths on disk (mounts, log folders, the repository) are for admins only: the other
 users see names, sizes and dates.
 """
-from ..models import Collection, Copy, Job, Request
+from ..models import Collection, Copy, Job, Request, ScanResult
 from ..permissions import visible_requests
 from ..tasks import approvals, notify
 
@@ -172,4 +172,14 @@ def collection_detail(c, access, shared_with=None):
     data["shared_with"] = shared_with
     data["restore_help"] = restore_help(c, data["actions"])
     data["gone"] = c.gone
+    data["last_access_measured"] = last_access_measured(c)
     return data
+
+
+def last_access_measured(c):
+    """When the collection's last access time was last read from the disk: the end of
+    its last stat or verify scan (a catalog scan reads only OMERO's database). None
+    when never: last_access is then not known, whatever its value."""
+    return (ScanResult.objects.filter(collection=c, mode__in=("stat", "verify"),
+                                      finished__isnull=False)
+            .order_by("-finished").values_list("finished", flat=True).first())

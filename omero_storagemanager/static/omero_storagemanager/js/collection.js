@@ -48,7 +48,10 @@
             fact("Shared with others", SM.bytes(c.shared_bytes), scanned),
             fact("Archived", c.archived_bytes ? SM.bytes(c.archived_bytes) : "nothing yet"),
             fact("Newest file", SM.datetime(c.newest_file), c.newest_file ? age(c.newest_file) : undefined),
-            fact("Last access", SM.datetime(c.last_access), c.last_access ? age(c.last_access) : undefined),
+            fact("Last access", c.last_access_measured ? SM.datetime(c.last_access) : "not measured yet",
+                 c.last_access_measured ? (c.last_access ? age(c.last_access) + ", " : "") +
+                     "read from the disk " + age(c.last_access_measured)
+                 : "a stat or verify scan reads it from the disk"),
             fact("Created", SM.datetime(c.created), c.created ? age(c.created) : undefined)
         ]));
         var disabled = c.disabled || {};
