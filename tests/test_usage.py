@@ -70,14 +70,20 @@ def test_record_usage_is_idempotent_and_small(world):  # noqa: F811
     written = capacity.record_usage(date(2026, 6, 1))
     again = capacity.record_usage(date(2026, 6, 1))
     assert written == again == UsageRecord.objects.count() < 40
+    # The statistics page's figures (issue 22: one set of numbers): each file once per
+    # group or user, purged collections left out.
     groups = {r.subject: r.bytes for r in UsageRecord.objects.filter(scope="group")}
-    expected = capacity.collection_totals(Collection.objects.all(), "group_id")
-    assert groups == {g: t["bytes"] for g, t in expected.items()}
-    purged = Collection.objects.filter(files__gt=0).first()
+    users = {r.subject: r.bytes for r in UsageRecord.objects.filter(scope="user")}
+    shown = data(api("ingrid").get(API + "statistics/"))
+    assert groups == {g["id"]: g["online_bytes"] for g in shown["groups"] if g["collections"]}
+    assert users == {u["id"]: u["online_bytes"] for u in shown["users"] if u["collections"]}
+    assert sum(groups.values()) > 0
+    purged = Collection.objects.filter(group_id__in=[g for g, b in groups.items() if b]).first()
     Collection.objects.filter(pk=purged.pk).update(state=Collection.PURGED)
     capacity.record_usage(date(2026, 6, 1))
     row = UsageRecord.objects.get(scope="group", subject=purged.group_id, day=date(2026, 6, 1))
-    assert row.bytes == groups[purged.group_id] - purged.bytes  # purged counts zero
+    after = {g["id"]: g["online_bytes"] for g in data(api("ingrid").get(API + "statistics/"))["groups"]}
+    assert row.bytes == after[purged.group_id] < groups[purged.group_id]  # purged counts zero
     assert UsageRecord.objects.filter(scope="primary").count() == 1
 
 

@@ -1,8 +1,10 @@
 """Usage per user and per group, and who is over quota.
 
 Online bytes come from the OMERO database with each file counted once per user (or
-group) however many of their collections hold it; archived and purged bytes from the
-app's own records of copies and purges.
+group) however many of their collections hold it (online_usage: the one definition of
+a user's or group's usage, which the statistics page, quotas and the daily usage
+history all use); archived and purged bytes from the app's own records of copies and
+purges.
 """
 from collections import Counter, defaultdict
 
@@ -20,16 +22,28 @@ def quota_for(scope, omero_id, quotas=None):
     return quotas.get((scope, omero_id), quotas.get((scope, None)))
 
 
+def offline_keys(groups=None):
+    """Keys of the collections whose files are not online usage: purged ones, deleted
+    ones (gone), and with `groups`, those of other groups."""
+    rows = Collection.objects.values_list("kind", "omero_id", "state", "gone", "group_id")
+    return [f"{kind.capitalize()}:{oid}" for kind, oid, state, gone, gid in rows
+            if state == Collection.PURGED or gone or (groups is not None and gid not in groups)]
+
+
+def online_usage(conn, by, exclude, include_attachments=True):
+    """{owner or group id: (files, bytes)} online, each file counted once per user ("owner")
+    or group however many of their collections hold it; `exclude`: offline_keys()."""
+    return union_totals(conn, by, exclude=exclude, include_attachments=include_attachments)
+
+
 def usage_statistics(conn, include_attachments=True, groups=None, people=()):
     """{"users": [...], "groups": [...]}. groups: count only the collections of these
     groups (a group owner's view of their members); people: user ids listed even with
     nothing in them."""
     live = list(Collection.objects.filter(gone=False))
-    outside = []
     if groups is not None:
-        outside = [c.key for c in live if c.group_id not in groups]
         live = [c for c in live if c.group_id in groups]
-    purged_keys = [c.key for c in live if c.state == Collection.PURGED] + outside
+    exclude = offline_keys(groups)
     quotas = {(q.scope, q.omero_id): q.max_bytes for q in Quota.objects.all()}
     names = dict(zip(("user", "group"), user_and_group_names(conn)))
     archived = defaultdict(Counter)
@@ -42,8 +56,7 @@ def usage_statistics(conn, include_attachments=True, groups=None, people=()):
         archived["group"][row["collection__group_id"]] += row["total"] or 0
     result = {}
     for scope, by, attr in (("user", "owner", "owner_id"), ("group", "group", "group_id")):
-        online = union_totals(conn, by, exclude=purged_keys,
-                              include_attachments=include_attachments)
+        online = online_usage(conn, by, exclude, include_attachments)
         counts = Counter(getattr(c, attr) for c in live)
         purged = Counter()
         for c in live:

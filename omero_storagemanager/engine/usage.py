@@ -1,7 +1,9 @@
 """Capacity planning: usage recorded once a day, and when the primary storage fills.
 
-Every total here is `collection_totals`: the sum of the collections' latest scan figures
-(Collection.bytes and .files). The counting rule is the scan's, stated once in
+A group's or user's usage is stats.online_usage, as the statistics page and quotas show
+it (each file once per group or user, from OMERO's database). Other totals here are
+`collection_totals`: the sum of the collections' latest scan figures (Collection.bytes
+and .files). The counting rule is the scan's, stated once in
 docs/architecture.md ("How a scan counts"): a collection's filesets, OMERO 4 pixels with
 their pyramids (a stat or verify scan finds them on disk; a catalog scan cannot), archived
 originals and, with `include_attachments`, its file attachments; thumbnails never. Purged
@@ -18,7 +20,9 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from .. import settings
+from ..catalog import db as catalog_db
 from ..models import Collection, Copy, Location, UsageRecord
+from .stats import offline_keys, online_usage
 
 ONLINE = ~Q(state=Collection.PURGED)
 
@@ -53,12 +57,7 @@ def record_usage(day=None):
         rows.append((UsageRecord.PRIMARY, 0, "primary storage", used, online["files"], size))
     except OSError:
         pass  # an unreachable repository records no primary row that day
-    names = dict(Collection.objects.values_list("group_id", "group_name").distinct())
-    for gid, t in collection_totals(Collection.objects.all(), "group_id").items():
-        rows.append((UsageRecord.GROUP, gid, names.get(gid, ""), t["bytes"], t["files"], None))
-    names = dict(Collection.objects.values_list("owner_id", "owner_name").distinct())
-    for uid, t in collection_totals(Collection.objects.all(), "owner_id").items():
-        rows.append((UsageRecord.USER, uid, names.get(uid, ""), t["bytes"], t["files"], None))
+    rows += _people_rows()
     used_at = dict(Copy.objects.exclude(state=Copy.EVICTED).values("location")
                    .annotate(total=Sum("bytes")).values_list("location", "total"))
     for location in Location.objects.all():
@@ -71,6 +70,31 @@ def record_usage(day=None):
                 defaults={"name": name[:255], "bytes": nbytes, "files": files,
                           "limit_bytes": limit})
     return len(rows)
+
+
+def _people_rows():
+    """The day's rows of each group and user: stats.online_usage, the figures the
+    statistics page and the quotas show (each file once per group or user). None when
+    OMERO's database cannot be read: the day records no group or user rows."""
+    conn = None
+    try:
+        conn = catalog_db.connect()
+        exclude = offline_keys()
+        rows = []
+        for scope, by, column in ((UsageRecord.GROUP, "group", "group"),
+                                  (UsageRecord.USER, "owner", "owner")):
+            names = dict(Collection.objects.filter(gone=False).values_list(
+                f"{column}_id", f"{column}_name").distinct())
+            online = online_usage(conn, by, exclude, settings.INCLUDE_ATTACHMENTS)
+            for who in sorted(set(names) | set(online)):  # nothing online: a row of 0
+                files, nbytes = online.get(who, (0, 0))
+                rows.append((scope, who, names.get(who, ""), nbytes, files, None))
+        return rows
+    except catalog_db.CatalogUnavailable:
+        return []
+    finally:
+        if conn is not None:
+            conn.close()
 
 
 def history(scope, since=None, subjects=None):
