@@ -122,10 +122,22 @@ class Datasets:
             return False
         return stamp.get("version") == STAMP_VERSION and stamp.get("params") == asdict(self.params)
 
+    def _files_all_there(self):
+        """Every file of each set is on disk: a run stopped between its purge and its
+        restore leaves the primaries deleted, and such a dataset is made again."""
+        summary = json.loads(self.stamp_file.read_text())["summary"]
+        for which in SETS:
+            found = sum(len(files) for _, _, files in os.walk(self.data_dir(which)))
+            if found < summary[which]["files"]:
+                log(f"{which}: {found:,} of {summary[which]['files']:,} files on disk "
+                    "(a run stopped after its purge?)")
+                return False
+        return True
+
     def open(self):
         from testbed.pg import PostgresServer
 
-        if self._stamp_matches():
+        if self._stamp_matches() and self._files_all_there():
             log(f"reusing the cached dataset {self.dir}")
             self.summary = json.loads(self.stamp_file.read_text())["summary"]
             self.server = PostgresServer(self.dir / "pg").start()
