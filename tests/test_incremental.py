@@ -59,15 +59,9 @@ def test_linking_an_orphaned_sibling_changes_the_collection_holding_the_other(fa
         projects = _ids(conn, "SELECT id FROM project ORDER BY id")
         p1, p2 = projects[0], projects[1]
         for image, project in ((a, p1), (b, p2)):
-            with writer.cursor() as cur:  # a link as OMERO.web makes it, logged
-                changes.cur, changes.created, changes.updated = cur, [], []
-                changes._as_owner_of("project", project)
-                changes._insert("datasetimagelink", parent=_dataset_of_project(conn, project),
-                                child=image, **changes.details)
-                from testbed import eventlog
-                eventlog.log(cur, "INSERT", "datasetimagelink",
-                             [oid for _, oid in changes.created], changes.ev)
-            writer.commit()
+            _logged(writer, changes, "project", project, [  # as OMERO.web links it
+                ("datasetimagelink", {"parent": _dataset_of_project(conn, project),
+                                      "child": image})])
             report = refresh_catalog(conn)
             assert report.mode == INCREMENTAL
             assert catalogue_differences(conn) == []
