@@ -35,6 +35,27 @@ def object_of(relpath):
     return None
 
 
+# The paths of %s (folder %s, name %s) with no originalfile row of a repository. Each is
+# looked up through OMERO's own unique index on (repo, the path split at '/'), one
+# lookup per path (originalfile_repo_path_index, OMERO 5.4+: no two rows of a repository
+# share a path); its repositories are found by a loose scan of the repo index (a few
+# values), so nothing reads the whole table, whose rows number in the millions.
+_MANAGED_GONE = """
+WITH RECURSIVE repos(repo) AS (
+    (SELECT repo FROM originalfile WHERE repo IS NOT NULL ORDER BY repo LIMIT 1)
+    UNION ALL
+    SELECT (SELECT o.repo FROM originalfile o WHERE o.repo > r.repo ORDER BY o.repo LIMIT 1)
+      FROM repos r WHERE r.repo IS NOT NULL)
+SELECT r.rel FROM unnest(%s::text[], %s::text[], %s::text[]) AS r(rel, folder, name)
+ WHERE NOT EXISTS (
+    SELECT 1 FROM originalfile o
+     WHERE o.repo IS NOT NULL
+       AND o.repo = ANY(ARRAY(SELECT repo FROM repos WHERE repo IS NOT NULL))
+       AND regexp_split_to_array('/' || o.path || o.name || '/', '/+')
+         = regexp_split_to_array('/' || r.folder || '/' || r.name || '/', '/+'))
+"""
+
+
 def gone_from_omero(conn, relpaths):
     """The set of these relpaths whose OMERO object no longer exists: one statement per
     kind of path, whatever their number."""
@@ -51,12 +72,8 @@ def gone_from_omero(conn, relpaths):
     with conn.cursor() as cur:
         if managed:
             rels = list(managed)
-            cur.execute(
-                "SELECT r.rel FROM unnest(%s::text[], %s::text[], %s::text[])"
-                " AS r(rel, folder, name) WHERE NOT EXISTS (SELECT 1 FROM originalfile o"
-                " WHERE o.repo IS NOT NULL AND o.name = r.name"
-                " AND o.path IN (r.folder || '/', '/' || r.folder || '/'))",
-                [rels, [managed[r][0] for r in rels], [managed[r][1] for r in rels]])
+            cur.execute(_MANAGED_GONE,
+                        [rels, [managed[r][0] for r in rels], [managed[r][1] for r in rels]])
             gone.update(row[0] for row in cur.fetchall())
         for table, wanted in (("originalfile", files), ("pixels", pixels)):
             if not wanted:
