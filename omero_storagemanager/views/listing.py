@@ -1,20 +1,23 @@
 """The collections list: what a user may see, filtered, sorted and paged in SQL.
 
 Everything the list can filter or sort on is a column of Collection or an annotation
-computed by the database: the archived size (sum of verified copies), and the display
-state, which adds what the latest job and pending requests say (waiting, running,
-failed) to the stored state. Annotations the database would compute for all rows are
-only added when a filter or the sort uses them; the page's rows get the rest.
+computed by the database: the archived size (the sum of verified copies, a column the
+copy table's triggers keep), and the display state, which adds what the latest job and
+pending requests say (waiting, running, failed) to the stored state, computed from a
+few small sets of ids (not a subquery per row). A page is found in two steps: its ids,
+read from the index of its sort order (migration 0015), then every column for those
+rows alone. Issues 22 and 24; figures in docs/performance.md.
 """
 import re
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import (BigIntegerField, Case, CharField, Exists, F, OuterRef, Q,
-                              Subquery, Sum, Value, When)
-from django.db.models.functions import Coalesce
+                              Value, When)
+from django.db.models.expressions import RawSQL
 
-from ..models import Collection, Copy, Job, Request
+from ..models import Collection, Job, Request
 from .common import bad
-from .rules import RuleError, rule_columns, rules_condition
+from .rules import RuleError, rule_columns, rules_condition, states_named
 
 SORTS = {
     "name": "name", "kind": "kind", "id": "omero_id", "owner": "owner_name",
@@ -27,27 +30,37 @@ MAX_PER_PAGE = 500
 _KEY = re.compile(r"^\s*(project|screen)\s*:\s*([0-9]{1,18})\s*$", re.I)
 
 
-def _latest_job():
-    through = Job.collections.through.objects.filter(collection_id=OuterRef("pk")).exclude(
-        job__state=Job.CANCELLED).order_by("-job_id")
-    return through
+def _latest_in(states):
+    """Ids of the collections whose latest job that was not cancelled is in `states`.
+
+    Not correlated with the listed row: the database runs it once per query and probes
+    the answer as a hash for each row (a subquery per row cost seconds at 100,000
+    collections). Only jobs in `states` are read, each checked against the later jobs of
+    its own collections (job_collections' index on collection_id)."""
+    through = Job.collections.through.objects
+    later = through.filter(collection_id=OuterRef("collection_id"),
+                           job_id__gt=OuterRef("job_id")).exclude(job__state=Job.CANCELLED)
+    return (through.filter(job__state__in=states).filter(~Exists(later))
+            .values("collection_id"))
 
 
 def archived_bytes():
-    verified = (Copy.objects.filter(collection=OuterRef("pk"), state=Copy.VERIFIED)
-                .values("collection").annotate(total=Sum("bytes")).values("total"))
-    return Coalesce(Subquery(verified, output_field=BigIntegerField()), Value(0))
+    """The sum of the collection's verified copies (0 without one): the column the copy
+    table's triggers keep (migration 0015), which the model does not declare."""
+    return RawSQL(f'"{Collection._meta.db_table}"."archived_bytes"', (),
+                  output_field=BigIntegerField())
 
 
 def display_state():
-    latest = Subquery(_latest_job().values("job__state")[:1], output_field=CharField())
-    pending = Exists(Request.objects.filter(collection=OuterRef("pk"), state=Request.PENDING))
+    """The stored state, or what the latest job and pending requests say instead
+    (running, waiting, failed)."""
+    pending = Request.objects.filter(state=Request.PENDING).values("collection_id")
     return Case(
-        When(Q(latest_job_state=Job.RUNNING), then=Value("running")),
-        When(Q(latest_job_state__in=[Job.QUEUED, Job.WAITING]) | Q(has_pending_request=True),
+        When(pk__in=_latest_in([Job.RUNNING]), then=Value("running")),
+        When(Q(pk__in=_latest_in([Job.QUEUED, Job.WAITING])) | Q(pk__in=pending),
              then=Value("waiting")),
-        When(Q(latest_job_state=Job.FAILED), then=Value("failed")),
-        default=F("state"), output_field=CharField()), latest, pending
+        When(pk__in=_latest_in([Job.FAILED]), then=Value("failed")),
+        default=F("state"), output_field=CharField())
 
 
 def annotate(queryset, columns):
@@ -55,10 +68,24 @@ def annotate(queryset, columns):
     if "archived_bytes" in columns:
         queryset = queryset.annotate(archived_bytes=archived_bytes())
     if "display_state" in columns:
-        state, latest, pending = display_state()
-        queryset = queryset.annotate(latest_job_state=latest, has_pending_request=pending)
-        queryset = queryset.annotate(display_state=state)
+        queryset = queryset.annotate(display_state=display_state())
     return queryset
+
+
+def implied_by_state(state):
+    """A condition on stored columns that "state is <state>" implies (the display state
+    is the stored one unless a job or request says running, waiting or failed), so that
+    the database can find the rows by index rather than compute every row's state."""
+    if state in dict(Collection.STATES):
+        return Q(state=state)
+    if state == "running":
+        return Q(pk__in=_latest_in([Job.RUNNING]))
+    if state == "waiting":
+        return (Q(pk__in=_latest_in([Job.QUEUED, Job.WAITING]))
+                | Q(pk__in=Request.objects.filter(state=Request.PENDING).values("collection_id")))
+    if state == "failed":
+        return Q(pk__in=_latest_in([Job.FAILED]))
+    return Q()
 
 
 def quick_filter(text):
@@ -98,6 +125,20 @@ def parse_sort(raw):
     return name, descending
 
 
+def _order(name, descending):
+    """Missing values last both ways. A column that cannot be NULL is sorted plainly
+    descending: PostgreSQL reads an index backwards only for the exact NULLS order it
+    gives (DESC NULLS FIRST), and the rows are the same."""
+    column = F(name)
+    if not descending:
+        return column.asc(nulls_last=True)
+    try:
+        nullable = Collection._meta.get_field(name).null
+    except FieldDoesNotExist:  # a computed column: never NULL
+        nullable = False
+    return column.desc(nulls_last=True) if nullable else column.desc()
+
+
 def collections_page(access, params):
     """{"total", "page", "per_page", "pages", "sort", "items": [Collection]} for the
     query parameters q, rule (repeated), kind, sort, page, per_page."""
@@ -110,6 +151,8 @@ def collections_page(access, params):
         raise bad("kind must be project or screen")
     try:
         condition = rules_condition(rules)
+        for state in states_named(rules):
+            condition &= implied_by_state(state)
         needed = rule_columns(rules) | {SORTS[sort]}
     except RuleError as exc:
         raise bad(str(exc)) from None
@@ -119,13 +162,15 @@ def collections_page(access, params):
         queryset = queryset.filter(kind=kind)
     queryset = annotate(queryset, needed).filter(condition)
     total = queryset.count()
-    column = F(SORTS[sort])
-    order = column.desc(nulls_last=True) if descending else column.asc(nulls_last=True)
+    order = _order(SORTS[sort], descending)
     tie = "-pk" if descending else "pk"
     start = (page - 1) * per_page
-    # The page's rows get every computed column; only per_page rows pay for them.
-    rows = list(annotate(queryset, {"archived_bytes", "display_state"} - needed)
-                .order_by(order, tie)[start:start + per_page])
+    # The page's ids first, on the sort's columns only; then every computed column for
+    # those rows alone (an OFFSET still computes the rows it skips).
+    ids = list(queryset.order_by(order, tie).values_list("pk", flat=True)
+               [start:start + per_page])
+    found = {c.pk: c for c in annotate(Collection.objects.filter(pk__in=ids),
+                                       {"archived_bytes", "display_state"})}
     return {"total": total, "page": page, "per_page": per_page,
             "pages": max(1, -(-total // per_page)),
-            "sort": ("-" if descending else "") + sort, "items": rows}
+            "sort": ("-" if descending else "") + sort, "items": [found[pk] for pk in ids]}

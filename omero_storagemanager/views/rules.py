@@ -200,3 +200,13 @@ def rules_condition(rules, now=None):
 def rule_columns(rules):
     """The queryset fields the rules use (the listing annotates only what is needed)."""
     return {FIELDS[_split(rule)[0]][1] for rule in rules}
+
+
+def states_named(rules):
+    """The states that rules of the form "state is X" require (all must hold)."""
+    named = []
+    for rule in rules:
+        field, _, _, op, value = _split(rule)
+        if FIELDS[field][0] == "state" and OPERATORS["state"][op] == "exact":
+            named.append(re.sub(r"[\s-]+", "_", _unquote(value).strip().lower()))
+    return named
