@@ -11,13 +11,13 @@ rows alone. Issues 22 and 24; figures in docs/performance.md.
 import re
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import (BigIntegerField, Case, CharField, Exists, F, OuterRef, Q,
-                              Value, When)
+from django.db.models import BigIntegerField, F, Q
 from django.db.models.expressions import RawSQL
 
-from ..models import Collection, Job, Request
+from ..models import Collection
 from .common import bad
-from .rules import RuleError, rule_columns, rules_condition, states_named
+from .rules import RuleError, rule_columns, rules_condition
+from .states import display_state
 
 SORTS = {
     "name": "name", "kind": "kind", "id": "omero_id", "owner": "owner_name",
@@ -30,37 +30,11 @@ MAX_PER_PAGE = 500
 _KEY = re.compile(r"^\s*(project|screen)\s*:\s*([0-9]{1,18})\s*$", re.I)
 
 
-def _latest_in(states):
-    """Ids of the collections whose latest job that was not cancelled is in `states`.
-
-    Not correlated with the listed row: the database runs it once per query and probes
-    the answer as a hash for each row (a subquery per row cost seconds at 100,000
-    collections). Only jobs in `states` are read, each checked against the later jobs of
-    its own collections (job_collections' index on collection_id)."""
-    through = Job.collections.through.objects
-    later = through.filter(collection_id=OuterRef("collection_id"),
-                           job_id__gt=OuterRef("job_id")).exclude(job__state=Job.CANCELLED)
-    return (through.filter(job__state__in=states).filter(~Exists(later))
-            .values("collection_id"))
-
-
 def archived_bytes():
     """The sum of the collection's verified copies (0 without one): the column the copy
     table's triggers keep (migration 0015), which the model does not declare."""
     return RawSQL(f'"{Collection._meta.db_table}"."archived_bytes"', (),
                   output_field=BigIntegerField())
-
-
-def display_state():
-    """The stored state, or what the latest job and pending requests say instead
-    (running, waiting, failed)."""
-    pending = Request.objects.filter(state=Request.PENDING).values("collection_id")
-    return Case(
-        When(pk__in=_latest_in([Job.RUNNING]), then=Value("running")),
-        When(Q(pk__in=_latest_in([Job.QUEUED, Job.WAITING])) | Q(pk__in=pending),
-             then=Value("waiting")),
-        When(pk__in=_latest_in([Job.FAILED]), then=Value("failed")),
-        default=F("state"), output_field=CharField())
 
 
 def annotate(queryset, columns):
@@ -70,22 +44,6 @@ def annotate(queryset, columns):
     if "display_state" in columns:
         queryset = queryset.annotate(display_state=display_state())
     return queryset
-
-
-def implied_by_state(state):
-    """A condition on stored columns that "state is <state>" implies (the display state
-    is the stored one unless a job or request says running, waiting or failed), so that
-    the database can find the rows by index rather than compute every row's state."""
-    if state in dict(Collection.STATES):
-        return Q(state=state)
-    if state == "running":
-        return Q(pk__in=_latest_in([Job.RUNNING]))
-    if state == "waiting":
-        return (Q(pk__in=_latest_in([Job.QUEUED, Job.WAITING]))
-                | Q(pk__in=Request.objects.filter(state=Request.PENDING).values("collection_id")))
-    if state == "failed":
-        return Q(pk__in=_latest_in([Job.FAILED]))
-    return Q()
 
 
 def quick_filter(text):
@@ -151,8 +109,6 @@ def collections_page(access, params):
         raise bad("kind must be project or screen")
     try:
         condition = rules_condition(rules)
-        for state in states_named(rules):
-            condition &= implied_by_state(state)
         needed = rule_columns(rules) | {SORTS[sort]}
     except RuleError as exc:
         raise bad(str(exc)) from None
