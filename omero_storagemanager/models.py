@@ -74,7 +74,10 @@ class Collection(models.Model):
             models.Index(models.F(column).desc(nulls_last=True) if desc else column,
                          models.F("id").desc() if desc else "id", condition=models.Q(gone=False),
                          name=f"sm_list_{column[:12]}{'_desc' if desc else ''}")
-            for column, desc in LIST_INDEXES]
+            for column, desc in LIST_INDEXES] + [
+            # Who may see a row (permissions.visible_filter): a member's count reads it alone.
+            models.Index(fields=["group_id", "owner_id"], condition=models.Q(gone=False),
+                         name="sm_list_visible")]
 
     @property
     def key(self):

@@ -181,4 +181,8 @@ class Migration(migrations.Migration):
             model_name='collection',
             index=models.Index(models.F('state'), models.F('id'), condition=models.Q(('gone', False)), name='sm_list_state'),
         ),
+        migrations.AddIndex(
+            model_name='collection',
+            index=models.Index(condition=models.Q(('gone', False)), fields=['group_id', 'owner_id'], name='sm_list_visible'),
+        ),
     ]
