@@ -7,13 +7,15 @@ verified copies at archive locations, jobs, requests, quotas.
 from django.db import models
 
 
-# (column, descending) of the list's sort (and stored state) indexes: one per column, read backwards for
-# the other direction, and a second one for a column that may be NULL (missing values
-# sort last both ways, which one index read backwards cannot give).
+# (column, descending) of the list's sort (and stored state) indexes: one per column, read
+# backwards for the other direction, and a second one for a column that may be NULL
+# (missing values sort last both ways, which one index read backwards cannot give).
+# Not scanned_at: every scan sets it on every row, and an index on it would stop those
+# updates being made in place (HOT, migration 0007): 100,000 rows took 13.7 s, not 2.3 s.
 LIST_INDEXES = [(c, False) for c in ("name", "kind", "omero_id", "owner_name", "group_name",
                                      "files", "images", "bytes", "newest_file", "last_access",
-                                     "scanned_at", "created", "state")] + [
-    (c, True) for c in ("newest_file", "last_access", "scanned_at", "created")]
+                                     "created", "state")] + [
+    (c, True) for c in ("newest_file", "last_access", "created")]
 
 
 class Collection(models.Model):

@@ -15,8 +15,9 @@ save() writes a stale value over it): triggers on the copy table recompute it wh
 a copy is added, removed, or changes state, size or collection, whatever code does it
 (save, bulk update, delete); sorted and filtered through its index like the others.
 
-The price: a scan that changes an indexed column (scanned_at, every scan) can no longer
-update the row in place (HOT, migration 0007); measured in docs/performance.md.
+Not on scanned_at, which every scan sets on every row: with an index on it none of those
+updates could be made in place (HOT, migration 0007), and each would write every index
+(100,000 rows: 13.7 s instead of 2.3 s). The list sorts on the last scan without one.
 """
 import logging
 
@@ -155,10 +156,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='collection',
-            index=models.Index(models.F('scanned_at'), models.F('id'), condition=models.Q(('gone', False)), name='sm_list_scanned_at'),
-        ),
-        migrations.AddIndex(
-            model_name='collection',
             index=models.Index(models.F('created'), models.F('id'), condition=models.Q(('gone', False)), name='sm_list_created'),
         ),
         migrations.AddIndex(
@@ -168,10 +165,6 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='collection',
             index=models.Index(models.OrderBy(models.F('last_access'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('gone', False)), name='sm_list_last_access_desc'),
-        ),
-        migrations.AddIndex(
-            model_name='collection',
-            index=models.Index(models.OrderBy(models.F('scanned_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('gone', False)), name='sm_list_scanned_at_desc'),
         ),
         migrations.AddIndex(
             model_name='collection',
