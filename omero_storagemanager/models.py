@@ -7,6 +7,17 @@ verified copies at archive locations, jobs, requests, quotas.
 from django.db import models
 
 
+# (column, descending) of the list's sort (and stored state) indexes: one per column, read
+# backwards for the other direction, and a second one for a column that may be NULL
+# (missing values sort last both ways, which one index read backwards cannot give).
+# Not scanned_at: every scan sets it on every row, and an index on it would stop those
+# updates being made in place (HOT, migration 0007): 100,000 rows took 13.7 s, not 2.3 s.
+LIST_INDEXES = [(c, False) for c in ("name", "kind", "omero_id", "owner_name", "group_name",
+                                     "files", "images", "bytes", "newest_file", "last_access",
+                                     "created", "state")] + [
+    (c, True) for c in ("newest_file", "last_access", "created")]
+
+
 class Collection(models.Model):
     """A Project or Screen of OMERO, with the figures of its latest scan."""
 
@@ -59,7 +70,16 @@ class Collection(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kind", "omero_id"], name="sm_collection_unique"),
         ]
-        indexes = [models.Index(fields=["owner_id"]), models.Index(fields=["group_id"])]
+        indexes = [models.Index(fields=["owner_id"]), models.Index(fields=["group_id"])] + [
+            # The collections list's sort orders (views/listing.py), visible rows only: a
+            # page is read from the index instead of sorting every row (migration 0015).
+            models.Index(models.F(column).desc(nulls_last=True) if desc else column,
+                         models.F("id").desc() if desc else "id", condition=models.Q(gone=False),
+                         name=f"sm_list_{column[:12]}{'_desc' if desc else ''}")
+            for column, desc in LIST_INDEXES] + [
+            # Who may see a row (permissions.visible_filter): a member's count reads it alone.
+            models.Index(fields=["group_id", "owner_id"], condition=models.Q(gone=False),
+                         name="sm_list_visible")]
 
     @property
     def key(self):

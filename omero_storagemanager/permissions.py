@@ -66,8 +66,15 @@ class Access:
 
     @classmethod
     def for_request(cls, gateway, conn):
-        """An Access for the signed-in user; conn: a catalog connection (group levels)."""
-        return cls(gateway, group_levels(conn, gateway.member_of_groups()))
+        """An Access for the signed-in user; conn: a catalog connection (group levels), or
+        a function opening one, called only when the levels matter: not for a user who
+        sees everything (an admin's request then needs no OMERO database connection)."""
+        access = cls(gateway, {})
+        if not access.sees_all:
+            levels = group_levels(conn() if callable(conn) else conn, access.member_of)
+            access.shared_groups = {g for g in access.member_of
+                                    if levels.get(g, PRIVATE) != PRIVATE}
+        return access
 
     # -- seeing ------------------------------------------------------------------------
     def visible_filter(self):

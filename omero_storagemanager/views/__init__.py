@@ -7,7 +7,7 @@
     approvals.py  archive and restore requests, approve and decline
     admin.py      preferences, locations, quotas, schedules, tools (admins only)
     common.py     who is asking, JSON errors, the decorators
-    listing.py    rules.py  status.py  serialize.py: their helpers
+    listing.py    rules.py  states.py  status.py  serialize.py: their helpers
 
 Every view takes OMERO.web's `conn` (a BlitzGateway, or a stand-in Gateway in tests and
 the demo) and turns it into a Gateway with `gateway_for`.

@@ -139,7 +139,7 @@ class Requester:
     @property
     def access(self):
         if self._access is None:
-            self._access = Access.for_request(self.identity, self.catalog())
+            self._access = Access.for_request(self.identity, self.catalog)
         return self._access
 
     def manages_any_group(self):

@@ -1,20 +1,23 @@
 """The collections list: what a user may see, filtered, sorted and paged in SQL.
 
 Everything the list can filter or sort on is a column of Collection or an annotation
-computed by the database: the archived size (sum of verified copies), and the display
-state, which adds what the latest job and pending requests say (waiting, running,
-failed) to the stored state. Annotations the database would compute for all rows are
-only added when a filter or the sort uses them; the page's rows get the rest.
+computed by the database: the archived size (the sum of verified copies, a column the
+copy table's triggers keep), and the display state, which adds what the latest job and
+pending requests say (waiting, running, failed) to the stored state, computed from a
+few small sets of ids (not a subquery per row). A page is found in two steps: its ids,
+read from the index of its sort order (migration 0015), then every column for those
+rows alone. Issues 22 and 24; figures in docs/performance.md.
 """
 import re
 
-from django.db.models import (BigIntegerField, Case, CharField, Exists, F, OuterRef, Q,
-                              Subquery, Sum, Value, When)
-from django.db.models.functions import Coalesce
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import BigIntegerField, Count, F, Q
+from django.db.models.expressions import RawSQL
 
-from ..models import Collection, Copy, Job, Request
+from ..models import Collection
 from .common import bad
 from .rules import RuleError, rule_columns, rules_condition
+from .states import display_state, shown_otherwise
 
 SORTS = {
     "name": "name", "kind": "kind", "id": "omero_id", "owner": "owner_name",
@@ -27,27 +30,11 @@ MAX_PER_PAGE = 500
 _KEY = re.compile(r"^\s*(project|screen)\s*:\s*([0-9]{1,18})\s*$", re.I)
 
 
-def _latest_job():
-    through = Job.collections.through.objects.filter(collection_id=OuterRef("pk")).exclude(
-        job__state=Job.CANCELLED).order_by("-job_id")
-    return through
-
-
 def archived_bytes():
-    verified = (Copy.objects.filter(collection=OuterRef("pk"), state=Copy.VERIFIED)
-                .values("collection").annotate(total=Sum("bytes")).values("total"))
-    return Coalesce(Subquery(verified, output_field=BigIntegerField()), Value(0))
-
-
-def display_state():
-    latest = Subquery(_latest_job().values("job__state")[:1], output_field=CharField())
-    pending = Exists(Request.objects.filter(collection=OuterRef("pk"), state=Request.PENDING))
-    return Case(
-        When(Q(latest_job_state=Job.RUNNING), then=Value("running")),
-        When(Q(latest_job_state__in=[Job.QUEUED, Job.WAITING]) | Q(has_pending_request=True),
-             then=Value("waiting")),
-        When(Q(latest_job_state=Job.FAILED), then=Value("failed")),
-        default=F("state"), output_field=CharField()), latest, pending
+    """The sum of the collection's verified copies (0 without one): the column the copy
+    table's triggers keep (migration 0015), which the model does not declare."""
+    return RawSQL(f'"{Collection._meta.db_table}"."archived_bytes"', (),
+                  output_field=BigIntegerField())
 
 
 def annotate(queryset, columns):
@@ -55,9 +42,7 @@ def annotate(queryset, columns):
     if "archived_bytes" in columns:
         queryset = queryset.annotate(archived_bytes=archived_bytes())
     if "display_state" in columns:
-        state, latest, pending = display_state()
-        queryset = queryset.annotate(latest_job_state=latest, has_pending_request=pending)
-        queryset = queryset.annotate(display_state=state)
+        queryset = queryset.annotate(display_state=display_state())
     return queryset
 
 
@@ -98,6 +83,47 @@ def parse_sort(raw):
     return name, descending
 
 
+def _order(name, descending):
+    """Missing values last both ways. A column that cannot be NULL is sorted plainly
+    descending: PostgreSQL reads an index backwards only for the exact NULLS order it
+    gives (DESC NULLS FIRST), and the rows are the same."""
+    column = F(name)
+    if not descending:
+        return column.asc(nulls_last=True)
+    try:
+        nullable = Collection._meta.get_field(name).null
+    except FieldDoesNotExist:  # a computed column: never NULL
+        nullable = False
+    return column.desc(nulls_last=True) if nullable else column.desc()
+
+
+def _by_state(queryset, descending, start, per_page):
+    """(total, the page's ids) sorted on the display state, then the id, without
+    computing every row's display state: the rows whose state no job or request decides
+    are counted per stored state and read in id order from the state's index; the few
+    others (shown_otherwise) are read with their display state and merged in."""
+    plain = queryset.exclude(shown_otherwise())
+    counts = dict(plain.order_by().values_list("state").annotate(n=Count("pk")))
+    others = {}
+    for pk, state in (queryset.filter(shown_otherwise()).annotate(display_state=display_state())
+                      .values_list("pk", "display_state")):
+        others.setdefault(state, []).append(pk)
+    total = sum(counts.values()) + sum(len(pks) for pks in others.values())
+    ids, end, first = [], start + per_page, 0
+    # The states are lower-case ASCII words that no collation orders differently.
+    for state in sorted(set(counts) | set(others), reverse=descending):
+        size = counts.get(state, 0) + len(others.get(state, []))
+        low, high = max(start - first, 0), min(end - first, size)
+        first += size
+        if low >= high:
+            continue
+        tie = "-pk" if descending else "pk"
+        rows = list(plain.filter(state=state).order_by(tie).values_list("pk", flat=True)[:high])
+        rows = sorted(rows + others.get(state, []), reverse=descending)
+        ids += rows[low:high]
+    return total, ids
+
+
 def collections_page(access, params):
     """{"total", "page", "per_page", "pages", "sort", "items": [Collection]} for the
     query parameters q, rule (repeated), kind, sort, page, per_page."""
@@ -117,15 +143,19 @@ def collections_page(access, params):
     queryset = queryset.filter(quick_filter(params.get("q", "")))
     if kind:
         queryset = queryset.filter(kind=kind)
-    queryset = annotate(queryset, needed).filter(condition)
-    total = queryset.count()
-    column = F(SORTS[sort])
-    order = column.desc(nulls_last=True) if descending else column.asc(nulls_last=True)
-    tie = "-pk" if descending else "pk"
+    queryset = annotate(queryset, needed - {"display_state"}).filter(condition)
     start = (page - 1) * per_page
-    # The page's rows get every computed column; only per_page rows pay for them.
-    rows = list(annotate(queryset, {"archived_bytes", "display_state"} - needed)
-                .order_by(order, tie)[start:start + per_page])
+    if sort == "state":
+        total, ids = _by_state(queryset, descending, start, per_page)
+    else:
+        total = queryset.count()
+        # The page's ids first, on the sort's columns only; then every computed column
+        # for those rows alone (an OFFSET still computes the rows it skips).
+        ids = list(queryset.order_by(_order(SORTS[sort], descending),
+                                     "-pk" if descending else "pk")
+                   .values_list("pk", flat=True)[start:start + per_page])
+    found = {c.pk: c for c in annotate(Collection.objects.filter(pk__in=ids),
+                                       {"archived_bytes", "display_state"})}
     return {"total": total, "page": page, "per_page": per_page,
             "pages": max(1, -(-total // per_page)),
-            "sort": ("-" if descending else "") + sort, "items": rows}
+            "sort": ("-" if descending else "") + sort, "items": [found[pk] for pk in ids]}

@@ -17,6 +17,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from django.db.models import Q
 
+from .states import state_is
+
 MAX_RULES = 10
 MAX_LENGTH = 200
 MAX_INT = 2**62
@@ -32,7 +34,7 @@ FIELDS = {
     "kind": ("kind", "kind"),
     "type": ("kind", "kind"),
     "id": ("int", "omero_id"),
-    "state": ("state", "display_state"),
+    "state": ("state", "state"),  # the display state: states.state_is
     "files": ("int", "files"),
     "images": ("int", "images"),
     "size": ("size", "bytes"),
@@ -179,7 +181,7 @@ def rule_condition(rule, now=None):
         if value not in allowed:
             raise RuleError(f"rule {rule!r}: {field} is one of "
                             + ", ".join(a.replace("_", " ") for a in allowed))
-        condition = Q(**{column: value})
+        condition = state_is(value) if vtype == "state" else Q(**{column: value})
         return ~condition if lookup == "not" else condition
     number = parse_size(value) if vtype == "size" else parse_int(value)
     if lookup == "not":
@@ -200,3 +202,4 @@ def rules_condition(rules, now=None):
 def rule_columns(rules):
     """The queryset fields the rules use (the listing annotates only what is needed)."""
     return {FIELDS[_split(rule)[0]][1] for rule in rules}
+

@@ -73,15 +73,10 @@ def _now():
 
 def latest_jobs(collection_ids):
     """{collection id: its latest job that was not cancelled}."""
-    through = Job.collections.through
-    found = {}
-    rows = (through.objects.filter(collection_id__in=collection_ids)
-            .exclude(job__state=Job.CANCELLED).select_related("job").order_by("-job_id"))
-    for row in rows.iterator():
-        found.setdefault(row.collection_id, row.job)
-        if len(found) == len(collection_ids):
-            break
-    return found
+    rows = (Job.collections.through.objects.filter(collection_id__in=collection_ids)
+            .exclude(job__state=Job.CANCELLED).select_related("job")
+            .order_by("collection_id", "-job_id").distinct("collection_id"))
+    return {row.collection_id: row.job for row in rows}
 
 
 def allowed_actions(c, access):
