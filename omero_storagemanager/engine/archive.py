@@ -74,6 +74,8 @@ def _bag_info(collection, image_ids, copy):
         "OMERO-Group": f"{collection.group_name} (id {collection.group_id})",
         "OMERO-Image-Ids": " ".join(str(i) for i in image_ids),
         "Source-Organization": "OMERO (omero-storagemanager)",
+        # Exact, where the bag's name has whole seconds: a rebuild gives it back.
+        "OMERO-Copy-Created": copy.created.isoformat(),
     }
     if copy.parent_id:
         info["OMERO-Parent-Bag"] = copy.parent.bag_path

@@ -19,6 +19,7 @@ from ..backends.base import BadLocation, LocationError, validate_mount
 from ..models import Copy, CopyFile, Location
 from . import capacity
 from .hashing import hash_file
+from .locationfile import write_description
 # Rescan and removal reconcile the catalogue with the disk: rescan.py.
 from .rescan import LocationInUse, remove_location, rescan  # noqa: F401
 
@@ -52,6 +53,7 @@ def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled
             xml_folder=xml_folder, current=False, marker=str(uuid.uuid4()),
             options=options)
         location.backend().initialize()  # writes the marker into <mount>/<id>/
+        write_description(location)  # and what it is, for a rebuild (locationfile.py)
         if current:
             make_current(location)
     return location

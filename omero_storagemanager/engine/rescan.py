@@ -108,31 +108,55 @@ def _bag_problems(location, backend, found):
 
 
 def _register(location, backend, found):
+    return register_bag(location, backend, found) is not None
+
+
+def _created(found):
+    """When the copy was made: bag-info's exact time (bags since issue 20), else its
+    name's (whole seconds)."""
+    text = found.contents.info.get("OMERO-Copy-Created", [""])[0]
+    try:
+        when = datetime.fromisoformat(text)
+        if when.tzinfo is not None:
+            return when
+    except ValueError:
+        pass
+    when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
+    return when.replace(tzinfo=timezone.utc)
+
+
+def register_bag(location, backend, found):
+    """A Copy (with its CopyFile rows) for a bag found at the location, hashed against
+    its manifest now: VERIFIED when every file matches, else FAILED_AUDIT. None when
+    its bag-info names no Project or Screen. Rebuild (rebuild.py) calls it too."""
     info = found.contents.info
     kind = info.get("OMERO-Collection-Kind", [""])[0]
     oid = int(info.get("OMERO-Collection-Id", ["0"])[0] or 0)
     if kind not in ("project", "screen") or not oid:
-        return False
+        return None
     collection, _ = Collection.objects.get_or_create(
         kind=kind, omero_id=oid,
         defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": 0,
                   "group_id": 0, "gone": True})
     problems, sizes = _bag_problems(location, backend, found)
-    when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
     with transaction.atomic():
         copy = Copy.objects.create(
             collection=collection, location=location, bag_path=found.relpath,
             state=Copy.FAILED_AUDIT if problems else Copy.VERIFIED,
-            created=when.replace(tzinfo=timezone.utc), verified_at=datetime.now(timezone.utc))
+            created=_created(found), verified_at=datetime.now(timezone.utc))
         entries = []
         for relpath, sha1 in found.contents.manifest.items():
+            mode = 0o644
             if sizes is not None:
                 size = sizes.get(relpath, (0, ""))[0]
-            else:
-                path = os.path.join(found.contents.path, "data", relpath)
-                size = os.path.getsize(path) if os.path.exists(path) else 0
+            else:  # the copy keeps its source's mode (copyfile.py): restore gives it back
+                try:
+                    st = os.lstat(os.path.join(found.contents.path, "data", relpath))
+                    size, mode = st.st_size, st.st_mode & 0o7777
+                except OSError:
+                    size = 0
             entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
-                                    verified=not problems, mode=0o644))
+                                    verified=not problems, mode=mode))
         CopyFile.objects.bulk_create(entries, batch_size=1000)
         if sizes is not None:  # the ETags read now: purge and audit check them from here on
             S3Object.objects.bulk_create(
@@ -140,7 +164,7 @@ def _register(location, backend, found):
                  if e.relpath in sizes], batch_size=1000)
         copy.files, copy.bytes = len(entries), sum(e.size for e in entries)
         copy.save(update_fields=["files", "bytes"])
-    return True
+    return copy
 
 
 def _elsewhere(location):

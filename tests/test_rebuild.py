@@ -1,0 +1,221 @@
+"""Rebuild (issue 20): a lost app database comes back from the bags on the locations.
+
+A full cycle on the generated facility (archive, audit, purge one collection with the
+archive user and group, archive another twice: an incremental copy), every row that
+matters recorded by its natural key, the app's tables dropped with its migrations and
+migrated again, rebuild, then the same rows compared, and the purged collection
+restored from the rebuilt database with its bytes back. Also: a bag from before the
+purge records (inferred from OMERO and the repository), bags that are not complete
+(never trusted), running it twice, a database that is not empty refused.
+"""
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from omero_storagemanager.catalog.collections import parse_key
+from omero_storagemanager.engine import purgetags
+from omero_storagemanager.engine.locations import audit
+from omero_storagemanager.engine.rebuild import RebuildRefused, rebuild, summary
+from omero_storagemanager.engine.sync import sync_collections
+from omero_storagemanager.models import (Collection, Copy, CopyFile, Location,
+                                         PurgedFile, RepositoryRoot)
+from tests.api_support import point_app_at
+from tests.test_archive import World, world_of
+from tests.test_rescan import clean_keys
+
+
+@pytest.fixture
+def world(pg_server, tmp_path, request, app_db):
+    yield from world_of(World, "rebu_", pg_server, tmp_path, request)
+
+
+def _ids(world):
+    users = {u["omename"]: int(uid) for uid, u in world.truth.users.items()}
+    hcs = next(int(g) for g, v in world.truth.groups.items() if v["name"] == "HCS Screening")
+    return users["farid"], hcs
+
+
+def snapshot():
+    """Every row that matters, by natural keys (ids may differ after a rebuild)."""
+    def copy_key(copy):
+        return (copy.location_id, copy.bag_path)
+
+    copies = {}
+    for c in Copy.objects.select_related("collection", "parent"):
+        copies[copy_key(c)] = (c.collection.key, c.state, c.files, c.bytes, c.created,
+                               c.parent and copy_key(c.parent))
+        assert c.verified_at is not None and c.verified_at >= c.created
+    return {
+        "locations": {(loc.pk, loc.name, loc.type, loc.mount, loc.marker, loc.max_bytes,
+                       loc.purge_watermark) for loc in Location.objects.all()},
+        "collections": {c.key: (c.state, c.name, c.owner_id, c.owner_name, c.group_id,
+                                c.group_name, c.original_name, c.original_owner_id,
+                                c.original_group_id, c.gone)
+                        for c in Collection.objects.all()},
+        "roots": {(r.path, r.device, r.marker) for r in RepositoryRoot.objects.all()},
+        "copies": copies,
+        "files": {copy_key(f.copy) + (f.relpath,): (f.size, f.checksum, f.algorithm, f.mode,
+                                                    f.verified)
+                  for f in CopyFile.objects.select_related("copy")},
+        "purged": {(p.collection.key, p.path): (p.relpath, p.size, p.sha1, p.mode, p.linked,
+                                                p.state, copy_key(p.copy_file.copy),
+                                                p.copy_file.relpath)
+                   for p in PurgedFile.objects.select_related("collection", "copy_file__copy")
+                   .exclude(state=PurgedFile.RESTORED)},
+    }
+
+
+def same(after, before):
+    """after == before, naming the rows that differ when not."""
+    for part in before:
+        diff = {k: (after[part].get(k), v) for k, v in before[part].items()
+                if after[part].get(k) != v} if isinstance(before[part], dict) else (
+            after[part] ^ before[part])
+        extra = set(after[part]) - set(before[part])
+        assert not diff and not extra, (part, diff, extra)
+    return True
+
+
+def lose_the_database():
+    """The app's tables gone and made again by its migrations, as on a new server."""
+    call_command("migrate", "storagemanager", "zero", verbosity=0, interactive=False)
+    call_command("migrate", verbosity=0, interactive=False)
+    assert not Location.objects.exists() and not Copy.objects.exists()
+
+
+def full_cycle(world):
+    """Archive and audit two collections (one twice: incremental), purge the first
+    moved to the archive user and group; returns (purged key, archived key, mount,
+    the purged collection's files before the purge)."""
+    purged, archived = clean_keys(world, 2)
+    disk = world.location("hdd", name="Disk 1")
+    world.archive(purged, disk)
+    world.archive(archived, disk)
+    changed = next(f["path"] for f in world.truth.collections[archived]["files"]
+                   if f["kind"] == "pixels") if any(
+        f["kind"] == "pixels" for f in world.truth.collections[archived]["files"]) else None
+    if changed:  # an incremental copy chained to the first
+        with open(changed, "r+b") as fh:
+            fh.write(b"\x07")
+        os.utime(changed, (1.7e9, 1.7e9))
+        world.archive(archived, disk)
+    assert audit(disk).failed == []
+    files = world.files(purged)
+    user, group = _ids(world)
+    world.purge(purged, rename=True, archive_user_id=user, archive_group_id=group)
+    assert world.collection(purged).state == Collection.PURGED
+    sync_collections(world.conn)  # the names OMERO shows now ("(archived) ...")
+    return purged, archived, disk.mount, files
+
+
+def bag_dirs(mount):
+    return sorted(p.parent for p in Path(mount).glob("*/write/*/*/*/*/*/bagit.txt"))
+
+
+def test_a_lost_database_comes_back_from_the_bags_and_restores(world):
+    purged, archived, mount, files = full_cycle(world)
+    before = snapshot()
+    assert before["purged"] and len(before["copies"]) >= 2
+    tagged = [b for b in bag_dirs(mount) if (b / purgetags.TAG_FILE).exists()]
+    assert len(tagged) == 1  # the bag the purge relied on carries its records
+
+    lose_the_database()
+    report = rebuild(world.conn, world.paths, [mount], log=lambda _: None)
+    text = "\n".join(summary(report))
+    assert report.decided, text
+    assert report.purged_from_bags == len(before["purged"]) and report.purged_inferred == 0
+    assert same(snapshot(), before)
+    assert "added back from its marker (its settings file)" in text
+
+    # Idempotent: a second run refuses, and with --merge adds nothing.
+    with pytest.raises(RebuildRefused, match="--merge"):
+        rebuild(world.conn, world.paths, [mount])
+    again = rebuild(world.conn, world.paths, [mount], merge=True, log=lambda _: None)
+    assert (again.copies_added, again.purged_from_bags, again.purged_inferred) == (0, 0, 0)
+    assert again.copies_known == len(before["copies"]) and snapshot() == before
+    # A location added now gets a new id, not the one taken back.
+    new = world.location("hdd", name="Disk 2")
+    assert new.pk > max(pk for pk, *_ in before["locations"])
+
+    # The purged collection restored from the rebuilt database: its bytes are back,
+    # and OMERO gives it back to its owner.
+    world.restore(purged)
+    assert world.files(purged) == files
+    row = world.collection(purged)
+    assert row.state == Collection.ARCHIVED and row.original_owner_id is None
+    kind, oid = parse_key(purged)
+    now = world.gateway.describe(kind, oid)
+    assert (now["owner_id"], now["group_id"]) == (before["collections"][purged][2],
+                                                  before["collections"][purged][4])
+    # The bag forgot the records of what came back.
+    assert purgetags.read(tagged[0]).files == []
+
+
+def test_a_bag_from_before_purge_records_is_inferred_and_said_so(world):
+    purged, archived, mount, files = full_cycle(world)
+    before = snapshot()
+    for bag in bag_dirs(mount):  # as written before this change
+        (bag / purgetags.TAG_FILE).unlink(missing_ok=True)
+
+    lose_the_database()
+    report = rebuild(world.conn, world.paths, [mount], log=lambda _: None)
+    assert report.decided, summary(report)
+    assert report.purged_from_bags == 0
+    assert report.purged_inferred == len(before["purged"])
+    assert report.inferred_collections == [purged]
+    assert "inferred" in "\n".join(summary(report))
+    assert same(snapshot(), before)
+    world.restore(purged)
+    assert world.files(purged) == files
+
+
+def test_bags_that_are_not_complete_are_never_trusted(world):
+    purged, archived, mount, files = full_cycle(world)
+    before = snapshot()
+    [bag] = [b for b in bag_dirs(mount) if (b / purgetags.TAG_FILE).exists()]
+    # A second archive killed while writing, and a bag that lost its bagit.txt.
+    shutil.copytree(bag, bag.with_name("01-01-2030_000000.partial"))
+    broken = bag.with_name("02-01-2030_000000")
+    shutil.copytree(bag, broken)
+    (broken / "bagit.txt").unlink()
+    # The bag the purge relied on lost a payload file: registered, not trusted.
+    victim = next(p for p in (bag / "data").rglob("*") if p.is_file())
+    victim.unlink()
+
+    lose_the_database()
+    report = rebuild(world.conn, world.paths, [mount], log=lambda _: None)
+    paths = {c.bag_path for c in Copy.objects.all()}
+    assert not any(p.endswith((".partial", "02-01-2030_000000")) for p in paths)
+    assert paths == {bag_path for _, bag_path in before["copies"]}
+    relied = Copy.objects.get(bag_path=str(bag.relative_to(bag.parents[4])))
+    assert relied.state == Copy.FAILED_AUDIT
+    assert not CopyFile.objects.filter(copy=relied, verified=True).exists()
+    assert report.copies_failed and "failed" in "\n".join(summary(report))
+    # Its purge records still point at it (restore tries a failed copy last).
+    assert PurgedFile.objects.filter(copy_file__copy=relied).count() == len(before["purged"])
+
+
+def test_the_command_refuses_a_database_that_is_not_empty(world, monkeypatch, tmp_path):
+    point_app_at(world, monkeypatch, tmp_path)
+    purged, archived, mount, files = full_cycle(world)
+    with pytest.raises(CommandError, match="already holds .* copies .*--merge"):
+        call_command("storagemanager", "rebuild", "--location", mount)
+    lose_the_database()
+    out = io.StringIO()
+    call_command("storagemanager", "rebuild", "--location", mount, stdout=out)
+    assert "purge records:" in out.getvalue() and "everything found was decided" in out.getvalue()
+    out = io.StringIO()
+    call_command("storagemanager", "rebuild", "--location", mount, "--merge", stdout=out)
+    assert "copies registered: 0" in out.getvalue()
+    # Something it cannot decide: a bag whose bag-info names no collection. Exit 1.
+    [bag] = bag_dirs(mount)[:1]
+    odd = bag.with_name("03-01-2030_000000")
+    shutil.copytree(bag, odd)
+    (odd / "bag-info.txt").write_text("Source-Organization: elsewhere\n")
+    with pytest.raises(CommandError, match="exit 1"):
+        call_command("storagemanager", "rebuild", "--merge", stdout=io.StringIO())
