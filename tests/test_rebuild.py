@@ -20,7 +20,8 @@ from django.core.management.base import CommandError
 from omero_storagemanager.catalog.collections import parse_key
 from omero_storagemanager.engine import purgetags
 from omero_storagemanager.engine.locations import audit
-from omero_storagemanager.engine.rebuild import RebuildRefused, rebuild, summary
+from omero_storagemanager.engine.rebuild import RebuildRefused, rebuild
+from omero_storagemanager.verbs.rebuild import summary
 from omero_storagemanager.engine.sync import sync_collections
 from omero_storagemanager.models import (Collection, Copy, CopyFile, Location,
                                          PurgedFile, RepositoryRoot)
@@ -52,7 +53,7 @@ def snapshot():
         assert c.verified_at is not None and c.verified_at >= c.created
     return {
         "locations": {(loc.pk, loc.name, loc.type, loc.mount, loc.marker, loc.max_bytes,
-                       loc.purge_watermark) for loc in Location.objects.all()},
+                       loc.purge_watermark, loc.current) for loc in Location.objects.all()},
         "collections": {c.key: (c.state, c.name, c.owner_id, c.owner_name, c.group_id,
                                 c.group_name, c.original_name, c.original_owner_id,
                                 c.original_group_id, c.gone)
@@ -198,6 +199,27 @@ def test_bags_that_are_not_complete_are_never_trusted(world):
     assert report.copies_failed and "failed" in "\n".join(summary(report))
     # Its purge records still point at it (restore tries a failed copy last).
     assert PurgedFile.objects.filter(copy_file__copy=relied).count() == len(before["purged"])
+
+
+def test_an_unmounted_repository_decides_no_purge_then_merge_completes(world):
+    purged, archived, mount, files = full_cycle(world)
+    before = snapshot()
+    marker = Path(world.paths.data_dir, ".omero-storagemanager")
+    aside = marker.with_name("marker-aside")
+    marker.rename(aside)  # as if the share were not mounted: a bare mount point
+
+    lose_the_database()
+    report = rebuild(world.conn, world.paths, [mount], log=lambda _: None)
+    assert not report.decided and "is it mounted" in "\n".join(report.undecided)
+    assert not PurgedFile.objects.exists()
+    assert world.collection(purged).state != Collection.PURGED
+    assert report.copies_added == len(before["copies"])
+
+    aside.rename(marker)  # mounted again: --merge adds what was left
+    report = rebuild(world.conn, world.paths, [mount], merge=True, log=lambda _: None)
+    assert report.decided, summary(report)
+    assert report.copies_added == 0 and report.purged_from_bags == len(before["purged"])
+    assert same(snapshot(), before)
 
 
 def test_the_command_refuses_a_database_that_is_not_empty(world, monkeypatch, tmp_path):

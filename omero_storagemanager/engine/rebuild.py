@@ -27,25 +27,15 @@ copies or purge records it refuses unless merge is asked, and then only adds wha
 missing: running it twice changes nothing the second time. Killed half-way, running
 it again with merge completes it.
 """
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Dict, List
 
-from django.core.management.color import no_style
-from django.db import connection, transaction
-
-from ..backends.base import MARKER, LocationError, validate_mount
-from ..catalog import membership
-from ..catalog.collections import parse_key
-from ..catalog.inventory import PYRAMID, PYRAMID_LOCK, FileRecord, InventoryReader
-from ..catalog.referenced import gone_from_omero
-from ..models import Collection, Copy, CopyFile, Location, PurgedFile, RepositoryRoot
-from . import beneath, purgetags, roots
-from .disk import stat_inventory
-from .locationfile import read_description
+from ..backends.base import LocationError
+from ..catalog.inventory import InventoryReader
+from ..models import Collection, Copy, Location, PurgedFile
+from . import purgetags, rebuildpurges
+from .locationfile import locations_at
 from .purge import ARCHIVED_PREFIX
 from .rescan import register_bag
 from .sync import sync_collections
@@ -104,7 +94,9 @@ def rebuild(conn, paths, mounts=(), location_type=Location.HDD, merge=False,
         raise RebuildRefused(why)
     report = RebuildReport()
     for mount in mounts:
-        _locations_at(mount, location_type, report)
+        done, undecided = locations_at(mount, location_type)
+        report.locations += done
+        report.undecided += undecided
     sync_collections(conn)
     found = []
     for location in Location.objects.order_by("pk"):
@@ -114,61 +106,11 @@ def rebuild(conn, paths, mounts=(), location_type=Location.HDD, merge=False,
     found.sort(key=lambda f: f.copy.created, reverse=True)  # the newest bag's word first
     reader = InventoryReader(conn, paths, include_attachments)
     inventories = {}
-    if _repository_roots(paths, report):  # else "missing" would mean "not mounted"
-        touched |= _records_from_tags(conn, paths, found, report)
-        touched |= _inferred_records(reader, paths, found, inventories, report)
+    if rebuildpurges.repository_roots(paths, report):  # else missing = not mounted
+        touched |= rebuildpurges.records_from_tags(conn, paths, found, report)
+        touched |= rebuildpurges.inferred_records(reader, paths, found, inventories, report)
     _settle_collections(reader, paths, found, inventories, touched, report)
     return report
-
-
-# -- locations ---------------------------------------------------------------------------
-
-def _locations_at(mount, location_type, report):
-    """Locations back from their markers at `mount`: <mount>/<id>/ with a marker."""
-    try:
-        mount = validate_mount(mount)
-    except LocationError as exc:
-        report.undecided.append(str(exc))
-        return
-    for entry in sorted(os.scandir(mount), key=lambda e: e.name):
-        if not (entry.name.isdigit() and entry.is_dir(follow_symlinks=False)):
-            continue
-        try:
-            with open(os.path.join(entry.path, MARKER), encoding="ascii") as f:
-                marker = f.read().strip()
-        except (OSError, UnicodeDecodeError):
-            continue  # not a location's folder (or not one with a marker)
-        lid = int(entry.name)
-        known = Location.objects.filter(pk=lid).first()
-        if known is not None:
-            if known.marker == marker and known.mount == mount:
-                report.locations.append(f"{known}: already known")
-            else:
-                report.undecided.append(
-                    f"{entry.path}: its marker names location {lid}, but id {lid} is "
-                    f"{known.name!r} at {known.mount} with another marker: not added")
-            continue
-        report.locations.append(_add_back(lid, mount, marker, entry.path, location_type))
-
-
-def _add_back(lid, mount, marker, root, location_type):
-    described = read_description(root) or {}
-    name = str(described.get("name") or f"Location {lid}")
-    if Location.objects.filter(name=name).exists():
-        name = f"{name} (id {lid})"
-    with transaction.atomic():
-        location = Location.objects.create(
-            pk=lid, name=name, type=described.get("type", location_type), mount=mount,
-            max_bytes=int(described.get("max_bytes") or shutil.disk_usage(mount).total),
-            purge_watermark=int(described.get("purge_watermark", 80)),
-            purge_enabled=bool(described.get("purge_enabled", False)),
-            xml_folder=str(described.get("xml_folder", "")), marker=marker)
-        # An id given explicitly: the next location added must not take it again.
-        with connection.cursor() as cur:
-            for statement in connection.ops.sequence_reset_sql(no_style(), [Location]):
-                cur.execute(statement)
-    how = "its settings file" if described else f"type {location.type}, size of its disk"
-    return f"{location}: added back from its marker ({how})"
 
 
 # -- copies ------------------------------------------------------------------------------
@@ -229,179 +171,6 @@ def _link_parents(found):
             f.copy.parent_id = parent.pk
 
 
-# -- purge records -----------------------------------------------------------------------
-
-def _repository_roots(paths, report):
-    """Record the OMERO roots with the markers archives left in them (roots.py), which
-    a restore checks. False when one has none: an unmounted share's bare mount point,
-    where every file would look purged; no purge record is then decided."""
-    ok = True
-    for root in dict.fromkeys((paths.data_dir, paths.managed_dir)):
-        try:
-            marker, device = roots.read_marker(root), os.stat(root).st_dev
-        except OSError as exc:
-            marker, device = None, f"{exc.strerror or exc}"
-        if marker is None:
-            ok = False
-            report.undecided.append(
-                f"the repository {root} carries no marker of an archive ({device or 'none'}"
-                "): is it mounted? no purge record was decided")
-            continue
-        RepositoryRoot.objects.get_or_create(path=root, defaults={"device": device,
-                                                                  "marker": marker})
-    return ok
-
-
-def _primary_now(paths, relpath):
-    """'present', 'missing' or 'link' (a symbolic link: a symlink-mode purge's)."""
-    try:
-        st = beneath.lstat(*paths.root_of(relpath))
-    except FileNotFoundError:
-        return "missing"
-    except OSError:
-        return "present"  # a folder on the way is a link: not ours to say purged
-    return "link" if (st.st_mode & 0o170000) == 0o120000 else "present"
-
-
-def _collection_of(key, cache):
-    if key not in cache:
-        try:
-            kind, oid = parse_key(key)
-        except ValueError:
-            cache[key] = None
-        else:
-            cache[key] = Collection.objects.filter(kind=kind, omero_id=oid).first()
-    return cache[key]
-
-
-def _known_records():
-    return set(PurgedFile.objects.exclude(state=PurgedFile.RESTORED)
-               .values_list("collection_id", "path"))
-
-
-def _records_from_tags(conn, paths, found, report):
-    """PurgedFile rows from the bags' purge records still true now; the collections
-    that got some."""
-    known, cache, rows, touched = _known_records(), {}, [], set()
-    for f in found:
-        if f.tag is None or not f.tag.files:
-            continue
-        entries, checks = {}, {}
-        for relpath, pk, checksum in CopyFile.objects.filter(copy=f.copy).values_list(
-                "relpath", "pk", "checksum"):
-            entries[relpath], checks[relpath] = pk, checksum
-        candidates = []
-        for item in f.tag.files:
-            relpath = item["file"]
-            collection = _collection_of(item["collection"], cache)
-            if relpath not in entries or checks[relpath] != item["sha1"]:
-                report.undecided.append(f"{item['collection']}: {relpath}: recorded purged "
-                                        f"relying on {f.copy.bag_path}, which does not hold "
-                                        "it with that SHA1")
-                continue
-            if collection is None:
-                report.undecided.append(f"{item['collection']}: not in OMERO nor in any "
-                                        f"bag; its purge record of {relpath} is left out")
-                continue
-            path = os.path.join(*paths.root_of(relpath))
-            if (collection.pk, path) in known:
-                report.purged_known += 1
-                continue
-            now = _primary_now(paths, relpath)
-            if now == "present" or (now == "link") != bool(item.get("linked")):
-                report.restored_since += 1
-                continue
-            candidates.append((item, collection, path, entries[relpath]))
-        gone = gone_from_omero(conn, [item["file"] for item, *_ in candidates])
-        for item, collection, path, copy_file_id in candidates:
-            if item["file"] in gone:
-                report.deleted_in_omero += 1
-                continue
-            known.add((collection.pk, path))
-            touched.add(collection.pk)
-            rows.append(PurgedFile(
-                collection=collection, path=path, relpath=item["file"], size=item["size"],
-                sha1=item["sha1"], mode=item["mode"], copy_file_id=copy_file_id,
-                linked=bool(item.get("linked")), state=PurgedFile.PURGED))
-    PurgedFile.objects.bulk_create(rows, batch_size=1000)
-    report.purged_from_bags += len(rows)
-    return touched
-
-
-def _inventory(reader, paths, collection, inventories):
-    if collection.pk not in inventories:
-        inventory = reader.read(collection.kind, collection.omero_id)
-        stat_inventory(inventory, paths)
-        inventories[collection.pk] = inventory
-    return inventories[collection.pk]
-
-
-def _absent_pyramids(inventory, paths):
-    """Records of the pyramids beside the collection's Pixels that are not on disk: OMERO
-    does not list them (disk.add_pyramids finds them there), so a purged one is known
-    only from a copy holding it."""
-    listed = {r.path for r in inventory.files}
-    found = []
-    for pid in inventory.pixels_ids:
-        shared = inventory.pixels_shared_with.get(pid, [])
-        for kind, path in ((PYRAMID, paths.pyramid(pid)), (PYRAMID_LOCK, paths.pyramid_lock(pid))):
-            if path not in listed and not os.path.lexists(path):
-                found.append(FileRecord(path, kind, None, pixels_id=pid,
-                                        shared_with=list(shared), exists=False))
-    return found
-
-
-def _copy_rows(relpaths):
-    """relpath -> verified CopyFiles holding it, newest copy first (purge's order)."""
-    rows = (CopyFile.objects.filter(relpath__in=relpaths, verified=True,
-                                    copy__state=Copy.VERIFIED)
-            .select_related("copy__location").order_by("-copy__created"))
-    found = {}
-    for row in rows:
-        found.setdefault(row.relpath, []).append(row)
-    return found
-
-
-def _inferred_records(reader, paths, found, inventories, report):
-    """Purge records of files whose bags carry none: the collection's file in OMERO,
-    missing from the repository (or a link into a location), held by a verified copy."""
-    known, cache, touched = _known_records(), {}, set()
-    location_roots = [str(loc.backend().root) + "/" for loc in Location.objects.all()
-                      if loc.type != Location.S3]
-    for collection in Collection.objects.filter(pk__in={f.copy.collection_id for f in found},
-                                                gone=False).order_by("pk"):
-        inventory = _inventory(reader, paths, collection, inventories)
-        gone = [r for r in inventory.files if r.exists is False or (
-            r.symlink_target and any(r.symlink_target.startswith(root) for root in location_roots))]
-        gone += _absent_pyramids(inventory, paths)
-        copies = _copy_rows([paths.relative(r.path) for r in gone])
-        rows = []
-        for record in gone:
-            linked = record.exists is not False
-            holding = sorted(copies.get(paths.relative(record.path), []),
-                             key=lambda c: (c.copy.location.type == Location.SYMLINK) != linked)
-            if not holding:
-                continue  # missing, never copied: not a purge's doing
-            chosen = holding[0]
-            holders = [collection] + [
-                c for c in (_collection_of(k, cache) for k in record.shared_with
-                            if membership.is_collection_key(k)) if c is not None]
-            for holder in holders:
-                if (holder.pk, record.path) in known:
-                    continue
-                known.add((holder.pk, record.path))
-                touched.add(holder.pk)
-                rows.append(PurgedFile(
-                    collection=holder, path=record.path, relpath=chosen.relpath,
-                    size=chosen.size, sha1=chosen.checksum, mode=chosen.mode,
-                    copy_file=chosen, linked=linked, state=PurgedFile.PURGED))
-        if rows:
-            report.inferred_collections.append(collection.key)
-        PurgedFile.objects.bulk_create(rows, batch_size=1000)
-        report.purged_inferred += len(rows)
-    return touched
-
-
 # -- collections -------------------------------------------------------------------------
 
 def _headers(found):
@@ -438,7 +207,7 @@ def _settle_collections(reader, paths, found, inventories, touched, report):
                 Collection.objects.filter(pk=collection.pk, state=Collection.ONLINE).update(
                     state=Collection.ARCHIVED)
             continue
-        inventory = _inventory(reader, paths, collection, inventories) \
+        inventory = rebuildpurges.inventory_of(reader, paths, collection, inventories) \
             if not collection.gone else None
         complete = inventory is not None and all(r.path in purged for r in inventory.files)
         updates = {"state": Collection.PURGED if complete else Collection.PARTIALLY_PURGED}
@@ -470,32 +239,3 @@ def _state_counts():
     return counts
 
 
-def summary(report, now=None):
-    """The one-screen report, as lines."""
-    now = now or datetime.now()
-    lines = [f"rebuild of the app database ({now:%Y-%m-%d %H:%M})"]
-    lines += [f"  location {text}" for text in report.locations]
-    lines.append(f"  bags found: {report.bags}; copies registered: {report.copies_added} "
-                 f"(verified: {report.copies_added - len(report.copies_failed)}, failed "
-                 f"their check: {len(report.copies_failed)}); already known: "
-                 f"{report.copies_known}")
-    lines += [f"    failed its check (marked failed audit): {w}" for w in report.copies_failed]
-    states = ", ".join(f"{state} {count}" for state, count in sorted(report.collections.items()))
-    lines.append(f"  collections: {states or 'none'}")
-    lines.append(f"  purge records: {report.purged_from_bags} from the bags' records, "
-                 f"{report.purged_inferred} inferred from OMERO and the repository, "
-                 f"{report.purged_known} already known")
-    if report.inferred_collections:
-        lines.append("    inferred (bags without purge records) for: "
-                     + ", ".join(report.inferred_collections))
-    if report.restored_since or report.deleted_in_omero:
-        lines.append(f"  left out: {report.restored_since} recorded purged but back in the "
-                     f"repository, {report.deleted_in_omero} deleted in OMERO since")
-    if report.undecided:
-        lines.append(f"  NOT DECIDED ({len(report.undecided)}):")
-        lines += [f"    {text}" for text in report.undecided[:20]]
-        if len(report.undecided) > 20:
-            lines.append(f"    ... and {len(report.undecided) - 20} more")
-    else:
-        lines.append("  everything found was decided")
-    return lines
