@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 
 from omero_storagemanager.catalog.collections import parse_key
 from omero_storagemanager.engine import purgetags
-from omero_storagemanager.engine.locations import audit
+from omero_storagemanager.engine.locations import audit, remove_location, rescan
 from omero_storagemanager.engine.rebuild import RebuildRefused, rebuild
 from omero_storagemanager.verbs.rebuild import summary
 from omero_storagemanager.engine.sync import sync_collections
@@ -89,12 +89,12 @@ def lose_the_database():
     assert not Location.objects.exists() and not Copy.objects.exists()
 
 
-def full_cycle(world):
+def full_cycle(world, type="hdd"):
     """Archive and audit two collections (one twice: incremental), purge the first
     moved to the archive user and group; returns (purged key, archived key, mount,
     the purged collection's files before the purge)."""
     purged, archived = clean_keys(world, 2)
-    disk = world.location("hdd", name="Disk 1")
+    disk = world.location(type, name="Disk 1")
     world.archive(purged, disk)
     world.archive(archived, disk)
     changed = next(f["path"] for f in world.truth.collections[archived]["files"]
@@ -118,10 +118,14 @@ def bag_dirs(mount):
     return sorted(p.parent for p in Path(mount).glob("*/write/*/*/*/*/*/bagit.txt"))
 
 
-def test_a_lost_database_comes_back_from_the_bags_and_restores(world):
-    purged, archived, mount, files = full_cycle(world)
+@pytest.mark.parametrize("type", ["hdd", "symlink", "tape"])
+def test_a_lost_database_comes_back_from_the_bags_and_restores(world, type):
+    purged, archived, mount, files = full_cycle(world, type)
     before = snapshot()
     assert before["purged"] and len(before["copies"]) >= 2
+    # Symlink: the purge left links into the copy, which the rebuild recognises.
+    assert {linked for _, _, _, _, linked, *_ in before["purged"].values()} == {
+        type == "symlink"}
     tagged = [b for b in bag_dirs(mount) if (b / purgetags.TAG_FILE).exists()]
     assert len(tagged) == 1  # the bag the purge relied on carries its records
 
@@ -220,6 +224,30 @@ def test_an_unmounted_repository_decides_no_purge_then_merge_completes(world):
     assert report.decided, summary(report)
     assert report.copies_added == 0 and report.purged_from_bags == len(before["purged"])
     assert same(snapshot(), before)
+
+
+def test_bags_relied_on_after_a_location_is_removed_carry_the_records(world):
+    purged, archived, mount, files = full_cycle(world)
+    before = snapshot()
+    old = Location.objects.get()
+    big = world.location("hdd", name="Big disk")
+    shutil.copytree(Path(mount, str(old.pk), "write"), Path(big.mount, str(big.pk), "write"),
+                    dirs_exist_ok=True)
+    for bag in bag_dirs(big.mount):  # copied without the records, as rsync --exclude would
+        (bag / purgetags.TAG_FILE).unlink(missing_ok=True)
+    rescan(big)
+    old_root = Path(mount, str(old.pk))
+    remove_location(old)
+    shutil.rmtree(old_root)
+    [tagged] = [b for b in bag_dirs(big.mount) if (b / purgetags.TAG_FILE).exists()]
+    assert len(purgetags.read(tagged).files) == len(before["purged"])
+
+    lose_the_database()
+    report = rebuild(world.conn, world.paths, [big.mount], log=lambda _: None)
+    assert report.decided, summary(report)
+    assert report.purged_from_bags == len(before["purged"]) and report.purged_inferred == 0
+    world.restore(purged)
+    assert world.files(purged) == files
 
 
 def test_the_command_refuses_a_database_that_is_not_empty(world, monkeypatch, tmp_path):

@@ -202,6 +202,7 @@ def remove_location(location):
                 + "; copy them to another location and rescan it, or rescan this one if "
                 "its bags are gone")
         elsewhere = _elsewhere(location)
+        repointed = set()
         for purged in PurgedFile.objects.filter(copy_file__copy__location=location) \
                 .select_related("copy_file"):
             replacement = elsewhere.get((purged.copy_file.relpath, purged.copy_file.checksum))
@@ -209,6 +210,7 @@ def remove_location(location):
                 raise LocationInUse(f"{purged.path} was purged relying on copy "
                                     f"{purged.copy_file.copy.bag_path} alone")
             PurgedFile.objects.filter(pk=purged.pk).update(copy_file_id=replacement)
+            repointed.add(replacement)
         doomed = Copy.objects.filter(location=location)
         Copy.objects.filter(~Q(location=location), parent__in=doomed).update(parent=None)
         # Children before parents: incremental copies on this location chain to each other.
@@ -218,3 +220,9 @@ def remove_location(location):
                                     .values("parent"))
             leaves.delete()
         location.delete()
+    # The bags now relied on carry the records (purgetags.py: what a rebuild reads).
+    from .purgetags import write_for_copy
+
+    for copy in Copy.objects.filter(entries__in=repointed).distinct().select_related(
+            "location"):
+        write_for_copy(copy, log=lambda line: None)
