@@ -106,7 +106,8 @@ def rebuild(conn, paths, mounts=(), location_type=Location.HDD, merge=False,
     found.sort(key=lambda f: f.copy.created, reverse=True)  # the newest bag's word first
     reader = InventoryReader(conn, paths, include_attachments)
     inventories = {}
-    if rebuildpurges.repository_roots(paths, report):  # else missing = not mounted
+    # No bag, no purge to decide; else the roots must be the ones archived from.
+    if found and rebuildpurges.repository_roots(paths, report):
         touched |= rebuildpurges.records_from_tags(conn, paths, found, report)
         touched |= rebuildpurges.inferred_records(reader, paths, found, inventories, report)
     _settle_collections(reader, paths, found, inventories, touched, report)
