@@ -250,6 +250,47 @@ def test_bags_relied_on_after_a_location_is_removed_carry_the_records(world):
     assert world.files(purged) == files
 
 
+@pytest.mark.parametrize("records", ["in the bags", "inferred"])
+def test_collections_purged_together_come_back_each_with_its_records(world, records):
+    first, second = _shared_pair(world)
+    disk = world.location("hdd", name="Disk 1")
+    for key in (first, second):
+        world.archive(key, disk)
+    for key in (first, second):  # as the purge job does: one after the other, along
+        world.purge(key, along_with={first, second}, rename=True)
+
+    def lose_and_rebuild():
+        sync_collections(world.conn)
+        before = snapshot()
+        if records == "inferred":
+            for bag in bag_dirs(disk.mount):
+                (bag / purgetags.TAG_FILE).unlink(missing_ok=True)
+        lose_the_database()
+        report = rebuild(world.conn, world.paths, [disk.mount], log=lambda _: None)
+        assert report.decided, summary(report)
+        assert same(snapshot(), before)
+        return before
+
+    before = lose_and_rebuild()
+    shared = [path for key, path in before["purged"] if key == second
+              and (first, path) in before["purged"]]
+    assert shared  # each holder has its own record of each shared file
+    # Restoring one brings the shared files back for both; rebuilt again, the same.
+    world.restore(second)
+    assert all(os.path.exists(path) for path in shared)
+    lose_and_rebuild()
+
+
+def _shared_pair(world):
+    """Two collections of one kind sharing a file, each purgeable with the other."""
+    for key, c in world.truth.collections.items():
+        for f in c["files"]:
+            others = [o for o in f["shared_with"] if o.split(":")[0] == key.split(":")[0]]
+            if others and not f["missing"] and not f["symlink_target"]:
+                return key, others[0]
+    pytest.fail("the generated facility has no two collections sharing a file")
+
+
 def test_the_command_refuses_a_database_that_is_not_empty(world, monkeypatch, tmp_path):
     point_app_at(world, monkeypatch, tmp_path)
     purged, archived, mount, files = full_cycle(world)
