@@ -9,6 +9,7 @@ purge records (inferred from OMERO and the repository), bags that are not comple
 (never trusted), running it twice, a database that is not empty refused.
 """
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -177,6 +178,25 @@ def test_a_bag_from_before_purge_records_is_inferred_and_said_so(world):
     assert same(snapshot(), before)
     world.restore(purged)
     assert world.files(purged) == files
+
+
+def test_a_damaged_record_file_is_named_and_its_records_inferred(world):
+    purged, archived, mount, files = full_cycle(world)
+    before = snapshot()
+    [bag] = [b for b in bag_dirs(mount) if (b / purgetags.TAG_FILE).exists()]
+    tag = bag / purgetags.TAG_FILE
+    lines = tag.read_text().splitlines()
+    # A record asking for a set-user-id file: never taken from a bag.
+    record = {**json.loads(lines[-1]), "mode": 0o4755}
+    tag.write_text("\n".join(lines[:-1] + [json.dumps(record)]) + "\n")
+    with pytest.raises(purgetags.TagError, match="mode 2541"):
+        purgetags.read(bag)
+
+    lose_the_database()
+    report = rebuild(world.conn, world.paths, [mount], log=lambda _: None)
+    assert not report.decided and purgetags.TAG_FILE in report.undecided[0]
+    assert report.purged_inferred == len(before["purged"])
+    assert same(snapshot(), before)
 
 
 def test_bags_that_are_not_complete_are_never_trusted(world):

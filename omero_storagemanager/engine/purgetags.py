@@ -21,6 +21,7 @@ only) is skipped and said so: rebuild then infers its records from the disk and 
 """
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -154,12 +155,34 @@ def read(bag_dir) -> Optional[PurgeTag]:
                 raise TagError(f"{path}: not {FORMAT} version {VERSION}")
             tag.written = str(item.get("written", ""))
         elif "file" in item:
-            if not all(k in item for k in ("collection", "size", "sha1", "mode")):
-                raise TagError(f"{path} line {number}: a file record without "
-                               "collection, size, sha1 or mode")
+            problem = _bad_file_record(item)
+            if problem:
+                raise TagError(f"{path} line {number}: {problem}")
             tag.files.append(item)
         elif "collection" in item:
             tag.collections[item["collection"]] = item
         else:
             raise TagError(f"{path} line {number}: neither a file nor a collection")
     return tag
+
+
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+def _bad_file_record(item):
+    """Why a file record cannot be one this app wrote, or None. A restore writes the
+    file back with this mode: never a set-user or set-group id bit from a bag."""
+    def integer(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not isinstance(item.get("file"), str) or not isinstance(item.get("collection"), str):
+        return "a file record without its path or collection"
+    if not integer(item.get("size")) or item["size"] < 0:
+        return f"size {item.get('size')!r} is not a number of bytes"
+    if not isinstance(item.get("sha1"), str) or not _SHA1.fullmatch(item["sha1"]):
+        return f"sha1 {item.get('sha1')!r} is not a SHA1"
+    if not integer(item.get("mode")) or not 0 <= item["mode"] <= 0o1777:
+        return f"mode {item.get('mode')!r} is not a file's permission bits"
+    if not isinstance(item.get("linked", False), bool):
+        return "linked is not true or false"
+    return None

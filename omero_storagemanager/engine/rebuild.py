@@ -72,9 +72,8 @@ class RebuildReport:
 @dataclass
 class _Found:
     copy: Copy
-    bag_dir: object  # a disk path, None for S3
-    info: dict
-    tag: object = None  # purgetags.PurgeTag
+    info: dict  # its bag-info
+    tag: object = None  # purgetags.PurgeTag, None for a bag without one (or on S3)
 
 
 def refusal():
@@ -117,48 +116,51 @@ def rebuild(conn, paths, mounts=(), location_type=Location.HDD, merge=False,
 # -- copies ------------------------------------------------------------------------------
 
 def _bags_at(location, report, log):
-    """_Found for every complete bag at the location, new ones registered."""
+    """_Found for every complete bag at the location, new ones registered. The bags are
+    read one at a time (a manifest can list a million files)."""
     backend = location.backend()
-    try:
-        backend.check_online()
-        bags = list(backend.find_bags())
-    except LocationError as exc:
-        report.undecided.append(f"location {location.name!r} (id {location.pk}): {exc}")
-        return []
     known = {c.bag_path: c for c in Copy.objects.filter(location=location)}
     found, seen = [], set()
-    for bag in bags:
-        if bag.relpath in seen:
-            continue  # a tape's bag both in write/ and in its read cache
-        seen.add(bag.relpath)
-        report.bags += 1
-        where = f"{location.name!r}: {bag.relpath}"
-        if bag.error:
-            report.undecided.append(f"bag {where} cannot be read: {bag.error}")
-            continue
-        copy = known.get(bag.relpath)
-        if copy is not None:
-            report.copies_known += 1
-        else:
-            copy = register_bag(location, backend, bag)
-            if copy is None:
-                report.undecided.append(f"bag {where} names no Project or Screen in its "
-                                        "bag-info: not registered")
-                continue
-            report.copies_added += 1
-            report.added_ids.add(copy.pk)
-            log(f"registered {where} ({copy.state})")
-            if copy.state != Copy.VERIFIED:
-                report.copies_failed.append(where)
-        bag_dir = None if location.type == Location.S3 else bag.contents.path
-        item = _Found(copy, bag_dir, bag.contents.info)
-        if bag_dir is not None:
-            try:
-                item.tag = purgetags.read(bag_dir)
-            except purgetags.TagError as exc:
-                report.undecided.append(f"bag {where}: {exc}")
-        found.append(item)
+    try:
+        backend.check_online()
+        for bag in backend.find_bags():
+            if bag.relpath not in seen:  # a tape's bag both in write/ and its read cache
+                seen.add(bag.relpath)
+                item = _one_bag(location, backend, bag, known, report, log)
+                if item is not None:
+                    found.append(item)
+    except LocationError as exc:
+        report.undecided.append(f"location {location.name!r} (id {location.pk}): {exc}")
     return found
+
+
+def _one_bag(location, backend, bag, known, report, log):
+    report.bags += 1
+    where = f"{location.name!r}: {bag.relpath}"
+    if bag.error:
+        report.undecided.append(f"bag {where} cannot be read: {bag.error}")
+        return None
+    copy = known.get(bag.relpath)
+    if copy is not None:
+        report.copies_known += 1
+    else:
+        copy = register_bag(location, backend, bag)
+        if copy is None:
+            report.undecided.append(f"bag {where} names no Project or Screen in its "
+                                    "bag-info: not registered")
+            return None
+        report.copies_added += 1
+        report.added_ids.add(copy.pk)
+        log(f"registered {where} ({copy.state})")
+        if copy.state != Copy.VERIFIED:
+            report.copies_failed.append(where)
+    item = _Found(copy, bag.contents.info)
+    if location.type != Location.S3:
+        try:
+            item.tag = purgetags.read(bag.contents.path)
+        except purgetags.TagError as exc:
+            report.undecided.append(f"bag {where}: {exc}")
+    return item
 
 
 def _link_parents(found):
