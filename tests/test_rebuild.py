@@ -8,7 +8,6 @@ restored from the rebuilt database with its bytes back. Also: a bag from before 
 purge records (inferred from OMERO and the repository), bags that are not complete
 (never trusted), running it twice, a database that is not empty refused.
 """
-import io
 import json
 import os
 import shutil
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from omero_storagemanager.catalog.collections import parse_key
 from omero_storagemanager.engine import purgetags
@@ -26,7 +24,7 @@ from omero_storagemanager.verbs.rebuild import summary
 from omero_storagemanager.engine.sync import sync_collections
 from omero_storagemanager.models import (Collection, Copy, CopyFile, Location,
                                          PurgedFile, RepositoryRoot)
-from tests.api_support import point_app_at
+from tests.test_cli import facility_omerodir, run_cli
 from tests.test_archive import World, world_of
 from tests.test_rescan import clean_keys
 
@@ -311,22 +309,32 @@ def _shared_pair(world):
     pytest.fail("the generated facility has no two collections sharing a file")
 
 
-def test_the_command_refuses_a_database_that_is_not_empty(world, monkeypatch, tmp_path):
-    point_app_at(world, monkeypatch, tmp_path)
+def test_the_console_script_refuses_a_full_database_reports_and_says_when_undecided(
+        world, pg_server, tmp_path):
+    """`omero-storagemanager rebuild`, the real console script with OMERO.web's settings."""
+    omerodir = facility_omerodir(tmp_path / "omerodir", pg_server, world)
     purged, archived, mount, files = full_cycle(world)
-    with pytest.raises(CommandError, match="already holds .* copies .*--merge"):
-        call_command("storagemanager", "rebuild", "--location", mount)
+    before = snapshot()
+    proc = run_cli("rebuild", "--location", mount, omerodir=omerodir)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "already holds" in proc.stderr and "--merge" in proc.stderr
+
     lose_the_database()
-    out = io.StringIO()
-    call_command("storagemanager", "rebuild", "--location", mount, stdout=out)
-    assert "purge records:" in out.getvalue() and "everything found was decided" in out.getvalue()
-    out = io.StringIO()
-    call_command("storagemanager", "rebuild", "--location", mount, "--merge", stdout=out)
-    assert "copies registered: 0" in out.getvalue()
+    proc = run_cli("rebuild", "--location", mount, omerodir=omerodir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"purge records: {len(before['purged'])} from the bags' records" in proc.stdout
+    assert "everything found was decided" in proc.stdout
+    assert len(proc.stdout.splitlines()) < 25  # one screen
+    assert same(snapshot(), before)
+    proc = run_cli("rebuild", "--location", mount, "--merge", omerodir=omerodir)
+    assert proc.returncode == 0 and "copies registered: 0" in proc.stdout, proc.stdout
+
     # Something it cannot decide: a bag whose bag-info names no collection. Exit 1.
-    [bag] = bag_dirs(mount)[:1]
+    bag = bag_dirs(mount)[0]
     odd = bag.with_name("03-01-2030_000000")
     shutil.copytree(bag, odd)
     (odd / "bag-info.txt").write_text("Source-Organization: elsewhere\n")
-    with pytest.raises(CommandError, match="exit 1"):
-        call_command("storagemanager", "rebuild", "--merge", stdout=io.StringIO())
+    proc = run_cli("rebuild", "--merge", omerodir=omerodir)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "NOT DECIDED (1)" in proc.stdout and "names no Project or Screen" in proc.stdout
+    assert same(snapshot(), before)  # and nothing was added
