@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+import psycopg2
 import pytest
 from django.core.management import call_command
 
@@ -194,6 +195,27 @@ def test_a_damaged_record_file_is_named_and_its_records_inferred(world):
     report = rebuild(world.conn, world.paths, [mount], log=lambda _: None)
     assert not report.decided and purgetags.TAG_FILE in report.undecided[0]
     assert report.purged_inferred == len(before["purged"])
+    assert same(snapshot(), before)
+
+
+def test_a_collection_deleted_in_omero_comes_back_gone_from_its_bag_info(world):
+    key = clean_keys(world, 1)[0]
+    disk = world.location("hdd", name="Disk 1")
+    world.archive(key, disk)
+    kind, oid = parse_key(key)
+    with psycopg2.connect(world.dsn) as writer, writer.cursor() as cur:
+        for table in (f"{kind}datasetlink" if kind == "project" else "screenplatelink",
+                      f"{kind}annotationlink"):
+            cur.execute(f"DELETE FROM {table} WHERE parent = %s", [oid])
+        cur.execute(f"DELETE FROM {kind} WHERE id = %s", [oid])
+    writer.close()
+    sync_collections(world.conn)
+    before = snapshot()
+    assert before["collections"][key][-1] is True  # gone, its copy kept
+
+    lose_the_database()
+    report = rebuild(world.conn, world.paths, [disk.mount], log=lambda _: None)
+    assert report.decided, summary(report)
     assert same(snapshot(), before)
 
 

@@ -27,7 +27,6 @@ copies or purge records it refuses unless merge is asked, and then only adds wha
 missing: running it twice changes nothing the second time. Killed half-way, running
 it again with merge completes it.
 """
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List
 
@@ -37,11 +36,8 @@ from ..models import Collection, Copy, Location, PurgedFile
 from . import purgetags, rebuildpurges
 from .locationfile import locations_at
 from .purge import ARCHIVED_PREFIX
-from .rescan import register_bag
+from .rescan import bag_owner, register_bag
 from .sync import sync_collections
-
-_OWNER = re.compile(r"(.*) \(id (\d+)\)")
-
 
 class RebuildRefused(Exception):
     pass
@@ -186,15 +182,11 @@ def _headers(found):
 
 
 def _bag_owner(collection, found):
-    """(owner id, owner name, group id, group name) in its newest bag's bag-info: the
-    ones it had when archived (a moved collection's row keeps them: sync.py)."""
+    """The owner and group in its newest bag-info: the ones it had when archived (a
+    moved collection's row keeps them: sync.py)."""
     for f in found:  # newest first
-        if f.copy.collection_id != collection.pk:
-            continue
-        owner = _OWNER.fullmatch(f.info.get("OMERO-Owner", [""])[0])
-        group = _OWNER.fullmatch(f.info.get("OMERO-Group", [""])[0])
-        if owner and group:
-            return int(owner.group(2)), owner.group(1), int(group.group(2)), group.group(1)
+        if f.copy.collection_id == collection.pk and bag_owner(f.info):
+            return bag_owner(f.info)
     return (collection.owner_id, collection.owner_name, collection.group_id,
             collection.group_name)
 

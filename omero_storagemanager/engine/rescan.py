@@ -15,6 +15,7 @@ disks into a new one: copy the bags over, rescan the new location, remove the ol
 ones). Removing it repoints the purge records at those other copies and forgets its own.
 """
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List
@@ -125,6 +126,19 @@ def _created(found):
     return when.replace(tzinfo=timezone.utc)
 
 
+_NAMED_ID = re.compile(r"(.*) \(id (\d+)\)")
+
+
+def bag_owner(info):
+    """(owner id, owner name, group id, group name) as bag-info says them ("alice (id
+    5)"), None when it does not."""
+    owner = _NAMED_ID.fullmatch(info.get("OMERO-Owner", [""])[0])
+    group = _NAMED_ID.fullmatch(info.get("OMERO-Group", [""])[0])
+    if owner and group:
+        return int(owner.group(2)), owner.group(1), int(group.group(2)), group.group(1)
+    return None
+
+
 def register_bag(location, backend, found):
     """A Copy (with its CopyFile rows) for a bag found at the location, hashed against
     its manifest now: VERIFIED when every file matches, else FAILED_AUDIT. None when
@@ -134,10 +148,13 @@ def register_bag(location, backend, found):
     oid = int(info.get("OMERO-Collection-Id", ["0"])[0] or 0)
     if kind not in ("project", "screen") or not oid:
         return None
+    # A collection OMERO no longer has (else sync made it): known by its bag-info.
+    owner_id, owner_name, group_id, group_name = bag_owner(info) or (0, "", 0, "")
     collection, _ = Collection.objects.get_or_create(
         kind=kind, omero_id=oid,
-        defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": 0,
-                  "group_id": 0, "gone": True})
+        defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": owner_id,
+                  "owner_name": owner_name, "group_id": group_id, "group_name": group_name,
+                  "gone": True})
     problems, sizes = _bag_problems(location, backend, found)
     with transaction.atomic():
         copy = Copy.objects.create(
