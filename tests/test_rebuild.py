@@ -219,6 +219,38 @@ def test_a_collection_deleted_in_omero_comes_back_gone_from_its_bag_info(world):
     assert same(snapshot(), before)
 
 
+class Killed(BaseException):
+    """Stands for the process killed there (no handler catches a BaseException)."""
+
+
+@pytest.mark.parametrize("where", ["register_bag", "records_from_tags", "inferred_records",
+                                   "_settle_collections"])
+def test_a_rebuild_killed_half_way_is_completed_by_merge(world, monkeypatch, where):
+    from omero_storagemanager.engine import rebuild as rebuild_module
+    from omero_storagemanager.engine import rebuildpurges
+
+    purged, archived, mount, files = full_cycle(world)
+    before = snapshot()
+    lose_the_database()
+    module = rebuildpurges if where in ("records_from_tags", "inferred_records") \
+        else rebuild_module
+    real, calls = getattr(module, where), []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 or where != "register_bag":  # the second bag, else at once
+            raise Killed()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, where, dies)
+    with pytest.raises(Killed):
+        rebuild(world.conn, world.paths, [mount], log=lambda _: None)
+    monkeypatch.setattr(module, where, real)
+    report = rebuild(world.conn, world.paths, [mount], merge=True, log=lambda _: None)
+    assert report.decided, summary(report)
+    assert same(snapshot(), before)
+
+
 def test_bags_that_are_not_complete_are_never_trusted(world):
     purged, archived, mount, files = full_cycle(world)
     before = snapshot()

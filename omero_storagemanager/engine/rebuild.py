@@ -105,8 +105,22 @@ def rebuild(conn, paths, mounts=(), location_type=Location.HDD, merge=False,
     if found and rebuildpurges.repository_roots(paths, report):
         touched |= rebuildpurges.records_from_tags(conn, paths, found, report)
         touched |= rebuildpurges.inferred_records(reader, paths, found, inventories, report)
+    touched |= _unsettled({f.copy.collection_id for f in found})
     _settle_collections(reader, paths, found, inventories, touched, report)
     return report
+
+
+def _unsettled(collection_ids):
+    """Collections an earlier rebuild, killed before its end, left unsettled: purge
+    records under a state that does not say so, a verified copy under 'online'."""
+    purged = (PurgedFile.objects.filter(state=PurgedFile.PURGED)
+              .exclude(collection__state__in=[Collection.PURGED, Collection.PARTIALLY_PURGED,
+                                              Collection.RESTORING])
+              .values_list("collection_id", flat=True))
+    online = (Copy.objects.filter(collection_id__in=collection_ids, state=Copy.VERIFIED,
+                                  collection__state=Collection.ONLINE)
+              .values_list("collection_id", flat=True))
+    return set(purged) | set(online)
 
 
 # -- copies ------------------------------------------------------------------------------
