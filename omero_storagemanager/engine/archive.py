@@ -22,7 +22,7 @@ from ..backends.bag import BagError, BagWriter, validate_bag
 from ..backends.base import LocationError, Order, bag_relpath
 from ..backends.layout import safe_relpath
 from ..models import Collection, Copy, CopyFile, PrimaryFile
-from . import archiveplan, beneath, capacity, roots
+from . import archiveplan, beneath, capacity, filetags, roots
 # ArchiveError lives with the plan (which raises it first); callers import it from here.
 from .archiveplan import ArchiveError, plan
 from .batchcopy import copy_in_processes
@@ -245,6 +245,8 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
         if problems:
             raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
     backend.publish(copy.bag_path, order_of(copy))
+    # Modes, times and primaries' identities, for a rebuild (filetags.py).
+    filetags.write_for_copy(copy, backend, log)
     with transaction.atomic():
         copy.state = Copy.VERIFIED
         copy.verified_at = datetime.now(timezone.utc)

@@ -67,7 +67,7 @@ def _lines(copy):
                "sha1": sha1, "mode": mode, "linked": linked}
 
 
-def _bag_dirs(copy, backend):
+def bag_dirs(copy, backend):
     """The complete bags of `copy` on the location's disk (write/, a read cache)."""
     from ..backends.bag import is_complete_bag
 
@@ -80,7 +80,7 @@ def _bag_dirs(copy, backend):
     return found
 
 
-def _write(path: Path, lines) -> None:
+def write_lines(path: Path, lines) -> None:
     """Stream the lines into a temporary file beside `path`, fsync, rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
@@ -107,9 +107,9 @@ def write_for_copy(copy, log=print) -> int:
             f"{location.name!r} (a rebuild infers them from the repository and OMERO)")
         return 0
     try:
-        bags = _bag_dirs(copy, location.backend())
+        bags = bag_dirs(copy, location.backend())
         for bag in bags:
-            _write(bag / TAG_FILE, _lines(copy))
+            write_lines(bag / TAG_FILE, _lines(copy))
     except (LocationError, OSError) as exc:
         log(f"purge records of {copy.bag_path} at {location.name!r} not written: {exc}")
         return 0

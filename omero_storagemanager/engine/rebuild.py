@@ -32,8 +32,8 @@ from typing import Dict, List
 
 from ..backends.base import LocationError
 from ..catalog.inventory import InventoryReader
-from ..models import Collection, Copy, Location, PurgedFile
-from . import purgetags, rebuildpurges
+from ..models import Collection, Copy, Location, PrimaryFile, PurgedFile
+from . import filetags, purgetags, rebuildpurges
 from .locationfile import locations_at
 from .purge import ARCHIVED_PREFIX
 from .rescan import bag_owner, register_bag
@@ -95,7 +95,7 @@ def rebuild(conn, paths, mounts=(), location_type=Location.HDD, merge=False,
     sync_collections(conn)
     found = []
     for location in Location.objects.order_by("pk"):
-        found += _bags_at(location, report, log)
+        found += _bags_at(location, paths, report, log)
     touched = {f.copy.collection_id for f in found if f.copy.pk in report.added_ids}
     _link_parents(found)
     found.sort(key=lambda f: f.copy.created, reverse=True)  # the newest bag's word first
@@ -125,7 +125,7 @@ def _unsettled(collection_ids):
 
 # -- copies ------------------------------------------------------------------------------
 
-def _bags_at(location, report, log):
+def _bags_at(location, paths, report, log):
     """_Found for every complete bag at the location, new ones registered. The bags are
     read one at a time (a manifest can list a million files)."""
     backend = location.backend()
@@ -136,7 +136,7 @@ def _bags_at(location, report, log):
         for bag in backend.find_bags():
             if bag.relpath not in seen:  # a tape's bag both in write/ and its read cache
                 seen.add(bag.relpath)
-                item = _one_bag(location, backend, bag, known, report, log)
+                item = _one_bag(location, backend, bag, known, paths, report, log)
                 if item is not None:
                     found.append(item)
     except LocationError as exc:
@@ -144,7 +144,7 @@ def _bags_at(location, report, log):
     return found
 
 
-def _one_bag(location, backend, bag, known, report, log):
+def _one_bag(location, backend, bag, known, paths, report, log):
     report.bags += 1
     where = f"{location.name!r}: {bag.relpath}"
     if bag.error:
@@ -161,6 +161,8 @@ def _one_bag(location, backend, bag, known, report, log):
             return None
         report.copies_added += 1
         report.added_ids.add(copy.pk)
+        if location.type != Location.S3:
+            _primaries(bag, paths)
         log(f"registered {where} ({copy.state})")
         if copy.state != Copy.VERIFIED:
             report.copies_failed.append(where)
@@ -171,6 +173,16 @@ def _one_bag(location, backend, bag, known, report, log):
         except purgetags.TagError as exc:
             report.undecided.append(f"bag {where}: {exc}")
     return item
+
+
+def _primaries(bag, paths):
+    """PrimaryFile rows back for the bag's files whose primary still has the identity
+    recorded when copied (filetags.py); one already known stays."""
+    records = filetags.read(bag.contents.path) or {}
+    manifest = bag.contents.manifest
+    rows = filetags.primaries_still_there(
+        {relpath: record for relpath, record in records.items() if relpath in manifest}, paths)
+    PrimaryFile.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
 
 
 def _link_parents(found):

@@ -26,6 +26,7 @@ from django.db.models import Q
 from ..backends.bag import validate_bag
 from ..backends.base import LocationError
 from ..models import Collection, Copy, CopyFile, Location, PurgedFile, S3Object
+from . import filetags
 
 RELIED_ON = (Copy.VERIFIED, Copy.FAILED_AUDIT, Copy.EVICTED)
 MEDIUM_TYPES = (Location.TAPE, Location.AUTOMATED)
@@ -156,6 +157,7 @@ def register_bag(location, backend, found):
                   "owner_name": owner_name, "group_id": group_id, "group_name": group_name,
                   "gone": True})
     problems, sizes = _bag_problems(location, backend, found)
+    records = filetags.read(found.contents.path) if sizes is None else None
     with transaction.atomic():
         copy = Copy.objects.create(
             collection=collection, location=location, bag_path=found.relpath,
@@ -172,8 +174,12 @@ def register_bag(location, backend, found):
                     size, mode = st.st_size, st.st_mode & 0o7777
                 except OSError:
                     size = 0
+            # The bag's own record of the file, when it has one (filetags.py).
+            mode, mtime_ns = filetags.mode_and_time((records or {}).get(relpath), mode)
             entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
-                                    verified=not problems, mode=mode))
+                                    verified=not problems, mode=mode,
+                                    source_mtime_ns=mtime_ns,
+                                    source_mtime=None if mtime_ns is None else mtime_ns / 1e9))
         CopyFile.objects.bulk_create(entries, batch_size=1000)
         if sizes is not None:  # the ETags read now: purge and audit check them from here on
             S3Object.objects.bulk_create(
