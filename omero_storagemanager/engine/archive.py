@@ -22,7 +22,7 @@ from ..backends.bag import BagError, BagWriter, validate_bag
 from ..backends.base import LocationError, Order, bag_relpath
 from ..backends.layout import safe_relpath
 from ..models import Collection, Copy, CopyFile, PrimaryFile
-from . import archiveplan, beneath, capacity, roots
+from . import archiveplan, beneath, capacity, filetags, roots
 # ArchiveError lives with the plan (which raises it first); callers import it from here.
 from .archiveplan import ArchiveError, plan
 from .batchcopy import copy_in_processes
@@ -74,6 +74,8 @@ def _bag_info(collection, image_ids, copy):
         "OMERO-Group": f"{collection.group_name} (id {collection.group_id})",
         "OMERO-Image-Ids": " ".join(str(i) for i in image_ids),
         "Source-Organization": "OMERO (omero-storagemanager)",
+        # Exact, where the bag's name has whole seconds: a rebuild gives it back.
+        "OMERO-Copy-Created": copy.created.isoformat(),
     }
     if copy.parent_id:
         info["OMERO-Parent-Bag"] = copy.parent.bag_path
@@ -253,6 +255,8 @@ def publish_verified(backend, collection, copy):
     (its completion marker, last), then mark it VERIFIED with its counts, and an online
     collection ARCHIVED, in one transaction."""
     backend.publish(copy.bag_path, order_of(copy))
+    # Modes, times and primaries' identities, for a rebuild (filetags.py).
+    filetags.write_for_copy(copy, backend, log)
     with transaction.atomic():
         copy.state = Copy.VERIFIED
         copy.verified_at = datetime.now(timezone.utc)

@@ -19,6 +19,7 @@ from ..backends.base import BadLocation, LocationError, validate_mount
 from ..models import Copy, CopyFile, Location
 from . import capacity
 from .hashing import hash_file
+from .locationfile import refresh_descriptions, write_description
 # Rescan and removal reconcile the catalogue with the disk: rescan.py.
 from .rescan import LocationInUse, remove_location, rescan  # noqa: F401
 
@@ -54,6 +55,7 @@ def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled
         location.backend().initialize()  # writes the marker into <mount>/<id>/
         if current:
             make_current(location)
+        write_description(location)  # and what it is, for a rebuild (locationfile.py)
     return location
 
 
@@ -93,9 +95,13 @@ def record_marker(location, marker):
 
 def make_current(location):
     with transaction.atomic():
+        previous = list(Location.objects.filter(current=True).exclude(pk=location.pk))
         Location.objects.exclude(pk=location.pk).update(current=False)
         Location.objects.filter(pk=location.pk).update(current=True)
     location.current = True
+    for other in previous:
+        other.current = False
+    refresh_descriptions([location, *previous])  # what a rebuild reads (locationfile.py)
 
 
 def current_location():

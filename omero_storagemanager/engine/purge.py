@@ -31,7 +31,7 @@ from ..catalog import membership
 from ..catalog.collections import parse_key
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, CopyFile, Location, PrimaryFile, PurgedFile
-from . import beneath, purgecheck
+from . import beneath, purgecheck, purgetags
 from .disk import stat_inventory
 from .locks import collection_lock
 from .progress import NullProgress
@@ -467,8 +467,14 @@ def _purge_collection(conn, paths, collection, gateway=None, copies_required=1,
     collection.state = state
     for holder in Collection.objects.filter(pk__in=touched):
         collection_state(holder)  # its own purge, next in the job, completes it
-    if gateway is not None and state in (Collection.PURGED, Collection.PARTIALLY_PURGED):
-        mark_purged_in_omero(gateway, collection, rename, archive_user_id, archive_group_id)
+    try:
+        if gateway is not None and state in (Collection.PURGED, Collection.PARTIALLY_PURGED):
+            mark_purged_in_omero(gateway, collection, rename, archive_user_id,
+                                 archive_group_id)
+    finally:
+        # The bags relied on carry the records, so a lost database can be rebuilt
+        # (purgetags.py); after the OMERO marking, whose originals they keep.
+        purgetags.write_for_collection(collection, lambda line: log(f"{collection.key}: {line}"))
     log(f"{collection.key}: purged {len(freed)} file(s), {plan.freed_bytes} bytes; "
         f"{len(plan.blocked)} kept; state {state}")
     return plan

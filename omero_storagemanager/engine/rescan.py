@@ -15,6 +15,7 @@ disks into a new one: copy the bags over, rescan the new location, remove the ol
 ones). Removing it repoints the purge records at those other copies and forgets its own.
 """
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import List
@@ -25,6 +26,7 @@ from django.db.models import Q
 from ..backends.bag import validate_bag
 from ..backends.base import LocationError
 from ..models import Collection, Copy, CopyFile, Location, PurgedFile, S3Object
+from . import filetags
 
 RELIED_ON = (Copy.VERIFIED, Copy.FAILED_AUDIT, Copy.EVICTED)
 MEDIUM_TYPES = (Location.TAPE, Location.AUTOMATED)
@@ -108,31 +110,76 @@ def _bag_problems(location, backend, found):
 
 
 def _register(location, backend, found):
+    return register_bag(location, backend, found) is not None
+
+
+def _created(found):
+    """When the copy was made: bag-info's exact time (bags since issue 20), else its
+    name's (whole seconds)."""
+    text = found.contents.info.get("OMERO-Copy-Created", [""])[0]
+    try:
+        when = datetime.fromisoformat(text)
+        if when.tzinfo is not None:
+            return when
+    except ValueError:
+        pass
+    when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
+    return when.replace(tzinfo=timezone.utc)
+
+
+_NAMED_ID = re.compile(r"(.*) \(id (\d+)\)")
+
+
+def bag_owner(info):
+    """(owner id, owner name, group id, group name) as bag-info says them ("alice (id
+    5)"), None when it does not."""
+    owner = _NAMED_ID.fullmatch(info.get("OMERO-Owner", [""])[0])
+    group = _NAMED_ID.fullmatch(info.get("OMERO-Group", [""])[0])
+    if owner and group:
+        return int(owner.group(2)), owner.group(1), int(group.group(2)), group.group(1)
+    return None
+
+
+def register_bag(location, backend, found):
+    """A Copy (with its CopyFile rows) for a bag found at the location, hashed against
+    its manifest now: VERIFIED when every file matches, else FAILED_AUDIT. None when
+    its bag-info names no Project or Screen. Rebuild (rebuild.py) calls it too."""
     info = found.contents.info
     kind = info.get("OMERO-Collection-Kind", [""])[0]
     oid = int(info.get("OMERO-Collection-Id", ["0"])[0] or 0)
     if kind not in ("project", "screen") or not oid:
-        return False
+        return None
+    # A collection OMERO no longer has (else sync made it): known by its bag-info.
+    owner_id, owner_name, group_id, group_name = bag_owner(info) or (0, "", 0, "")
     collection, _ = Collection.objects.get_or_create(
         kind=kind, omero_id=oid,
-        defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": 0,
-                  "group_id": 0, "gone": True})
+        defaults={"name": info.get("OMERO-Collection-Name", [""])[0], "owner_id": owner_id,
+                  "owner_name": owner_name, "group_id": group_id, "group_name": group_name,
+                  "gone": True})
     problems, sizes = _bag_problems(location, backend, found)
-    when = datetime.strptime(found.relpath.rsplit("/", 1)[1], "%d-%m-%Y_%H%M%S")
+    records = filetags.read(found.contents.path) if sizes is None else None
     with transaction.atomic():
         copy = Copy.objects.create(
             collection=collection, location=location, bag_path=found.relpath,
             state=Copy.FAILED_AUDIT if problems else Copy.VERIFIED,
-            created=when.replace(tzinfo=timezone.utc), verified_at=datetime.now(timezone.utc))
+            created=_created(found), verified_at=datetime.now(timezone.utc))
         entries = []
         for relpath, sha1 in found.contents.manifest.items():
+            mode = 0o644
             if sizes is not None:
                 size = sizes.get(relpath, (0, ""))[0]
-            else:
-                path = os.path.join(found.contents.path, "data", relpath)
-                size = os.path.getsize(path) if os.path.exists(path) else 0
+            else:  # the copy keeps its source's mode (copyfile.py): restore gives it back
+                try:
+                    st = os.lstat(os.path.join(found.contents.path, "data", relpath))
+                    size, mode = st.st_size, st.st_mode & 0o7777
+                except OSError:
+                    size = 0
+            # The bag's own record of the file, when it has one (filetags.py).
+            mode, mtime_ns = filetags.mode_and_time((records or {}).get(relpath), mode)
             entries.append(CopyFile(copy=copy, relpath=relpath, size=size, checksum=sha1,
-                                    verified=not problems, mode=0o644))
+                                    verified=not problems, mode=mode,
+                                    source_mtime_ns=mtime_ns,
+                                    source_mtime=None if mtime_ns is None else mtime_ns / 1e9))
         CopyFile.objects.bulk_create(entries, batch_size=1000)
         if sizes is not None:  # the ETags read now: purge and audit check them from here on
             S3Object.objects.bulk_create(
@@ -140,7 +187,7 @@ def _register(location, backend, found):
                  if e.relpath in sizes], batch_size=1000)
         copy.files, copy.bytes = len(entries), sum(e.size for e in entries)
         copy.save(update_fields=["files", "bytes"])
-    return True
+    return copy
 
 
 def _elsewhere(location):
@@ -178,6 +225,7 @@ def remove_location(location):
                 + "; copy them to another location and rescan it, or rescan this one if "
                 "its bags are gone")
         elsewhere = _elsewhere(location)
+        repointed = set()
         for purged in PurgedFile.objects.filter(copy_file__copy__location=location) \
                 .select_related("copy_file"):
             replacement = elsewhere.get((purged.copy_file.relpath, purged.copy_file.checksum))
@@ -185,6 +233,7 @@ def remove_location(location):
                 raise LocationInUse(f"{purged.path} was purged relying on copy "
                                     f"{purged.copy_file.copy.bag_path} alone")
             PurgedFile.objects.filter(pk=purged.pk).update(copy_file_id=replacement)
+            repointed.add(replacement)
         doomed = Copy.objects.filter(location=location)
         Copy.objects.filter(~Q(location=location), parent__in=doomed).update(parent=None)
         # Children before parents: incremental copies on this location chain to each other.
@@ -194,3 +243,9 @@ def remove_location(location):
                                     .values("parent"))
             leaves.delete()
         location.delete()
+    # The bags now relied on carry the records (purgetags.py: what a rebuild reads).
+    from .purgetags import write_for_copy
+
+    for copy in Copy.objects.filter(entries__in=repointed).distinct().select_related(
+            "location"):
+        write_for_copy(copy, log=lambda line: None)

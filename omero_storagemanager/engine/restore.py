@@ -30,7 +30,7 @@ from .batchcopy import copy_in_processes
 from .copyfile import MANIFEST_ALGORITHM, CopyError, fsync_dirs
 from .copyworker import Done, Job
 from .locks import collection_lock
-from . import roots
+from . import purgetags, roots
 from .progress import NullProgress
 from .archive import record_primaries
 from .purge import ARCHIVED_PREFIX, collection_state, state_pairs
@@ -361,6 +361,8 @@ def _restore_collection(collection, gateway=None, log=print, order_for=None, wor
     collection.state = state
     if gateway is not None:
         undo_omero_changes(gateway, collection)
+    # Its bags forget the records of what came back (purgetags.py).
+    purgetags.write_for_collection(collection, lambda line: log(f"{collection.key}: {line}"))
     log(f"{collection.key}: restored {result.restored} file(s), {result.bytes} bytes")
     return result
 

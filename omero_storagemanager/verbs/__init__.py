@@ -3,4 +3,5 @@
 Each module has HELP, add_arguments(parser) and run(command, options) -> exit code.
 """
 VERBS = ("check", "sync", "scan", "refresh", "inventory", "stats", "archive", "purge",
-         "restore", "audit", "location", "jobs", "backup", "schedule", "diagnose")
+         "restore", "audit", "location", "jobs", "backup", "schedule", "diagnose",
+         "rebuild")

@@ -235,6 +235,9 @@ def location_edit(request, who, pk):
             location.save()
     except IntegrityError:
         raise conflict("another location has that name") from None
+    from ..engine.locationfile import refresh_descriptions
+
+    refresh_descriptions([location])  # what a rebuild reads back (issue 20)
     return {"location": location_data(location)}
 
 
