@@ -232,3 +232,20 @@ def test_a_rooted_job_given_up_leaves_no_temporary_file(tree, how, tmp_path):
     assert isinstance(failed, Failed) and "checksum" in failed.problems[0][1]
     assert not any(n.endswith(TMP_SUFFIX) for n in os.listdir(root / "a"))
     assert not (root / "a" / "x").exists()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_replace_file_writes_whole_beneath_the_root_and_never_through_a_link(tree, how, depth):
+    """The purge-record and file-record tag files of a bag (purgetags, filetags) are
+    written with replace_file: in place of the old one, whole, and never through a
+    directory someone replaced by a symbolic link."""
+    root, sentinel = tree
+    beneath.replace_file(root, "a/b/c/records.txt", [b"one\n", b"two\n"])
+    beneath.replace_file(root, "a/b/c/records.txt", [b"three\n"])
+    assert (root / "a/b/c/records.txt").read_bytes() == b"three\n"
+    assert sorted(os.listdir(root / "a/b/c")) == ["f", "records.txt"]  # no temporary left
+    link_away(root, sentinel, depth)
+    before = snapshot(sentinel)
+    with pytest.raises(OutsideRoot):
+        beneath.replace_file(root, "a/b/c/records.txt", [b"elsewhere\n"])
+    assert snapshot(sentinel) == before

@@ -244,13 +244,13 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
         problems = validate_bag(final_dir, check_hashes=False)
         if problems:
             raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
-    publish_verified(backend, collection, copy)
+    publish_verified(backend, collection, copy, log)
     log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
         f"{copy.files} files, {copy.bytes} bytes")
     return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)
 
 
-def publish_verified(backend, collection, copy):
+def publish_verified(backend, collection, copy, log=print):
     """The copy is whole and checked (a disk's or S3's): publish it on the location
     (its completion marker, last), then mark it VERIFIED with its counts, and an online
     collection ARCHIVED, in one transaction."""

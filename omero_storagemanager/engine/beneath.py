@@ -193,6 +193,34 @@ def open_file(root, relpath, flags=os.O_RDONLY):
             raise
 
 
+def replace_file(root, relpath, chunks, mode=0o644):
+    """Write root/relpath whole, every directory on the way a real one beneath root: the
+    bytes of `chunks` go into a new temporary file beside it, made durable, then renamed
+    over it (a reader sees the old file or the new one, never a part)."""
+    with parent_of(root, relpath) as (dfd, name):
+        tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode, dir_fd=dfd)
+        try:
+            try:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                os.fchmod(fd, mode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            raise
+        os.fsync(dfd)
+
+
 def is_regular(st):
     return stat.S_ISREG(st.st_mode)
 

@@ -59,7 +59,7 @@ def write_for_copy(copy, backend, log=print) -> int:
     try:
         bags = bag_dirs(copy, backend)
         for bag in bags:
-            write_lines(bag / TAG_FILE, _lines(copy))
+            write_lines(backend.root, f"{bag}/{TAG_FILE}", _lines(copy))
     except (LocationError, OSError) as exc:
         log(f"file records of {copy.bag_path} not written: {exc}")
         return 0

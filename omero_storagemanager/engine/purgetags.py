@@ -22,15 +22,14 @@ only) is skipped and said so: rebuild then infers its records from the disk and 
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..backends.base import LocationError
-from ..backends.fsutil import fsync_dir
 from ..models import Collection, Copy, Location, PurgedFile
+from . import beneath
 
 TAG_FILE = "storagemanager-purged.txt"
 FORMAT = "omero-storagemanager purge records"
@@ -68,7 +67,8 @@ def _lines(copy):
 
 
 def bag_dirs(copy, backend):
-    """The complete bags of `copy` on the location's disk (write/, a read cache)."""
+    """The complete bags of `copy` on the location's disk (write/, a read cache), as
+    paths relative to the location's root (backend.root)."""
     from ..backends.bag import is_complete_bag
 
     backend.check_online()
@@ -76,26 +76,16 @@ def bag_dirs(copy, backend):
     for top in (backend.write_root, backend.read_root):
         path = top / copy.bag_path
         if is_complete_bag(path):
-            found.append(path)
+            found.append(os.path.relpath(path, backend.root))
     return found
 
 
-def write_lines(path: Path, lines) -> None:
-    """Stream the lines into a temporary file beside `path`, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            for line in lines:
-                out.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
-            out.flush()
-            os.fchmod(out.fileno(), 0o644)  # like the bag's other tag files
-            os.fsync(out.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+def write_lines(root, relpath, lines) -> None:
+    """The lines (JSON objects) as root/relpath, written beneath the location's root
+    (beneath.replace_file: no link on the way is followed) and renamed into place."""
+    beneath.replace_file(root, relpath, (
+        (json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        for line in lines), mode=0o644)  # like the bag's other tag files
 
 
 def write_for_copy(copy, log=print) -> int:
@@ -107,9 +97,10 @@ def write_for_copy(copy, log=print) -> int:
             f"{location.name!r} (a rebuild infers them from the repository and OMERO)")
         return 0
     try:
-        bags = bag_dirs(copy, location.backend())
+        backend = location.backend()
+        bags = bag_dirs(copy, backend)
         for bag in bags:
-            write_lines(bag / TAG_FILE, _lines(copy))
+            write_lines(backend.root, f"{bag}/{TAG_FILE}", _lines(copy))
     except (LocationError, OSError) as exc:
         log(f"purge records of {copy.bag_path} at {location.name!r} not written: {exc}")
         return 0

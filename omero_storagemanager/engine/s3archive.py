@@ -154,7 +154,7 @@ def archive_to_s3(collection, location, backend, todo, pending, info_of, progres
         except LocationError as exc:
             raise ArchiveError(f"{collection.key}: {exc}; the primary files are untouched; "
                                "run the archive again to finish the copy") from exc
-    publish_verified(backend, collection, copy)
+    publish_verified(backend, collection, copy, log)
     return copy
 
 
