@@ -9,21 +9,26 @@ and the rest of a year passes quietly. Every step asserts what the admin and the
 see (API) and receive (e-mails). docs/scenario-usb-drives.md tells the same story for
 an admin.
 """
+import io
 import os
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from omero_storagemanager import settings
-from omero_storagemanager.models import Collection, Copy, Job
+from omero_storagemanager.models import Job
 from tests.api_support import point_app_at, standin_middleware
 from tests.scenarios.harness import API, Stage, local, ok, sha1_of
 from tests.test_jobs import Mailbox
 
 ADMIN_MAIL = "storage-admin@example.org"
-YEAR_BUDGET_S = 120  # issue 20: a year of simulated time in under 2 minutes
+# Step 7 lets this many quiet days pass. Issue 20 asks for the rest of a year within two
+# minutes; the app's nightly jobs take about 2 s of a simulated day on the test bed
+# (the auto_archive's plans, the hourly usage record, the scan, the backup), so a year
+# is some 15 minutes: 30 days here, SM_STORY_REST_DAYS=330 for the year.
 REST_DAYS = int(os.environ.get("SM_STORY_REST_DAYS", "30"))
 
 
@@ -162,7 +167,7 @@ def test_chapter_13_archiving_to_removable_usb_drives(stage, facility):
     for key in short:  # left out, and the admin reads why (no failure, no e-mail a night)
         assert f"{key}: not archived automatically" in str(log), log
     assert stage.failed_jobs() == []
-    print("night 1", size, night_one_bytes(facility), ok(stage.admin().get(f"{API}admin/locations/")))
+    assert locations(stage)["Drive-1"]["used_bytes"] == night_one_bytes(facility)
 
     morning = stage.import_project("alice", n_files=3)  # Tuesday 09:00
     stage.pass_until(stage.now().replace(hour=23, minute=30))
@@ -299,6 +304,12 @@ def test_chapter_13_archiving_to_removable_usb_drives(stage, facility):
     year_took = time.monotonic() - year_started
     spent = {k: round(v - before.get(k, 0), 2) for k, v in stage.time_spent().items()}
     print(f"rest: {REST_DAYS} days in {year_took:.1f} s; workers: {spent}; "
-          f"story {time.monotonic() - story_started:.1f} s")
+          f"story {time.monotonic() - story_started:.1f} s; stage {stage.overhead}")
     assert len(stage.failed_jobs()) == failed, stage.failed_jobs()
     assert stage.subjects()[mails:] == []
+    # A backup every night, ten kept besides the current one (`storagemanager backup list`).
+    out = io.StringIO()
+    call_command("storagemanager", "backup", "list", stdout=out)
+    names = [line.split()[0] for line in out.getvalue().splitlines() if line.strip()]
+    assert names == ["current"] + [str(i) for i in range(10)], out.getvalue()
+    assert len(stage.jobs(kind="backup", state=Job.DONE)) >= REST_DAYS
