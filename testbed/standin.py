@@ -103,6 +103,7 @@ class StandInGateway(Gateway):
         cur.execute("LOCK TABLE event IN EXCLUSIVE MODE")
         cur.execute("SELECT coalesce(max(id), 0) + 1 FROM event")
         event_id = cur.fetchone()[0]
+        self._keep_sequence(cur, "event", event_id)
         cur.execute(
             "INSERT INTO event (id, permissions, time, experimenter, experimentergroup,"
             " session, type)"
@@ -115,7 +116,18 @@ class StandInGateway(Gateway):
     def _next_id(cur, table):
         cur.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
         cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}")
-        return cur.fetchone()[0]
+        new_id = cur.fetchone()[0]
+        StandInGateway._keep_sequence(cur, table, new_id)
+        return new_id
+
+    @staticmethod
+    def _keep_sequence(cur, table, used):
+        """OMERO allocates ids from seq_<table> (ome_nextval): move it past the id taken
+        here, so a change made as OMERO makes it (testbed/changes.py) never reuses it."""
+        cur.execute("SELECT to_regclass(%s)", [f"seq_{table}"])
+        if cur.fetchone()[0] is not None:
+            cur.execute(f"SELECT setval('seq_{table}', GREATEST(%s, last_value)) "
+                        f"FROM seq_{table}", [used])
 
     # -- identity -------------------------------------------------------------------
     def user_id(self):

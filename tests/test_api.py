@@ -499,7 +499,8 @@ def test_admin_locations(world, tmp_path):
     shutil.copy2(mount / str(location.pk) / MARKER, other / str(location.pk) / MARKER)
     assert admin.post(edit, {"mount": str(other)}).status_code == 200
     assert admin.post(edit, {"type": "tape"}).status_code == 400
-    assert admin.post(edit, {"purge_watermark": 0}).status_code == 400
+    assert admin.post(edit, {"purge_watermark": 101}).status_code == 400
+    assert admin.post(edit, {"purge_watermark": 0, "purge_enabled": True}).status_code == 400
     assert admin.post(f"{API}admin/locations/99999/current/").status_code == 404
     listed = data(admin.get(API + "admin/locations/"))["locations"]
     assert [(l["name"], l["online"], l["current"]) for l in listed] == [("Disk two", True, True)]

@@ -75,7 +75,10 @@ def test_location_add_list_remove(world):
     (["--mount", "/no/such/mount/point", "--max-size", "1TB"], "does not exist"),
     (["--mount", "{file}", "--max-size", "1TB"], "is not a directory"),
     (["--mount", "{dir}", "--max-size", "4 parsecs"], "not a size: '4 parsecs'"),
-    (["--mount", "{dir}", "--max-size", "1TB", "--watermark", "0"], "watermark"),
+    (["--mount", "{dir}", "--max-size", "1TB", "--watermark", "101"], "watermark"),
+    # 0 says "purging is not used" (manual chapter 13), so not with purging on
+    (["--mount", "{dir}", "--max-size", "1TB", "--watermark", "0", "--purge-enabled"],
+     "watermark"),
 ])
 def test_location_add_refuses_bad_input_in_one_line(world, args, message):
     folder = mount(world, "ok-dir")

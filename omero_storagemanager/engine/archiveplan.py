@@ -73,18 +73,30 @@ class Plan:
         self.reader = InventoryReader(conn, paths, include_attachments)
         self.image_ids = self.reader.image_ids(collection.kind, collection.omero_id)
         self.skip_copy, self.skipped = None, 0  # see leave_out()
-        self.files = self.bytes = missing = 0
+        self.files = self.bytes = missing = resized = 0
         self.seen = 0  # files the collection holds (an empty one has nothing to archive)
-        example = None
+        example = other = None
         for records, purged, _ in self._slices(first_pass=True):
             self.seen += len(records)
             for record in records:
-                if record.exists is False and record.path not in purged:
+                if record.path in purged:
+                    continue
+                if record.exists is False:
                     missing += 1
                     example = example or record.path
+                elif _not_as_recorded(record):
+                    resized += 1
+                    other = other or record
         if missing:
             raise ArchiveError(f"{collection.key}: {missing} file(s) missing from the "
                                f"repository, e.g. {example}; scan it, fix it, then archive")
+        if resized:
+            # Its bytes cannot be OMERO's: the copy would be refused at its checksum,
+            # after copying the rest. Refused here, before anything is written.
+            raise ArchiveError(
+                f"{collection.key}: {resized} file(s) differ in size from OMERO's record, "
+                f"e.g. {other.path} ({other.disk_size} bytes on disk, {other.size} "
+                "recorded); scan it, fix it, then archive")
 
     def _slices(self, first_pass=False):
         """(stat'ed records, purged paths among them, [(record, relpath) to copy]) per slice."""
@@ -132,6 +144,13 @@ class Plan:
     def __iter__(self):
         for _, _, todo in self._slices():
             yield from todo
+
+
+def _not_as_recorded(record):
+    """A file on disk whose size is not the one OMERO records (an upload cut short):
+    only where OMERO records a size and a checksum to hold the bytes to."""
+    return (record.exists and record.size is not None and record.hash
+            and record.disk_size is not None and record.disk_size != record.size)
 
 
 def plan(conn, paths, collection, location, include_attachments=True):

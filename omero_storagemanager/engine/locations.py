@@ -44,8 +44,9 @@ def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled
         if not xml_folder:
             raise BadLocation("an automated location needs an XML folder for its orders")
         xml_folder = validate_mount(xml_folder)
-    if max_bytes <= 0 or not 0 < purge_watermark <= 100:
-        raise BadLocation("maximum size must be positive and the watermark 1-100 %")
+    if max_bytes <= 0:
+        raise BadLocation("maximum size must be positive")
+    check_watermark(purge_watermark, purge_enabled)
     with transaction.atomic():
         location = Location.objects.create(
             name=name, type=type, mount=mount, max_bytes=max_bytes,
@@ -57,6 +58,19 @@ def add_location(name, type, mount, max_bytes, purge_watermark=80, purge_enabled
             make_current(location)
         write_description(location)  # and what it is, for a rebuild (locationfile.py)
     return location
+
+
+def check_watermark(purge_watermark, purge_enabled):
+    """The read cache is purged down to the watermark (percent of the maximum size).
+    0 says "purging is not used" (manual chapter 13's USB disks): only with purging off,
+    as purging down to nothing would empty the cache."""
+    if isinstance(purge_watermark, bool) or not isinstance(purge_watermark, int) \
+            or not 0 <= purge_watermark <= 100:
+        raise BadLocation("the purge watermark must be a whole number of percent, 0-100 "
+                          "(0: purging is not used)")
+    if purge_enabled and purge_watermark == 0:
+        raise BadLocation("a purge watermark of 0 means purging is not used: set 1-100 % "
+                          "to enable purging")
 
 
 def edit_s3_settings(location, changes):

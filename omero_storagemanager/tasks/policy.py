@@ -19,13 +19,21 @@ from .notify import quota_exceeded
 def content_changed(conn, paths, location, log=lambda _: None):
     """changed(collection) for candidates(): True when the collection's files (the set,
     their sizes, identities and mtimes, or OMERO's checksums) are not all in a verified
-    copy at `location`, i.e. the archive plan would copy something. OMERO 4 files
-    (Pixels/, Files/) are in the plan like any other."""
+    copy at `location` nor at any other location holding a verified copy of it, i.e.
+    the archive plan would copy something everywhere. OMERO 4 files (Pixels/, Files/)
+    are in the plan like any other. A collection wholly archived on a disk that was
+    swapped for the current one (manual chapter 13: Drive-1 full, Drive-2 current) is
+    not copied again: only what changed since goes to the current location."""
     from ..engine.archiveplan import ArchiveError, plan
+    from ..models import Location
 
     def changed(collection):
+        holding = Location.objects.filter(
+            copies__collection=collection, copies__state=Copy.VERIFIED).exclude(
+            pk=location.pk).distinct().order_by("pk")
         try:
-            return bool(plan(conn, paths, collection, location, settings.INCLUDE_ATTACHMENTS))
+            return all(bool(plan(conn, paths, collection, where, settings.INCLUDE_ATTACHMENTS))
+                       for where in [location, *holding])
         except ArchiveError as exc:  # files missing: an archive would refuse, say why
             log(f"{collection.key}: not archived automatically: {exc}")
             return False

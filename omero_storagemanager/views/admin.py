@@ -159,7 +159,8 @@ def locations(request, who):
         raise conflict(f"a location named {name!r} exists already")
     watermark = body.get("purge_watermark", 80)
     if isinstance(watermark, bool) or not isinstance(watermark, int):
-        raise bad("purge_watermark must be a whole number of percent (1-100)")
+        raise bad("purge_watermark must be a whole number of percent (0-100; 0: purging "
+                  "is not used)")
     try:
         location = engine_locations.add_location(
             name, _text(body["type"], "type", 16), _text(body["mount"], "mount"),
@@ -208,12 +209,13 @@ def location_edit(request, who, pk):
     if "max_bytes" in body:
         location.max_bytes = _size(body["max_bytes"], "max_bytes")
     if "purge_watermark" in body:
-        value = body["purge_watermark"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
-            raise bad("purge_watermark must be 1-100 (percent)")
-        location.purge_watermark = value
+        location.purge_watermark = body["purge_watermark"]
     if "purge_enabled" in body:
         location.purge_enabled = _bool(body["purge_enabled"], "purge_enabled")
+    try:  # 0 (purging not used) only while purging is off
+        engine_locations.check_watermark(location.purge_watermark, location.purge_enabled)
+    except LocationError as exc:
+        raise bad(str(exc)) from None
     if "xml_folder" in body:
         location.xml_folder = _text(body["xml_folder"], "xml_folder")
     if "mount" in body:

@@ -105,7 +105,7 @@
             var box = SM.clear(document.getElementById("sm-location-edit"));
             var name = el("input", {type: "text", className: "sm-input", value: loc.name, id: "sm-edit-name"});
             var max = el("input", {type: "text", className: "sm-input", value: SM.bytes(loc.max_bytes), id: "sm-edit-max"});
-            var mark = el("input", {type: "number", className: "sm-input", value: loc.purge_watermark, min: 1, max: 100, id: "sm-edit-watermark"});
+            var mark = el("input", {type: "number", className: "sm-input", value: loc.purge_watermark, min: 0, max: 100, id: "sm-edit-watermark"});
             var purge = el("input", {type: "checkbox", id: "sm-edit-purge"});
             purge.checked = loc.purge_enabled;
             var mount = el("input", {type: "text", className: "sm-input", value: loc.mount, id: "sm-edit-mount"});
