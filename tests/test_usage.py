@@ -68,8 +68,11 @@ def test_record_usage_is_idempotent_and_small(world):  # noqa: F811
     _location(tmp_path)
     _figures()
     written = capacity.record_usage(date(2026, 6, 1))
-    again = capacity.record_usage(date(2026, 6, 1))
+    again = capacity.record_usage(date(2026, 6, 1), people=True)
     assert written == again == UsageRecord.objects.count() < 40
+    hourly = capacity.record_usage(date(2026, 6, 1))  # the primary and locations only
+    assert hourly == UsageRecord.objects.filter(
+        day=date(2026, 6, 1), scope__in=("primary", "location")).count() < written
     # The statistics page's figures (issue 22: one set of numbers): each file once per
     # group or user, purged collections left out.
     groups = {r.subject: r.bytes for r in UsageRecord.objects.filter(scope="group")}
@@ -80,7 +83,10 @@ def test_record_usage_is_idempotent_and_small(world):  # noqa: F811
     assert sum(groups.values()) > 0
     purged = Collection.objects.filter(group_id__in=[g for g, b in groups.items() if b]).first()
     Collection.objects.filter(pk=purged.pk).update(state=Collection.PURGED)
-    capacity.record_usage(date(2026, 6, 1))
+    capacity.record_usage(date(2026, 6, 1))  # the day's people rows stand ...
+    row = UsageRecord.objects.get(scope="group", subject=purged.group_id, day=date(2026, 6, 1))
+    assert row.bytes == groups[purged.group_id]
+    capacity.record_usage(date(2026, 6, 1), people=True)  # ... until asked again
     row = UsageRecord.objects.get(scope="group", subject=purged.group_id, day=date(2026, 6, 1))
     after = {g["id"]: g["online_bytes"] for g in data(api("ingrid").get(API + "statistics/"))["groups"]}
     assert row.bytes == after[purged.group_id] < groups[purged.group_id]  # purged counts zero

@@ -46,9 +46,10 @@ def primary_usage():
     return usage.total - usage.free, usage.total
 
 
-def record_usage(day=None):
+def record_usage(day=None, people=False):
     """Records (or refreshes) the day's usage rows; idempotent, so it may run hourly and
-    the last run of the day stands. Returns the number of rows written."""
+    the last run of the day stands, except for the groups' and users' rows, written by
+    the day's first run only (people=True: again). Returns the number of rows written."""
     day = day or date.today()
     rows = []
     try:
@@ -57,7 +58,12 @@ def record_usage(day=None):
         rows.append((UsageRecord.PRIMARY, 0, "primary storage", used, online["files"], size))
     except OSError:
         pass  # an unreachable repository records no primary row that day
-    rows += _people_rows()
+    # Each group's and user's usage is read from OMERO's database (stats.online_usage),
+    # a heavier statement than the rest: once a day, by the day's first run (the
+    # schedule is hourly), or when asked.
+    if people or not UsageRecord.objects.filter(
+            day=day, scope__in=(UsageRecord.GROUP, UsageRecord.USER)).exists():
+        rows += _people_rows()
     used_at = dict(Copy.objects.exclude(state=Copy.EVICTED).values("location")
                    .annotate(total=Sum("bytes")).values_list("location", "total"))
     for location in Location.objects.all():
