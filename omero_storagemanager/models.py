@@ -66,6 +66,10 @@ class Collection(models.Model):
     original_owner_id = models.BigIntegerField(null=True)
     original_group_id = models.BigIntegerField(null=True)
 
+    # What the automatic archive saw the last time its plan found nothing to copy here
+    # (tasks/policy.py): while it is unchanged, a night does not plan this one again.
+    auto_archive_memo = models.CharField(max_length=40, default="", blank=True)
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["kind", "omero_id"], name="sm_collection_unique"),
@@ -102,6 +106,15 @@ class ScanResult(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["collection", "-started"])]
+
+    @classmethod
+    def last_read_from_disk(cls, collection):
+        """When the collection's files were last read from the disk (last access, sizes):
+        the end of its last stat or verify scan (a catalog scan reads only OMERO's
+        database). None when never."""
+        return (cls.objects.filter(collection=collection, mode__in=("stat", "verify"),
+                                   finished__isnull=False)
+                .order_by("-finished").values_list("finished", flat=True).first())
 
 
 class Location(models.Model):

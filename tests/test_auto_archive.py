@@ -83,3 +83,48 @@ def test_a_replaced_file_is_archived_automatically_into_a_new_bag(world):
         assert hashlib.sha1(f.read()).hexdigest() == sha1
     Job.objects.filter(kind="archive").delete()
     assert key not in run_policy()  # and now it is unchanged again
+
+
+def test_a_collection_found_unchanged_is_planned_again_only_once_something_changed(
+        world, monkeypatch):
+    """A quiet night does not stat every file again: a collection whose plan found
+    nothing keeps a memo of what it was made from (OMERO's records of its files, its
+    copies, its last stat scan), and is planned again only when that changed."""
+    from omero_storagemanager.catalog.paths import RepositoryPaths
+    from omero_storagemanager.engine import archiveplan
+    from omero_storagemanager.engine.scan import scan
+
+    key = world.key_where(lambda c: clean(c) and any(
+        f["kind"] == "fileset_entry" and f["originalfile_id"] for f in c["files"]))
+    owner = world.truth.collections[key]["owner_id"]
+    location = world.location("hdd", name="Memo disk")
+    world.archive(key, location)
+    preferences.set_many({"auto_archive_users": [owner]})
+    planned = []
+    real_plan = archiveplan.plan
+    monkeypatch.setattr(archiveplan, "plan", lambda conn, paths, collection, *rest: (
+        planned.append(collection.key) or real_plan(conn, paths, collection, *rest)))
+
+    def night():
+        planned.clear()
+        return run_policy()
+
+    assert key not in night() and planned == [key]  # planned: nothing to copy
+    assert key not in night() and planned == []  # the same again: not planned
+    # The disk read again (a stat scan): planned again, still nothing to copy.
+    conn = psycopg2.connect(world.dsn)
+    try:
+        scan(conn, RepositoryPaths(world.truth.data_dir, world.truth.managed_dir), "stat",
+             keys=[(world.collection(key).kind, world.collection(key).omero_id)])
+    finally:
+        conn.close()
+    assert key not in night() and planned == [key]
+    assert key not in night() and planned == []
+    # A file replaced in OMERO (same count): planned, and archived.
+    replace_a_file(world, key)
+    assert key in night() and planned == [key]
+    [job] = Job.objects.filter(kind="archive", collections=world.collection(key))
+    assert run_job(job.pk) == Job.DONE, Job.objects.get(pk=job.pk).error
+    # A new verified copy changes the memo: planned once, then quiet again.
+    assert key not in night() and planned == [key]
+    assert key not in night() and planned == []

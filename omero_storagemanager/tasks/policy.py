@@ -6,13 +6,15 @@ set of files, their sizes, identities, mtimes and checksums, OMERO 4 files inclu
 its newest file (or, without one, the collection) is older than the minimal age. It submits one archive job per collection (so each is queued, logged
 and resumed like a manual one) and returns what it submitted.
 """
+import hashlib
 from datetime import datetime, timedelta, timezone
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef
 
 from .. import catalog, preferences, settings
+from ..catalog import fingerprint
 from ..engine.stats import usage_statistics
-from ..models import Collection, Copy, CopyFile, Job
+from ..models import Collection, Copy, CopyFile, Job, Location, PurgedFile, ScanResult
 from .notify import quota_exceeded
 
 
@@ -23,21 +25,53 @@ def content_changed(conn, paths, location, log=lambda _: None):
     the archive plan would copy something everywhere. OMERO 4 files (Pixels/, Files/)
     are in the plan like any other. A collection wholly archived on a disk that was
     swapped for the current one (manual chapter 13: Drive-1 full, Drive-2 current) is
-    not copied again: only what changed since goes to the current location."""
+    not copied again: only what changed since goes to the current location.
+
+    A plan stats every file: a collection whose plan found nothing keeps a memo of what
+    it was made from (_memo), and is planned again only once that changed. Its disk half
+    is the last stat scan, which reaches every collection within
+    settings.STAT_SCAN_PERIOD_DAYS: so each is planned again at least that often, which
+    also catches what OMERO's database does not tell (a pyramid written after import)."""
     from ..engine.archiveplan import ArchiveError, plan
-    from ..models import Location
+
+    memo = _memo(conn, location)
 
     def changed(collection):
         holding = Location.objects.filter(
             copies__collection=collection, copies__state=Copy.VERIFIED).exclude(
             pk=location.pk).distinct().order_by("pk")
+        seen = memo(collection)
+        if seen == collection.auto_archive_memo:
+            return False
         try:
-            return all(bool(plan(conn, paths, collection, where, settings.INCLUDE_ATTACHMENTS))
-                       for where in [location, *holding])
+            result = all(bool(plan(conn, paths, collection, where, settings.INCLUDE_ATTACHMENTS))
+                         for where in [location, *holding])
         except ArchiveError as exc:  # files missing: an archive would refuse, say why
             log(f"{collection.key}: not archived automatically: {exc}")
             return False
+        Collection.objects.filter(pk=collection.pk).update(
+            auto_archive_memo="" if result else seen)
+        return result
     return changed
+
+
+def _memo(conn, location):
+    """memo(collection): a digest of everything an archive plan of it depends on, as
+    the database and the latest scans say now (one statement for all collections'
+    files in OMERO, two small queries per collection: its copies, its last stat scan)."""
+    prints = fingerprint.content_fingerprints(conn, settings.INCLUDE_ATTACHMENTS)
+    purged = dict(PurgedFile.objects.exclude(state=PurgedFile.RESTORED)
+                  .values("collection").annotate(n=Count("pk"))
+                  .values_list("collection", "n"))
+
+    def memo(collection):
+        copies = sorted(Copy.objects.filter(collection=collection, state=Copy.VERIFIED)
+                        .values_list("pk", "location_id"))
+        seen = (prints.get((collection.kind, collection.omero_id)),
+                ScanResult.last_read_from_disk(collection), purged.get(collection.pk), collection.state,
+                copies, location.pk, settings.INCLUDE_ATTACHMENTS)
+        return hashlib.sha1(repr(seen).encode()).hexdigest()
+    return memo
 
 
 def _count_changed(collection):
@@ -78,14 +112,14 @@ def auto_archive(job, handle):
     from .queue import submit
 
     from ..catalog.paths import RepositoryPaths
-    from ..engine.scan import scan
-
+    from ..engine.incremental import refresh_catalog
     from ..engine.locations import current_location
 
     paths = RepositoryPaths(settings.data_dir(), settings.managed_dir())
     conn = catalog.connect()
-    try:  # fresh figures first: file counts and newest file times
-        scan(conn, paths, "catalog", include_attachments=settings.INCLUDE_ATTACHMENTS)
+    try:  # fresh figures first (file counts, newest file times): the incremental
+        # catalogue reads what changed since its last refresh, or scans all when unsure
+        refresh_catalog(conn, settings.INCLUDE_ATTACHMENTS, log=handle.log)
         # Changed means content not in a verified copy at the current location: a file
         # replaced by another, resized or touched counts, not only the file count.
         chosen = candidates(changed=content_changed(conn, paths, current_location(),

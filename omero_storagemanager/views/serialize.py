@@ -172,9 +172,6 @@ def collection_detail(c, access, shared_with=None):
 
 
 def last_access_measured(c):
-    """When the collection's last access time was last read from the disk: the end of
-    its last stat or verify scan (a catalog scan reads only OMERO's database). None
-    when never: last_access is then not known, whatever its value."""
-    return (ScanResult.objects.filter(collection=c, mode__in=("stat", "verify"),
-                                      finished__isnull=False)
-            .order_by("-finished").values_list("finished", flat=True).first())
+    """When the collection's last access time was last read from the disk; None when
+    never: last_access is then not known, whatever its value."""
+    return ScanResult.last_read_from_disk(c)

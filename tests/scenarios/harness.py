@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import psycopg2
 import time_machine
 from django.apps import apps as django_apps
+from django.db import connection
 from django.test import override_settings
 
 from omero_storagemanager.models import Job
@@ -79,9 +80,18 @@ class Stage:
                                        SERVER_EMAIL="omero@example.org",
                                        SESSION_ENGINE="django.contrib.sessions.backends.db")
         self._mail.enable()
+        # Persistent connections, as the README's installation configures them
+        # (CONN_MAX_AGE): else django-q2's broker opens a new one at each of its calls.
+        # None rather than the README's seconds: the moved clock must not age them.
+        self._db_settings = dict(connection.settings_dict)
+        connection.close()
+        connection.settings_dict.update(CONN_MAX_AGE=None)
         return self
 
     def __exit__(self, *exc):
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(self._db_settings)
         self._mail.disable()
         self.travel.stop()
         if self._changes is not None:
