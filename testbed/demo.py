@@ -112,7 +112,7 @@ def prepare(base, seed, big_gib=0):
 
     s3 = SeaweedServer(base / "s3")  # its keys, for the config's secret; started below
     write_config(base / "omerodir", web_config(
-        app_db=django_db(server, "omeroweb"),
+        app_db=dict(django_db(server, "omeroweb"), CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True),
         omero_db=libpq_params(server, "omero"),
         data_dir=truth.data_dir,
         managed_dir=truth.managed_dir,
