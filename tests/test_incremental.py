@@ -252,6 +252,18 @@ def test_the_schedule_runs_it_as_a_job_with_progress_and_reasons(facility, app_d
     shown = job_full(second)
     assert shown["files_total"] > 0 and shown["bytes_total"] > 0 and shown["progress"] == 1.0
     assert set(shown) >= {"bytes_per_second", "files_per_second", "seconds_left"}
+    # Nothing changed in OMERO since: the schedule runs no job (the job list would fill
+    # with one every few minutes), until something changes again.
+    jobs = Job.objects.count()
+    assert "nothing changed in OMERO" in schedules.refresh_catalog()
+    assert Job.objects.count() == jobs
+    writer = facility.connect()
+    try:
+        FacilityChanges(writer, seed=8).apply("attach", 1)
+    finally:
+        writer.close()
+    third, log = run_one()
+    assert third.summary["refresh"] == "incremental" and third.summary["events"] > 0
     # A scan already queued or running: the schedule adds none.
     busy = Job.objects.create(kind="scan", state=Job.RUNNING)
     assert "already queued or running" in schedules.refresh_catalog()

@@ -149,3 +149,16 @@ def _refresh(conn, keys, include_attachments, progress):
     report.bytes = sum(f.bytes for f in report.figures.values())
     report.finished = datetime.now(timezone.utc)
     return _Scoped(targets, report)
+
+
+def nothing_to_read(conn):
+    """True when a refresh now would find nothing: a catalogue exists, eventlog has no
+    row past the last one read, no transaction was open at that read, and nothing that
+    forces a full scan happened (eventlog.why_full). The catalogue's schedule then runs
+    no job at all: every few minutes, a job each time would fill the job list."""
+    cursor = CatalogCursor.objects.order_by("pk").first()
+    if cursor is None or cursor.pending:
+        return False
+    state = eventlog.read_state(conn)
+    return (eventlog.why_full(cursor.last_eventlog_id, cursor.deletions, state) is None
+            and (state.newest or 0) == cursor.last_eventlog_id)

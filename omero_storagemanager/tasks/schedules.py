@@ -110,7 +110,20 @@ def refresh_catalog():
     is already queued or running (it brings the figures up to date as well)."""
     if Job.objects.filter(kind="scan", state__in=Job.ACTIVE).exists():
         return "catalog refresh: a scan job is already queued or running"
+    from .. import catalog
+    from ..engine.incremental import nothing_to_read
     from .queue import submit
+
+    try:
+        conn = catalog.connect()
+    except catalog.CatalogUnavailable:
+        conn = None  # the job says why, as any scan does
+    if conn is not None:
+        try:
+            if nothing_to_read(conn):
+                return "catalog refresh: nothing changed in OMERO since the last refresh"
+        finally:
+            conn.close()
 
     job = submit("scan", params={"mode": "catalog", "incremental": True, "scheduled": True})
     return f"catalog refresh: job {job.pk}"
