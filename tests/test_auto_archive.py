@@ -54,19 +54,25 @@ def replace_a_file(world, key):
     return record["path"], hashlib.sha1(data).hexdigest()
 
 
-def test_a_replaced_file_is_archived_automatically_into_a_new_bag(world):
+def archived_for_auto_archive(world, disk):
+    """A collection with a fileset entry, archived on a new disk location, its owner's
+    collections archived automatically: (key, location)."""
     key = world.key_where(lambda c: clean(c) and any(
         f["kind"] == "fileset_entry" and f["originalfile_id"] for f in c["files"]))
-    owner = world.truth.collections[key]["owner_id"]
-    location = world.location("hdd", name="Auto disk")
+    location = world.location("hdd", name=disk)
     world.archive(key, location)
-    preferences.set_many({"auto_archive_users": [owner]})
+    preferences.set_many({"auto_archive_users": [world.truth.collections[key]["owner_id"]]})
+    return key, location
+
+
+def test_a_replaced_file_is_archived_automatically_into_a_new_bag(world):
+    key, location = archived_for_auto_archive(world, "Auto disk")
     assert key not in run_policy()  # archived and unchanged: nothing to do
     Job.objects.filter(kind="archive").delete()
 
     path, sha1 = replace_a_file(world, key)
     # The file count did not change: counting files sees nothing...
-    assert key not in [c.key for c in candidates(users=[owner])]
+    assert key not in [c.key for c in candidates(users=[world.truth.collections[key]["owner_id"]])]
     # ...the content does: the policy submits an archive of it.
     assert key in run_policy()
     [job] = Job.objects.filter(kind="archive", collections=world.collection(key))
@@ -94,12 +100,7 @@ def test_a_collection_found_unchanged_is_planned_again_only_once_something_chang
     from omero_storagemanager.engine import archiveplan
     from omero_storagemanager.engine.scan import scan
 
-    key = world.key_where(lambda c: clean(c) and any(
-        f["kind"] == "fileset_entry" and f["originalfile_id"] for f in c["files"]))
-    owner = world.truth.collections[key]["owner_id"]
-    location = world.location("hdd", name="Memo disk")
-    world.archive(key, location)
-    preferences.set_many({"auto_archive_users": [owner]})
+    key, _ = archived_for_auto_archive(world, "Memo disk")
     planned = []
     real_plan = archiveplan.plan
     monkeypatch.setattr(archiveplan, "plan", lambda conn, paths, collection, *rest: (

@@ -241,11 +241,7 @@ def test_the_schedule_runs_it_as_a_job_with_progress_and_reasons(facility, app_d
     first, log = run_one()
     assert first.summary["refresh"] == "full"
     assert "full catalogue scan: no catalogue has been made yet" in log
-    writer = facility.connect()
-    try:
-        FacilityChanges(writer, seed=7).apply("attach", 3)
-    finally:
-        writer.close()
+    _attach(facility, seed=7, count=3)
     second, log = run_one()
     assert second.summary["refresh"] == "incremental" and second.summary["events"] == 3
     assert "incremental catalogue: 3 eventlog row(s)" in log
@@ -257,17 +253,21 @@ def test_the_schedule_runs_it_as_a_job_with_progress_and_reasons(facility, app_d
     jobs = Job.objects.count()
     assert "nothing changed in OMERO" in schedules.refresh_catalog()
     assert Job.objects.count() == jobs
-    writer = facility.connect()
-    try:
-        FacilityChanges(writer, seed=8).apply("attach", 1)
-    finally:
-        writer.close()
+    _attach(facility, seed=8, count=1)
     third, log = run_one()
     assert third.summary["refresh"] == "incremental" and third.summary["events"] > 0
     # A scan already queued or running: the schedule adds none.
     busy = Job.objects.create(kind="scan", state=Job.RUNNING)
     assert "already queued or running" in schedules.refresh_catalog()
     busy.delete()
+
+
+def _attach(facility, seed, count):
+    writer = facility.connect()
+    try:
+        FacilityChanges(writer, seed=seed).apply("attach", count)
+    finally:
+        writer.close()
 
 
 def test_the_command_line_refresh_says_what_it_did(tmp_path, pg_server, facility, app_db):
