@@ -68,7 +68,8 @@ def _memo(conn, location):
         copies = sorted(Copy.objects.filter(collection=collection, state=Copy.VERIFIED)
                         .values_list("pk", "location_id"))
         seen = (prints.get((collection.kind, collection.omero_id)),
-                ScanResult.last_read_from_disk(collection), purged.get(collection.pk), collection.state,
+                ScanResult.last_read_from_disk(collection), purged.get(collection.pk),
+                collection.state,
                 copies, location.pk, settings.INCLUDE_ATTACHMENTS)
         return hashlib.sha1(repr(seen).encode()).hexdigest()
     return memo
