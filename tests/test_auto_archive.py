@@ -129,3 +129,36 @@ def test_a_collection_found_unchanged_is_planned_again_only_once_something_chang
     # A new verified copy changes the memo: planned once, then quiet again.
     assert key not in night() and planned == [key]
     assert key not in night() and planned == []
+
+
+def test_what_does_not_fit_at_the_current_location_waits_for_room(world):
+    """Manual 7.2: archiving goes on only while the location is below its maximum size.
+    The policy starts only the archives that fit (as the archive would count them) and
+    names the others in its summary, log and one warning: no job that would fail."""
+    from omero_storagemanager.engine.archiveplan import plan
+    from omero_storagemanager.models import Location
+
+    keys = [key for key, c in world.truth.collections.items() if clean(c)]
+    assert len(keys) >= 2, keys
+    location = world.location("hdd", name="Small disk")
+
+    def size(key):
+        return plan(world.conn, world.paths, world.collection(key), location).bytes
+    room = min(size(key) for key in keys)  # the smallest fits; not everything does
+    Location.objects.filter(pk=location.pk).update(max_bytes=room)
+    preferences.set_many({"auto_archive_users": sorted(
+        {world.truth.collections[key]["owner_id"] for key in keys})})
+
+    job = Job.objects.create(kind="auto_archive", state=Job.RUNNING, worker="test")
+    with JobHandle(job) as handle:
+        summary = auto_archive(job, handle)
+    log_file = os.path.join(handle.dir, "job.log")
+    submitted, waiting = summary["submitted"], summary["waiting_for_room"]
+    assert submitted and waiting and set(keys) <= set(submitted + waiting)
+    assert sum(size(k) for k in submitted) <= room
+    started = Job.objects.filter(kind="archive")
+    assert sorted(c.key for j in started for c in j.collections.all()) == sorted(submitted)
+    for archive_job in started:
+        assert run_job(archive_job.pk) == Job.DONE, archive_job.error
+    with open(log_file, encoding="utf-8") as f:
+        assert f"wait for room at Small disk: {', '.join(waiting)}" in f.read()

@@ -10,6 +10,7 @@ import logging
 from django.core.mail import EmailMessage, get_connection
 
 from .. import preferences, settings
+from ..engine.capacity import CACHE_TYPES
 
 logger = logging.getLogger(__name__)
 SUBJECT_PREFIX = "[OMERO storage] "
@@ -143,6 +144,17 @@ def copies_missing(job, report):
         send("warning", f"{len(report.missing)} copies missing from {where}",
              f"A rescan of {where} did not find these copies (marked missing; other copies "
              f"of their collections remain):\n\n{lines}\n")
+
+
+def location_full(location, keys):
+    """The automatic archive left collections out for want of room (once a night)."""
+    send("warning", f"{location.name} is full: {len(keys)} collection(s) not archived",
+         f"The current archive location {location.name!r} (id {location.pk}) cannot take "
+         f"these collections without exceeding its maximum size ({location.max_bytes} "
+         "bytes), so the automatic archive did not start them:\n\n" + "\n".join(keys)
+         + "\n\nAdd a location (connect a new disk) and make it current"
+         + (", or purge its read cache" if location.type in CACHE_TYPES else "")
+         + "; they are archived the next night.\n")
 
 
 def quota_exceeded(entries):

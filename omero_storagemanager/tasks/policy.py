@@ -13,9 +13,11 @@ from django.db.models import Count, Exists, OuterRef
 
 from .. import catalog, preferences, settings
 from ..catalog import fingerprint
+from ..backends.base import LocationOffline
+from ..engine import capacity
 from ..engine.stats import usage_statistics
 from ..models import Collection, Copy, CopyFile, Job, Location, PurgedFile, ScanResult
-from .notify import quota_exceeded
+from .notify import location_full, quota_exceeded
 
 
 def content_changed(conn, paths, location, log=lambda _: None):
@@ -44,14 +46,19 @@ def content_changed(conn, paths, location, log=lambda _: None):
         if seen == collection.auto_archive_memo:
             return False
         try:
-            result = all(bool(plan(conn, paths, collection, where, settings.INCLUDE_ATTACHMENTS))
-                         for where in [location, *holding])
+            here = plan(conn, paths, collection, location, settings.INCLUDE_ATTACHMENTS)
+            result = bool(here) and all(
+                bool(plan(conn, paths, collection, where, settings.INCLUDE_ATTACHMENTS))
+                for where in holding)
         except ArchiveError as exc:  # files missing: an archive would refuse, say why
             log(f"{collection.key}: not archived automatically: {exc}")
             return False
         Collection.objects.filter(pk=collection.pk).update(
             auto_archive_memo="" if result else seen)
+        if result:
+            changed.bytes_to_copy[collection.pk] = here.bytes
         return result
+    changed.bytes_to_copy = {}  # of each changed collection, at `location`
     return changed
 
 
@@ -110,6 +117,10 @@ def candidates(now=None, users=None, min_age_hours=None, changed=None):
 
 
 def auto_archive(job, handle):
+    """Submits an archive job for each changed collection that fits at the current
+    location. Those that do not fit wait for room (manual 7.2: archiving goes on only
+    while the location is below its maximum size): no job that would fail, and one
+    warning a night naming them, rather than an error e-mail per collection."""
     from .queue import submit
 
     from ..catalog.paths import RepositoryPaths
@@ -117,23 +128,45 @@ def auto_archive(job, handle):
     from ..engine.locations import current_location
 
     paths = RepositoryPaths(settings.data_dir(), settings.managed_dir())
+    location = current_location()
     conn = catalog.connect()
     try:  # fresh figures first (file counts, newest file times): the incremental
         # catalogue reads what changed since its last refresh, or scans all when unsure
         refresh_catalog(conn, settings.INCLUDE_ATTACHMENTS, log=handle.log)
         # Changed means content not in a verified copy at the current location: a file
         # replaced by another, resized or touched counts, not only the file count.
-        chosen = candidates(changed=content_changed(conn, paths, current_location(),
-                                                    log=handle.log))
+        changed = content_changed(conn, paths, location, log=handle.log)
+        chosen = candidates(changed=changed)
     finally:
         conn.close()
-    submitted = []
+    room = _room(location)
+    submitted, no_room = [], []
     for collection in chosen:
+        needed = capacity.needed_bytes(location, changed.bytes_to_copy.get(collection.pk, 0))
+        if room is not None:
+            if needed > room:
+                no_room.append(collection.key)
+                continue
+            room -= needed
         archive_job = submit("archive", [collection], requested_by=None,
                              params={"automatic": True})
         handle.log(f"{collection.key}: archive job {archive_job.pk} submitted")
         submitted.append(collection.key)
-    return {"submitted": submitted}
+    if no_room:
+        handle.log(f"{len(no_room)} collection(s) wait for room at {location.name}: "
+                   + ", ".join(no_room))
+        location_full(location, no_room)
+    return {"submitted": submitted, "waiting_for_room": no_room}
+
+
+def _room(location):
+    """Bytes the current location can still take, as its maximum size counts them; None
+    when that cannot be told now (a disk not connected: each archive job then waits
+    for it, as a manual one does)."""
+    try:
+        return location.max_bytes - capacity.used_bytes(location)
+    except LocationOffline:
+        return None
 
 
 def quota_check(job, handle):
