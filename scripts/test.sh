@@ -6,4 +6,5 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/dev-env.sh"
 "$here/scripts/system-deps.sh"
 cd "$here"
-exec "${SM_VENV:-$here/.venv}/bin/python" -m pytest "$@"
+# --durations: the slowest tests, in the log, for keeping the suite well under 30 minutes.
+exec "${SM_VENV:-$here/.venv}/bin/python" -m pytest --durations=30 "$@"
