@@ -16,7 +16,6 @@ line reaches the file system's size is when the storage is full.
 import shutil
 from datetime import date, timedelta
 
-from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from .. import settings
@@ -69,12 +68,14 @@ def record_usage(day=None, people=False):
     for location in Location.objects.all():
         rows.append((UsageRecord.LOCATION, location.pk, location.name,
                      used_at.get(location.pk) or 0, 0, location.max_bytes))
-    with transaction.atomic():
-        for scope, subject, name, nbytes, files, limit in rows:
-            UsageRecord.objects.update_or_create(
-                day=day, scope=scope, subject=subject,
-                defaults={"name": name[:255], "bytes": nbytes, "files": files,
-                          "limit_bytes": limit})
+    # One statement for all rows (an upsert on the day's unique key): the hourly record
+    # stays a few milliseconds whatever the number of groups and users.
+    UsageRecord.objects.bulk_create(
+        [UsageRecord(day=day, scope=scope, subject=subject, name=name[:255], bytes=nbytes,
+                     files=files, limit_bytes=limit)
+         for scope, subject, name, nbytes, files, limit in rows],
+        update_conflicts=True, unique_fields=["day", "scope", "subject"],
+        update_fields=["name", "bytes", "files", "limit_bytes"])
     return len(rows)
 
 
