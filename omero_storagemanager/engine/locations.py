@@ -96,6 +96,7 @@ def edit_s3_settings(location, changes):
             location.options = previous
             raise
     Location.objects.filter(pk=location.pk).update(options=options)
+    refresh_descriptions([location])  # what a rebuild reads (locationfile.py)
     return location
 
 

@@ -34,7 +34,7 @@ from ..backends.base import LocationError
 from ..catalog.inventory import InventoryReader
 from ..models import Collection, Copy, Location, PrimaryFile, PurgedFile
 from . import filetags, purgetags, rebuildpurges
-from .locationfile import locations_at
+from .locationfile import locations_at, s3_locations_at
 from .purge import ARCHIVED_PREFIX
 from .rescan import bag_owner, register_bag
 from .sync import sync_collections
@@ -82,14 +82,16 @@ def refusal():
 
 
 def rebuild(conn, paths, mounts=(), location_type=Location.HDD, merge=False,
-            include_attachments=True, log=print):
-    """Rebuild what the bags can tell; returns the RebuildReport."""
+            include_attachments=True, log=print, buckets=()):
+    """Rebuild what the bags can tell; returns the RebuildReport. buckets: (S3 settings,
+    local staging folder) pairs, whose prefixes hold S3 locations (their markers)."""
     why = refusal()
     if why and not merge:
         raise RebuildRefused(why)
     report = RebuildReport()
-    for mount in mounts:
-        done, undecided = locations_at(mount, location_type)
+    found_at = [locations_at(mount, location_type) for mount in mounts]
+    found_at += [s3_locations_at(options, staging) for options, staging in buckets]
+    for done, undecided in found_at:
         report.locations += done
         report.undecided += undecided
     sync_collections(conn)

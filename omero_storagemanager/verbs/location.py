@@ -49,8 +49,8 @@ def add_arguments(parser):
     add.add_argument("--purge-enabled", action="store_true")
     add.add_argument("--xml-folder", default="")
     add.add_argument("--current", action="store_true")
-    _s3_arguments(add)
-    _s3_arguments(sub.add_parser("edit-s3"), editing=True)
+    s3_arguments(add)
+    s3_arguments(sub.add_parser("edit-s3"), editing=True)
     listing = sub.add_parser("list")
     listing.add_argument("--json", action="store_true")
     for action in ("rescan", "purge-cache", "remove"):
@@ -62,7 +62,7 @@ S3_OPTIONS = ("bucket", "endpoint_url", "region", "prefix", "storage_class",
               "concurrency")
 
 
-def _s3_arguments(parser, editing=False):
+def s3_arguments(parser, editing=False):
     """The S3 settings (backends/s3.py S3Settings); never a key or secret: credentials
     name a profile or an omero config secret, else the AWS chain is used."""
     if editing:
@@ -81,7 +81,7 @@ def _s3_arguments(parser, editing=False):
                         default=None)
 
 
-def _s3_options(options):
+def s3_options(options):
     found = {k: options[k] for k in S3_OPTIONS if options.get(k) is not None}
     if options.get("read_back") is not None:
         found["read_back"] = options["read_back"]
@@ -102,7 +102,7 @@ def run(command, options):
             location = add_location(options["name"], options["type"], options["mount"],
                                     options["max_size"], options["watermark"],
                                     options["purge_enabled"], options["xml_folder"],
-                                    options["current"], _s3_options(options))
+                                    options["current"], s3_options(options))
             if location.type == Location.S3:
                 from ..backends.s3 import describe_settings
 
@@ -114,7 +114,7 @@ def run(command, options):
         elif action == "edit-s3":
             from ..engine.locations import edit_s3_settings
 
-            location = edit_s3_settings(_get(options["id"]), _s3_options(options))
+            location = edit_s3_settings(_get(options["id"]), s3_options(options))
             command.stdout.write(f"saved the S3 settings of {location}")
         elif action == "list":
             rows = []

@@ -1,12 +1,13 @@
 """rebuild: the app database back from the bags on the archive locations (issue 20).
 
     storagemanager rebuild [--location MOUNT]... [--type hdd|tape|automated|symlink]
-                           [--merge]
+                           [--bucket B --s3-staging FOLDER [S3 settings]] [--merge]
 
 For an app database lost without a backup: migrate an empty database, then rebuild.
 Locations come back from the markers at each --location mount point (with their ids),
-besides those already in the database; copies from their bags, each hashed against
-its manifest now; purge records from the records the bags carry, else inferred from
+and from the marker objects under an S3 bucket's prefix (--bucket and the S3 settings
+of `location add --type s3`), besides those already in the database; copies from their
+bags, each hashed against its manifest now; purge records from the records the bags carry, else inferred from
 OMERO and the repository. Nothing is deleted. A database holding copies or purge
 records is refused unless --merge (then only what is missing is added). Exit 1 when
 something could not be decided (the report lists it).
@@ -19,6 +20,7 @@ from .. import settings
 from ..engine.rebuild import RebuildRefused, rebuild
 from ..models import Location
 from .common import open_catalog, repository_paths
+from .location import s3_arguments, s3_options
 
 HELP = "rebuild the app database from the bags on the locations"
 
@@ -31,14 +33,25 @@ def add_arguments(parser):
                         help="type of a location found without its settings file (hdd)")
     parser.add_argument("--merge", action="store_true",
                         help="add only what is missing to a database that is not empty")
+    # An S3 bucket's locations: its settings as `location add --type s3` takes them, and
+    # the local staging folder the locations restore through.
+    parser.add_argument("--s3-staging", metavar="FOLDER",
+                        help="with --bucket: the S3 locations' local staging folder")
+    s3_arguments(parser)
 
 
 def run(command, options):
+    buckets = []
+    if options.get("bucket"):
+        if not options.get("s3_staging"):
+            raise CommandError("--bucket needs --s3-staging FOLDER (where its locations "
+                               "stage restores)")
+        buckets.append((s3_options(options), options["s3_staging"]))
     conn = open_catalog()
     try:
         report = rebuild(conn, repository_paths(), options["location"], options["type"],
                          options["merge"], settings.INCLUDE_ATTACHMENTS,
-                         log=lambda line: None)
+                         log=lambda line: None, buckets=buckets)
     except RebuildRefused as exc:
         raise CommandError(str(exc))
     finally:
