@@ -385,16 +385,24 @@ class S3Backend(Backend):
                 "ObjectLockRetainUntilDate": datetime.now(timezone.utc)
                 + timedelta(days=s.object_lock_days)}
 
+    @property
+    def cold(self) -> bool:
+        """Objects are written in a cold storage class: unreadable until asked back."""
+        return self.settings.storage_class in COLD_CLASSES
+
     def upload(self, relpath, payload, path, extra_hashers=(), pool=None):
-        """Upload one payload file, verified (s3upload.py); returns s3upload.Uploaded."""
+        """Upload one payload file, verified (s3upload.py); returns s3upload.Uploaded.
+        In a cold class the object cannot be read back: it is sent with an SHA-1
+        checksum the server checks and keeps, and verified by HEAD in checksum mode."""
         s = self.settings
         uploaded = s3upload.upload_file(
             self.client, self.bucket, self.payload_key(relpath, payload), path,
             threshold=s.multipart_threshold, part_size=s.part_size,
             concurrency=s.concurrency, storage_class=s.storage_class,
             extra_hashers=extra_hashers, pool=pool, extra_args=self.retention_args(),
-            buffers=self._buffers)
-        s3upload.verify(self.client, self.bucket, uploaded, read_back=s.read_back)
+            buffers=self._buffers, server_sha1=self.cold)
+        s3upload.verify(self.client, self.bucket, uploaded,
+                        read_back=s.read_back and not self.cold)
         return uploaded
 
     def finish_bag(self, relpath, records, info: Dict[str, str]) -> dict:
@@ -532,9 +540,10 @@ class S3Backend(Backend):
 
     # -- restoring: staged into the local read cache --------------------------------------
 
-    def _cold_waiting(self, relpath, contents) -> Optional[str]:
-        """For a cold storage class: ask for the objects back; the reason to wait while
-        some are not available, else None."""
+    def _cold_waiting(self, relpath, contents, ask=True) -> Optional[str]:
+        """For a cold storage class: the reason to wait while some objects are not
+        available (readable) now, else None; ask: send RestoreObject for those not yet
+        asked back (request_restore asks, restore_source only looks)."""
         if self.settings.storage_class not in COLD_CLASSES:
             return None
         waiting = 0
@@ -548,7 +557,7 @@ class S3Backend(Backend):
                     or 'ongoing-request="false"' in restore:
                 continue
             waiting += 1
-            if not restore:
+            if ask and not restore:
                 try:
                     self.client.restore_object(Bucket=self.bucket, Key=key, RestoreRequest={
                         "Days": 7, "GlacierJobParameters": {"Tier": "Standard"}})
@@ -571,7 +580,7 @@ class S3Backend(Backend):
             if self.completion(relpath) is None:
                 return None
             contents = self.read_contents(relpath)
-            if self._cold_waiting(relpath, contents):
+            if self._cold_waiting(relpath, contents, ask=False):
                 return None
             self._stage(relpath, contents, staged)
         except (LocationOffline, BagError, CorruptCopy, OSError):
