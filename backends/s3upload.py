@@ -162,8 +162,12 @@ def upload_file(client, bucket, key, path, *, threshold, part_size, concurrency,
             checksum = composite
     finally:
         os.close(fd)
+    # "null" is the version of an object in a bucket without versioning (some servers
+    # say it, others say nothing): the same as none, and not asked for by id.
+    version = answer.get("VersionId", "") or ""
+    version = "" if version == "null" else version
     return Uploaded(key, size, sha1.hexdigest(), answer.get("ETag", "").strip('"'), checksum,
-                    answer.get("VersionId", "") or "", _identity(before),
+                    version, _identity(before),
                     tuple(h.hexdigest() for h in extra_hashers))
 
 

@@ -161,3 +161,54 @@ def test_purge_refuses_a_cold_object_whose_checksum_the_server_does_not_give(
     assert os.path.lexists(primary)  # never deleted on an unproven copy
     with open(primary, "rb") as f:
         assert hashlib.sha1(f.read()).hexdigest() == before[primary][0]
+
+
+def test_a_cold_multipart_upload_is_verified_by_its_composite_checksum(moto, cold_bucket,
+                                                                       tmp_path):
+    from omero_storagemanager.backends.s3upload import server_checksum_matches
+
+    from .test_s3_faults import backend_for
+
+    MiB = 1 << 20
+    backend = backend_for(moto, cold_bucket, tmp_path, storage_class="GLACIER",
+                          part_size=5 * MiB, multipart_threshold=5 * MiB, concurrency=2)
+    data = os.urandom(11 * MiB)
+    (tmp_path / "big.bin").write_bytes(data)
+    uploaded = backend.upload("project/1/2/3/07-12-2026_120000", "big.bin",
+                              str(tmp_path / "big.bin"))
+    parts = [data[i:i + 5 * MiB] for i in range(0, len(data), 5 * MiB)]
+    composite = hashlib.sha1(b"".join(hashlib.sha1(p).digest() for p in parts)).digest()
+    assert uploaded.checksum == f"SHA1:{base64.b64encode(composite).decode()}-3"
+    assert uploaded.sha1 == hashlib.sha1(data).hexdigest() and uploaded.etag.endswith("-3")
+    head = backend.head(uploaded.key)
+    assert head["StorageClass"] == "GLACIER"
+    assert server_checksum_matches(uploaded.checksum, head)
+    assert not moto.client().list_multipart_uploads(Bucket=cold_bucket).get("Uploads")
+
+
+def test_a_cold_object_the_server_keeps_no_checksum_of_is_not_taken_for_verified(
+        moto, cold_bucket, tmp_path):
+    from omero_storagemanager.backends.s3upload import ReadBackMismatch
+
+    from .test_s3_faults import backend_for
+
+    backend = backend_for(moto, cold_bucket, tmp_path, storage_class="DEEP_ARCHIVE")
+    (tmp_path / "small.bin").write_bytes(b"the bytes of the primary file")
+    client = backend.client
+    real_put = client.put_object
+
+    def put_then_rewrite_without_checksum(**kwargs):
+        answer = real_put(**kwargs)
+        if kwargs["Key"].endswith("small.bin"):  # the same bytes (same ETag), no checksum
+            real_put(Bucket=kwargs["Bucket"], Key=kwargs["Key"], Body=kwargs["Body"],
+                     StorageClass="DEEP_ARCHIVE")
+        return answer
+
+    client.put_object = put_then_rewrite_without_checksum
+    try:
+        with pytest.raises(ReadBackMismatch) as refused:
+            backend.upload("project/1/2/3/07-12-2026_120001", "small.bin",
+                           str(tmp_path / "small.bin"))
+    finally:
+        client.put_object = real_put
+    assert "gives checksum none" in str(refused.value)
