@@ -52,6 +52,9 @@ COLD_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 STORAGE_CLASSES = ("", "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                    "REDUCED_REDUNDANCY", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
 MiB = 1 << 20
+# What servers answer when they are out of space or over a quota (Ceph RGW, MinIO, ...).
+FULL_CODES = ("QuotaExceeded", "XMinioStorageFull", "StorageFull", "InsufficientStorage",
+              "XMinioAdminBucketQuotaExceeded")
 
 
 class S3Unreachable(LocationOffline):
@@ -237,6 +240,14 @@ class S3Backend(Backend):
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                         "InvalidToken", "ExpiredToken") or status == 403:
                 return f"the server refused the credentials ({code or status})"
+            if code in FULL_CODES or status == 507:
+                return (f"the server is out of space or the bucket's quota is reached "
+                        f"({code or status}): nothing more can be stored until space is "
+                        "freed or the quota raised")
+            if code == "InternalError" or status == 500:
+                return (f"the server could not store or serve it ({code or status}: a "
+                        "failure on the server's side, such as a full disk; the server's "
+                        "log says which)")
             return f"the server answered {code or status}"
         if isinstance(exc, NoCredentialsError):
             return "no credentials found (AWS chain, profile or omero config secret)"
