@@ -196,7 +196,7 @@ def s3_result(results, seed, asked, elapsed, command):
         "bytes. Stuck, duplicate jobs and 5xx as above.")
     for row in result["rows"]:
         row[-1] = row[-1].replace("one verified bag, valid for `bagit`",
-                                  "one verified copy, its manifest object listing exactly")
+                                  "one verified copy, whole on the server")
     return result
 
 
