@@ -167,6 +167,9 @@ class S3Backend(Backend):
         self._lock = threading.Lock()
         # Bodies (small files, parts) held in memory at once, across all uploads.
         self._buffers = threading.BoundedSemaphore(self.settings.concurrency)
+        # Copies found cold while staging although the location's class is not (written
+        # before its class was changed): their objects are asked back like a cold one's.
+        self._found_cold = set()
 
     def describe(self) -> str:
         return f"{self.noun} {self.config.name!r} (id {self.config.id})"
@@ -555,19 +558,20 @@ class S3Backend(Backend):
         """For a cold storage class: the reason to wait while some objects are not
         available (readable) now, else None; ask: send RestoreObject for those not yet
         asked back (request_restore asks, restore_source only looks)."""
-        if self.settings.storage_class not in COLD_CLASSES:
+        if self.settings.storage_class not in COLD_CLASSES and relpath not in self._found_cold:
             return None
-        waiting = 0
+        waiting, classes = 0, set()
         for payload in contents.manifest:
             key = self.payload_key(relpath, payload)
             head = self.head(key)
             if head is None:
                 continue
             restore = head.get("Restore", "")
-            if head.get("StorageClass", self.settings.storage_class) not in COLD_CLASSES \
-                    or 'ongoing-request="false"' in restore:
+            found = head.get("StorageClass", self.settings.storage_class)
+            if found not in COLD_CLASSES or 'ongoing-request="false"' in restore:
                 continue
             waiting += 1
+            classes.add(found)
             if ask and not restore:
                 try:
                     self.client.restore_object(Bucket=self.bucket, Key=key, RestoreRequest={
@@ -576,7 +580,7 @@ class S3Backend(Backend):
                     raise self._unreachable(exc) from None
         if waiting:
             return (f"{self.describe()}: {waiting} object(s) of copy {relpath} are being "
-                    f"restored from {self.settings.storage_class}; the restore waits")
+                    f"restored from {' and '.join(sorted(classes))}; the restore waits")
         return None
 
     def restore_source(self, relpath: str) -> Optional[Path]:
@@ -595,6 +599,11 @@ class S3Backend(Backend):
                 return None
             self._stage(relpath, contents, staged)
         except (LocationOffline, BagError, CorruptCopy, OSError):
+            return None
+        except Exception as exc:  # the server refused a GET: no copy now, never a crash
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code == "InvalidObjectState":
+                self._found_cold.add(relpath)
             return None
         return self._usable(staged)
 

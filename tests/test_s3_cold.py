@@ -212,3 +212,24 @@ def test_a_cold_object_the_server_keeps_no_checksum_of_is_not_taken_for_verified
     finally:
         client.put_object = real_put
     assert "gives checksum none" in str(refused.value)
+
+
+def test_a_copy_written_cold_before_the_class_was_changed_is_still_asked_back(
+        world, moto, cold_bucket):  # noqa: F811
+    from omero_storagemanager.engine.restore import RestoreWaiting
+    from omero_storagemanager.models import Location
+
+    key = world.key_where(clean)
+    before = world.files(key)
+    location = world.s3_location(moto, cold_bucket, name="Was cold", storage_class="GLACIER")
+    world.archive(key, location)
+    assert not world.purge(key).blocked
+    options = dict(location.options, storage_class="STANDARD")  # new copies no longer cold
+    Location.objects.filter(pk=location.pk).update(options=options)
+    with pytest.raises(RestoreWaiting) as waiting_for:  # the GET refused: asked back
+        world.restore(key)
+    assert "being restored from" in str(waiting_for.value)
+    assert not any(os.path.lexists(p) for p in before)
+    world.restore(key)
+    assert world.files(key) == before
+    assert world.collection(key).state == Collection.ARCHIVED
