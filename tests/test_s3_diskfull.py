@@ -23,7 +23,7 @@ from .test_s3_cold import jobs_here, mailbox  # noqa: F401
 from .test_s3_location import S3World, world  # noqa: F401
 
 SIZE_MB = 24  # the data folder's filesystem at the start
-KiB, MiB = 1 << 10, 1 << 20
+MiB = 1 << 20
 
 
 def _mount(*args):
