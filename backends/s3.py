@@ -52,6 +52,9 @@ COLD_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 STORAGE_CLASSES = ("", "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                    "REDUCED_REDUNDANCY", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
 MiB = 1 << 20
+# What servers answer when they are out of space or over a quota (Ceph RGW, MinIO, ...).
+FULL_CODES = ("QuotaExceeded", "XMinioStorageFull", "StorageFull", "InsufficientStorage",
+              "XMinioAdminBucketQuotaExceeded")
 
 
 class S3Unreachable(LocationOffline):
@@ -164,6 +167,9 @@ class S3Backend(Backend):
         self._lock = threading.Lock()
         # Bodies (small files, parts) held in memory at once, across all uploads.
         self._buffers = threading.BoundedSemaphore(self.settings.concurrency)
+        # Copies found cold while staging although the location's class is not (written
+        # before its class was changed): their objects are asked back like a cold one's.
+        self._found_cold = set()
 
     def describe(self) -> str:
         return f"{self.noun} {self.config.name!r} (id {self.config.id})"
@@ -237,6 +243,14 @@ class S3Backend(Backend):
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                         "InvalidToken", "ExpiredToken") or status == 403:
                 return f"the server refused the credentials ({code or status})"
+            if code in FULL_CODES or status == 507:
+                return (f"the server is out of space or the bucket's quota is reached "
+                        f"({code or status}): nothing more can be stored until space is "
+                        "freed or the quota raised")
+            if code == "InternalError" or status == 500:
+                return (f"the server could not store or serve it ({code or status}: a "
+                        "failure on the server's side, such as a full disk; the server's "
+                        "log says which)")
             return f"the server answered {code or status}"
         if isinstance(exc, NoCredentialsError):
             return "no credentials found (AWS chain, profile or omero config secret)"
@@ -385,16 +399,24 @@ class S3Backend(Backend):
                 "ObjectLockRetainUntilDate": datetime.now(timezone.utc)
                 + timedelta(days=s.object_lock_days)}
 
+    @property
+    def cold(self) -> bool:
+        """Objects are written in a cold storage class: unreadable until asked back."""
+        return self.settings.storage_class in COLD_CLASSES
+
     def upload(self, relpath, payload, path, extra_hashers=(), pool=None):
-        """Upload one payload file, verified (s3upload.py); returns s3upload.Uploaded."""
+        """Upload one payload file, verified (s3upload.py); returns s3upload.Uploaded.
+        In a cold class the object cannot be read back: it is sent with an SHA-1
+        checksum the server checks and keeps, and verified by HEAD in checksum mode."""
         s = self.settings
         uploaded = s3upload.upload_file(
             self.client, self.bucket, self.payload_key(relpath, payload), path,
             threshold=s.multipart_threshold, part_size=s.part_size,
             concurrency=s.concurrency, storage_class=s.storage_class,
             extra_hashers=extra_hashers, pool=pool, extra_args=self.retention_args(),
-            buffers=self._buffers)
-        s3upload.verify(self.client, self.bucket, uploaded, read_back=s.read_back)
+            buffers=self._buffers, server_sha1=self.cold)
+        s3upload.verify(self.client, self.bucket, uploaded,
+                        read_back=s.read_back and not self.cold)
         return uploaded
 
     def finish_bag(self, relpath, records, info: Dict[str, str]) -> dict:
@@ -532,23 +554,25 @@ class S3Backend(Backend):
 
     # -- restoring: staged into the local read cache --------------------------------------
 
-    def _cold_waiting(self, relpath, contents) -> Optional[str]:
-        """For a cold storage class: ask for the objects back; the reason to wait while
-        some are not available, else None."""
-        if self.settings.storage_class not in COLD_CLASSES:
+    def _cold_waiting(self, relpath, contents, ask=True) -> Optional[str]:
+        """For a cold storage class: the reason to wait while some objects are not
+        available (readable) now, else None; ask: send RestoreObject for those not yet
+        asked back (request_restore asks, restore_source only looks)."""
+        if self.settings.storage_class not in COLD_CLASSES and relpath not in self._found_cold:
             return None
-        waiting = 0
+        waiting, classes = 0, set()
         for payload in contents.manifest:
             key = self.payload_key(relpath, payload)
             head = self.head(key)
             if head is None:
                 continue
             restore = head.get("Restore", "")
-            if head.get("StorageClass", self.settings.storage_class) not in COLD_CLASSES \
-                    or 'ongoing-request="false"' in restore:
+            found = head.get("StorageClass", self.settings.storage_class)
+            if found not in COLD_CLASSES or 'ongoing-request="false"' in restore:
                 continue
             waiting += 1
-            if not restore:
+            classes.add(found)
+            if ask and not restore:
                 try:
                     self.client.restore_object(Bucket=self.bucket, Key=key, RestoreRequest={
                         "Days": 7, "GlacierJobParameters": {"Tier": "Standard"}})
@@ -556,7 +580,7 @@ class S3Backend(Backend):
                     raise self._unreachable(exc) from None
         if waiting:
             return (f"{self.describe()}: {waiting} object(s) of copy {relpath} are being "
-                    f"restored from {self.settings.storage_class}; the restore waits")
+                    f"restored from {' and '.join(sorted(classes))}; the restore waits")
         return None
 
     def restore_source(self, relpath: str) -> Optional[Path]:
@@ -571,10 +595,15 @@ class S3Backend(Backend):
             if self.completion(relpath) is None:
                 return None
             contents = self.read_contents(relpath)
-            if self._cold_waiting(relpath, contents):
+            if self._cold_waiting(relpath, contents, ask=False):
                 return None
             self._stage(relpath, contents, staged)
         except (LocationOffline, BagError, CorruptCopy, OSError):
+            return None
+        except Exception as exc:  # the server refused a GET: no copy now, never a crash
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code == "InvalidObjectState":
+                self._found_cold.add(relpath)
             return None
         return self._usable(staged)
 

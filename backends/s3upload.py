@@ -11,6 +11,12 @@ which the next archive of that copy aborts: S3Backend.abort_uploads).
 
 Read-back (the default) GETs the object and compares its SHA1 with the file's: the copy
 counts only when the bytes the server gives back are the bytes read from the disk.
+
+Objects of a cold storage class (GLACIER, DEEP_ARCHIVE) cannot be read until they are
+asked back, so they cannot be read back: they are uploaded with an SHA-1 checksum the
+server checks and keeps (x-amz-checksum-sha1: the file's own SHA-1 for a single PUT;
+for a multipart upload the SHA-1 of the parts' SHA-1s, "-N", computed here from the
+parts sent), and verified by a HEAD in checksum mode that must give that checksum back.
 """
 import base64
 import hashlib
@@ -40,7 +46,10 @@ class Uploaded:
     size: int
     sha1: str
     etag: str
-    checksum: str  # "MD5:<base64>" for a single PUT; "" for multipart (the ETag covers it)
+    # "MD5:<base64>" for a single PUT; "" for multipart (the ETag covers it); with
+    # server-side SHA-1 checksums (cold classes) "SHA1:<base64>", or "SHA1:<base64>-N"
+    # for a multipart upload of N parts
+    checksum: str
     version_id: str
     source_id: tuple  # (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) while read
     extra: Tuple[str, ...] = ()  # hex digests of the caller's extra hashers
@@ -48,6 +57,26 @@ class Uploaded:
 
 def _md5_b64(data) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def sha1_checksum(sha1_hex: str) -> str:
+    """The recorded checksum of a single PUT with an SHA-1 whose hex digest is given."""
+    return "SHA1:" + _b64(bytes.fromhex(sha1_hex))
+
+
+def server_checksum_matches(recorded: str, head: dict) -> bool:
+    """True when a HEAD in checksum mode gives back the SHA-1 checksum recorded at
+    upload ("SHA1:<base64>[-N]"). Servers give a multipart object's composite checksum
+    with or without its "-N"; any other answer (none, another algorithm) is no match."""
+    if not recorded.startswith("SHA1:"):
+        return False
+    value = recorded[len("SHA1:"):]
+    theirs = head.get("ChecksumSHA1") or ""
+    return bool(theirs) and theirs in (value, value.rsplit("-", 1)[0] if "-" in value else value)
 
 
 def _identity(st):
@@ -88,13 +117,16 @@ class _NoLimit:
 
 def upload_file(client, bucket, key, path, *, threshold, part_size, concurrency,
                 storage_class="", extra_hashers=(), extra_args=None,
-                pool: Optional[ThreadPoolExecutor] = None, buffers=None) -> Uploaded:
+                pool: Optional[ThreadPoolExecutor] = None, buffers=None,
+                server_sha1=False) -> Uploaded:
     """Upload the file at path to key; the server checks each request's Content-MD5.
     Raises SourceChangedDuringUpload when the file changed while read, or the
     client's error (ClientError, a connection error) with nothing left behind.
     buffers: a semaphore shared by the uploads of one archive, one permit per body
     (a small file, a part) held in memory: memory stays about permits x part size
-    whatever the number of files and parts in flight."""
+    whatever the number of files and parts in flight.
+    server_sha1: also send an SHA-1 checksum with each request, which the server checks
+    and keeps (verify_by_checksum reads it back; for objects that cannot be read)."""
     buffers = buffers or _NoLimit()
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0) | os.O_CLOEXEC)
     try:
@@ -113,21 +145,29 @@ def upload_file(client, bucket, key, path, *, threshold, part_size, concurrency,
                 size = len(data)
                 _unchanged(fd, before, size, path)
                 md5 = _md5_b64(data)
+                sums = {}
+                if server_sha1:
+                    sums = dict(ChecksumAlgorithm="SHA1", ChecksumSHA1=_b64(sha1.digest()))
                 answer = client.put_object(Bucket=bucket, Key=key, Body=data,
-                                           ContentMD5=md5, **args)
+                                           ContentMD5=md5, **args, **sums)
                 del data
             finally:
                 buffers.release()
-            checksum = "MD5:" + md5
+            checksum = sha1_checksum(sha1.hexdigest()) if server_sha1 else "MD5:" + md5
         else:
-            answer, size = _multipart(client, bucket, key, fd, sha1, extra_hashers,
-                                      part_size, concurrency, args, pool, buffers)
+            answer, size, composite = _multipart(
+                client, bucket, key, fd, sha1, extra_hashers, part_size, concurrency, args,
+                pool, buffers, server_sha1)
             _unchanged(fd, before, size, path)
-            checksum = ""
+            checksum = composite
     finally:
         os.close(fd)
+    # "null" is the version of an object in a bucket without versioning (some servers
+    # say it, others say nothing): the same as none, and not asked for by id.
+    version = answer.get("VersionId", "") or ""
+    version = "" if version == "null" else version
     return Uploaded(key, size, sha1.hexdigest(), answer.get("ETag", "").strip('"'), checksum,
-                    answer.get("VersionId", "") or "", _identity(before),
+                    version, _identity(before),
                     tuple(h.hexdigest() for h in extra_hashers))
 
 
@@ -139,10 +179,14 @@ def _unchanged(fd, before, size, path):
 
 
 def _multipart(client, bucket, key, fd, sha1, extra_hashers, part_size, concurrency,
-               args, pool, buffers):
-    """(CompleteMultipartUpload's answer, bytes) of the file at fd; parts read here in
-    order (the SHA1 is sequential), sent `concurrency` at a time."""
+               args, pool, buffers, server_sha1=False):
+    """(CompleteMultipartUpload's answer, bytes, recorded checksum) of the file at fd;
+    parts read here in order (the SHA1 is sequential), sent `concurrency` at a time.
+    The recorded checksum is "" or, with server_sha1, the composite "SHA1:<b64>-N"."""
+    if server_sha1:
+        args = dict(args, ChecksumAlgorithm="SHA1")
     upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **args)["UploadId"]
+    part_digests = []
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max(1, concurrency))
     try:
@@ -159,7 +203,11 @@ def _multipart(client, bucket, key, fd, sha1, extra_hashers, part_size, concurre
                 for h in extra_hashers:
                     h.update(data)
                 size += len(data)
-                future = pool.submit(_part, client, bucket, key, upload_id, number, data)
+                digest = hashlib.sha1(data).digest() if server_sha1 else None
+                if digest is not None:
+                    part_digests.append(digest)
+                future = pool.submit(_part, client, bucket, key, upload_id, number, data,
+                                     digest)
             except BaseException:
                 buffers.release()
                 raise
@@ -176,7 +224,11 @@ def _multipart(client, bucket, key, fd, sha1, extra_hashers, part_size, concurre
         answer = client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id,
             MultipartUpload={"Parts": sorted(parts, key=lambda p: p["PartNumber"])})
-        return answer, size
+        composite = ""
+        if server_sha1:
+            composite = (f"SHA1:{_b64(hashlib.sha1(b''.join(part_digests)).digest())}"
+                         f"-{len(part_digests)}")
+        return answer, size, composite
     except BaseException:
         try:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -188,10 +240,17 @@ def _multipart(client, bucket, key, fd, sha1, extra_hashers, part_size, concurre
             pool.shutdown(wait=True)
 
 
-def _part(client, bucket, key, upload_id, number, data):
+def _part(client, bucket, key, upload_id, number, data, sha1_digest=None):
+    sums = {}
+    if sha1_digest is not None:
+        sums = dict(ChecksumAlgorithm="SHA1", ChecksumSHA1=_b64(sha1_digest))
     answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                PartNumber=number, Body=data, ContentMD5=_md5_b64(data))
-    return {"PartNumber": number, "ETag": answer["ETag"]}
+                                PartNumber=number, Body=data, ContentMD5=_md5_b64(data),
+                                **sums)
+    part = {"PartNumber": number, "ETag": answer["ETag"]}
+    if sums:
+        part["ChecksumSHA1"] = sums["ChecksumSHA1"]
+    return part
 
 
 def read_back_sha1(client, bucket, key, version_id="", byte_range=None) -> Tuple[str, int, str]:
@@ -214,7 +273,11 @@ def read_back_sha1(client, bucket, key, version_id="", byte_range=None) -> Tuple
 
 def verify(client, bucket, uploaded: Uploaded, read_back=True) -> None:
     """The object is the one uploaded: its ETag and size (from the GET of the read-back,
-    or a HEAD without it), and its bytes read back against the file's SHA1."""
+    or a HEAD without it), and its bytes read back against the file's SHA1; an object
+    uploaded with a server-side SHA-1 checksum and not read back: that checksum, as a
+    HEAD in checksum mode gives it now."""
+    if not read_back and uploaded.checksum.startswith("SHA1:"):
+        return verify_by_checksum(client, bucket, uploaded)
     if read_back:
         digest, size, etag = read_back_sha1(client, bucket, uploaded.key, uploaded.version_id)
     else:
@@ -231,3 +294,23 @@ def verify(client, bucket, uploaded: Uploaded, read_back=True) -> None:
     if digest != uploaded.sha1:
         raise ReadBackMismatch(f"object {uploaded.key} read back as SHA1 {digest}, not "
                                f"{uploaded.sha1}")
+
+
+def verify_by_checksum(client, bucket, uploaded: Uploaded) -> None:
+    """For an object that cannot be read (a cold storage class): HEAD in checksum mode
+    gives its size, its ETag and the SHA-1 checksum the server checked and kept, which
+    must be the one sent (the file's SHA-1, or the composite of its parts' SHA-1s)."""
+    args = dict(Bucket=bucket, Key=uploaded.key, ChecksumMode="ENABLED")
+    if uploaded.version_id:
+        args["VersionId"] = uploaded.version_id
+    head = client.head_object(**args)
+    size, etag = head.get("ContentLength"), head.get("ETag", "").strip('"')
+    if size != uploaded.size or etag != uploaded.etag:
+        raise ReadBackMismatch(
+            f"object {uploaded.key} is not the one uploaded: {size} bytes, ETag {etag}; "
+            f"uploaded {uploaded.size} bytes, ETag {uploaded.etag}")
+    if not server_checksum_matches(uploaded.checksum, head):
+        raise ReadBackMismatch(
+            f"object {uploaded.key}: the server gives checksum "
+            f"{head.get('ChecksumSHA1') or 'none'}, not the {uploaded.checksum} sent "
+            "(a cold storage class needs a server that keeps SHA-1 checksums)")

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 python=${SM_VENV:-$here/.venv}/bin/python
 
-parts=(matrix faults concurrency load bad_input security api_fuzz)
+parts=(matrix matrix_s3 faults concurrency load bad_input security api_fuzz)
 if [ $# -gt 0 ]; then
     parts=("$@")
 fi

@@ -12,12 +12,22 @@ The rules of purgecheck.py for disks, with requests for system calls:
 A server that cannot be reached (down, credentials refused, bucket gone) counts as no
 copy: unlike a disk on a shelf, an online store's old audit is not trusted, so a purge
 with the server down deletes nothing and says why.
+
+An object of a cold storage class (GLACIER, DEEP_ARCHIVE) not restored now cannot be
+read: its content check is the SHA-1 checksum the server checked when it stored the
+object and gives back to a HEAD in checksum mode, which must be the one recorded at
+upload (S3Object.checksum "SHA1:..."; for a single PUT that is the copy's SHA-1 itself).
+No recorded SHA-1 checksum, or the server giving none or another, and the object does
+not count: nothing is deleted on its strength.
 """
+import base64
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 from ..backends.base import LocationOffline
+from ..backends.s3 import COLD_CLASSES
+from ..backends.s3upload import server_checksum_matches
 from ..models import S3Object
 from . import beneath
 
@@ -31,6 +41,8 @@ class S3CopyAt:
     identity: Optional[tuple] = None  # (ETag, version id, size) as HEAD found it
     audited: None = None
     damaged: bool = False  # read back with other bytes than recorded (purge records it)
+    recorded: Optional[object] = None  # its S3Object row
+    cold: bool = False  # in a cold storage class, not restored: checked by its checksum
 
     @property
     def root(self):
@@ -64,26 +76,48 @@ def _recorded(entry):
         return None
 
 
-def head_problem(entry, backend, key, recorded):
-    """(identity, None) of the object now, or (None, why it does not count)."""
+def unreadable(head) -> bool:
+    """The object is in a cold storage class and not restored now: GET would fail."""
+    return (head.get("StorageClass") in COLD_CLASSES
+            and 'ongoing-request="false"' not in (head.get("Restore") or ""))
+
+
+def checksum_problem(entry, key, recorded, head):
+    """For an object that cannot be read: None when the server's SHA-1 checksum of it
+    is the one recorded when exactly the copy's bytes were uploaded, else why not."""
+    what = f"{_name(entry)}: object {key} is in {head.get('StorageClass')} (not readable now)"
+    checksum = recorded.checksum if recorded is not None else ""
+    if not checksum.startswith("SHA1:"):
+        return f"{what} and no SHA-1 checksum was recorded when it was written: it does not count"
+    body = checksum[len("SHA1:"):]
+    if "-" not in body and base64.b64decode(body).hex() != entry.checksum:
+        return f"{what}: its recorded checksum {checksum} is not the file's SHA-1 {entry.checksum}"
+    if not server_checksum_matches(checksum, head):
+        return (f"{what}: the server gives checksum {head.get('ChecksumSHA1') or 'none'}, "
+                f"recorded {checksum}")
+    return None
+
+
+def head_now(entry, backend, key, recorded):
+    """(HEAD's answer, identity, None) of the object now, or (HEAD, None, why it does
+    not count)."""
     head = backend.head(key, recorded.version_id if recorded else "")
     if head is None:
-        return None, f"{_name(entry)} is missing {entry.relpath} (object {key})"
+        return None, None, f"{_name(entry)} is missing {entry.relpath} (object {key})"
     etag = head.get("ETag", "").strip('"')
     size = head.get("ContentLength")
     if size != entry.size:
-        return None, f"{_name(entry)} has {size} bytes for {entry.relpath}, not {entry.size}"
+        return head, None, (f"{_name(entry)} has {size} bytes for {entry.relpath}, not "
+                            f"{entry.size}")
     if recorded is not None and etag != recorded.etag:
-        return None, (f"{_name(entry)}: object {key} was overwritten (ETag {etag}, stored "
-                      f"{recorded.etag}): not the object the app wrote")
+        return head, None, (f"{_name(entry)}: object {key} was overwritten (ETag {etag}, "
+                            f"stored {recorded.etag}): not the object the app wrote")
     if recorded is not None and recorded.checksum.startswith("MD5:"):
         # The ETag of a single PUT is the body's MD5: the same fact in another form.
-        import base64
-
         md5 = base64.b64decode(recorded.checksum[4:]).hex()
         if etag != md5:
-            return None, f"{_name(entry)}: object {key} has ETag {etag}, its MD5 was {md5}"
-    return (etag, head.get("VersionId", "") or "", size), None
+            return head, None, f"{_name(entry)}: object {key} has ETag {etag}, its MD5 was {md5}"
+    return head, (etag, head.get("VersionId", "") or "", size), None
 
 
 def find(entry, backend, offline):
@@ -91,13 +125,32 @@ def find(entry, backend, offline):
     if offline is not None:
         return None, f"{_name(entry)} cannot be read now ({offline}): nothing is deleted"
     key = backend.payload_key(entry.copy.bag_path, entry.relpath)
+    recorded = _recorded(entry)
     try:
-        identity, why = head_problem(entry, backend, key, _recorded(entry))
+        head, identity, why = head_now(entry, backend, key, recorded)
     except LocationOffline as exc:
         return None, f"{_name(entry)} cannot be read now ({exc}): nothing is deleted"
     if identity is None:
         return None, why
-    return S3CopyAt(entry, backend, key, identity), None
+    return S3CopyAt(entry, backend, key, identity, recorded=recorded,
+                    cold=unreadable(head)), None
+
+
+def _check_cold(copy_at):
+    """The content check of an object that cannot be read: asked again now, the same
+    object (ETag, version, size) with the recorded SHA-1 checksum."""
+    entry = copy_at.copy_file
+    head = copy_at.backend.head(copy_at.key, copy_at.version_id)
+    if head is None:
+        return f"{_name(entry)} is gone: object {copy_at.key} is missing"
+    now = (head.get("ETag", "").strip('"'), head.get("VersionId", "") or "",
+           head.get("ContentLength"))
+    if now != copy_at.identity:
+        return f"{_name(entry)} changed since it was checked (object {copy_at.key})"
+    why = checksum_problem(entry, copy_at.key, copy_at.recorded, head)
+    if why and "server gives" in why:
+        copy_at.damaged = True
+    return why
 
 
 def check_content(copy_at, primary_root, primary_rel, sample_above):
@@ -106,6 +159,8 @@ def check_content(copy_at, primary_root, primary_rel, sample_above):
 
     entry, backend = copy_at.copy_file, copy_at.backend
     try:
+        if copy_at.cold:
+            return _check_cold(copy_at)
         if sample_above and entry.size > sample_above:
             fd = beneath.open_file(primary_root, primary_rel)
             try:
@@ -159,9 +214,14 @@ def audit_copy(copy, backend, read_back=True):
     for entry in copy.entries.all().iterator():
         entry.copy = copy
         key = backend.payload_key(copy.bag_path, entry.relpath)
-        identity, why = head_problem(entry, backend, key, recorded.get(entry.pk))
+        head, identity, why = head_now(entry, backend, key, recorded.get(entry.pk))
         if identity is None:
             bad.append((entry, why))
+            continue
+        if unreadable(head):  # a cold class: the server's checksum, not the bytes
+            why = checksum_problem(entry, key, recorded.get(entry.pk), head)
+            if why:
+                bad.append((entry, why))
             continue
         if read_back:
             digest, size, _ = backend.read_sha1(key, identity[1])

@@ -282,19 +282,22 @@ def truncate_app_tables():
 
 
 class Setup:
-    """One trial's facility, Screen and location, in the state its operation needs."""
+    """One trial's facility, Screen and location, in the state its operation needs.
+    The location and what is counted of its copies are hooks (make_location,
+    omerodir_settings, corrupt_copies, unsafe): matrix_s3.py's S3Setup puts the
+    copies in a bucket."""
 
     def __init__(self, server, trial, kill, seed, workdir):
-        from tests.test_archive_faults import FaultWorld, many_files
+        from tests.test_archive_faults import FaultWorld
 
         self.server, self.trial = server, trial
         self.root = Path(tempfile.mkdtemp(prefix=f"trial{trial.index}-", dir=workdir))
         self.name = f"rel_{seed}_{trial.index}"
         truncate_app_tables()
         self.world = FaultWorld(server, self.name, self.root)
-        self.key = self.world.key_where(many_files)
+        self.key = self.world.key_where(self.collection_wanted)
         self.before = self.world.primaries(self.key)
-        self.location = self.world.location("hdd")
+        self.location = self.make_location()
         operation = trial.operation
         if operation in ("purge", "restore"):
             self.world.archive(self.key, self.location)
@@ -316,6 +319,25 @@ class Setup:
         if trial.kind != "console":
             trial.kill += f", {target}"
 
+    @staticmethod
+    def collection_wanted(c):
+        from tests.test_archive_faults import many_files
+
+        return many_files(c)
+
+    def make_location(self):
+        return self.world.location("hdd")
+
+    def omerodir_settings(self):
+        """omero.web.storagemanager.* settings the trial's processes need besides."""
+        return {}
+
+    def corrupt_copies(self, at_end=False):
+        return count_corrupt_copies(self.world, self.key)
+
+    def unsafe(self):
+        return count_unsafe(self.world, self.key, self.before)
+
     def rows(self):
         return progress_rows(self.trial.operation, self.world, self.key, self.location)
 
@@ -335,10 +357,10 @@ def check_after_kill(trial, s):
     """Right after the kill: nothing that looks complete is not whole, nothing unsafe."""
     trial.rows_at_kill = s.rows()
     if trial.operation != "archive":
-        n, notes, _ = count_unsafe(s.world, s.key, s.before)
+        n, notes, _ = s.unsafe()
         trial.unsafe += n
         trial.notes += notes
-    n, notes = count_corrupt_copies(s.world, s.key)
+    n, notes = s.corrupt_copies()
     trial.corrupt += n
     trial.notes += notes
 
@@ -368,10 +390,10 @@ def check_end(trial, s, completed):
             trial.stuck += completed
             trial.notes.append(f"collection {state}, restore unfinished")
 
-    n, notes, purge_rows = count_unsafe(world, key, s.before)
+    n, notes, purge_rows = s.unsafe()
     trial.unsafe += n
     trial.notes += notes
-    n, notes = count_corrupt_copies(world, key)
+    n, notes = s.corrupt_copies(at_end=True)
     trial.corrupt += n
     trial.notes += notes
     n, notes = count_lost(s.before, purge_rows if operation == "purge" else ())
@@ -399,16 +421,17 @@ def run_guarded(trial, body):
 
 # -- console trials -------------------------------------------------------------------------
 
-def run_console_trial(server, index, operation, kill, seed, workdir):
+def run_console_trial(server, index, operation, kill, seed, workdir, setup=Setup):
     trial = Trial(index, operation, "", kind="console")
 
     def body():
         from tests.test_archive_faults import start_cli
 
         started = time.monotonic()
-        s = Setup(server, trial, kill, seed, workdir)
+        s = setup(server, trial, kill, seed, workdir)
         try:
-            omerodir = s.world.omerodir(s.root / "omerodir", copy_workers=2)
+            omerodir = s.world.omerodir(s.root / "omerodir", copy_workers=2,
+                                        **s.omerodir_settings())
             args = (operation, s.key, "--quiet") if operation == "archive" \
                 else (operation, s.key)
             proc = start_cli(omerodir, *args)
@@ -444,8 +467,10 @@ def proc_env(omerodir):
 
 # -- the matrix -----------------------------------------------------------------------------
 
-def run_matrix(server, seed, console=0, worker=0, web=0, budget=None, log=print):
-    """Run the seeded plan; stop starting trials once `budget` seconds have passed."""
+def run_matrix(server, seed, console=0, worker=0, web=0, budget=None, log=print,
+               setup=Setup):
+    """Run the seeded plan; stop starting trials once `budget` seconds have passed.
+    setup: the trials' Setup (matrix_s3.S3Setup: the copies in an S3 bucket)."""
     from tests.reliability import matrix_services
 
     runners = {"console": run_console_trial, "worker": matrix_services.run_worker_trial,
@@ -459,7 +484,7 @@ def run_matrix(server, seed, console=0, worker=0, web=0, budget=None, log=print)
             if budget is not None and time.monotonic() - started > budget:
                 log(f"time budget {budget}s spent: {i} of {len(trials)} trials run")
                 break
-            t = runners[kind](server, i, op, kill, seed, workdir)
+            t = runners[kind](server, i, op, kill, seed, workdir, setup=setup)
             results.append(t)
             log(f"trial {i:3d} {kind:7s} {op:7s} {t.kill:28s} killed={t.killed!s:5s} "
                 f"rows={t.rows_at_kill:4d} {t.seconds:5.1f}s "

@@ -64,6 +64,8 @@ def services_omerodir(s, web=False):
         "omero.web.storagemanager.heartbeat_timeout": str(HEARTBEAT_TIMEOUT),
         "omero.web.storagemanager.copy_workers": "2",
     }
+    extra.update({f"omero.web.storagemanager.{k}": str(v)
+                  for k, v in s.omerodir_settings().items()})
     if web:  # as testbed/demo.py: cache files shared by gunicorn's workers
         extra.update({
             "omero.web.storagemanager.demo": "true",
@@ -190,14 +192,14 @@ def judge_job(trial, job, bound):
 
 # -- worker trials --------------------------------------------------------------------------
 
-def run_worker_trial(server, index, operation, kill, seed, workdir):
+def run_worker_trial(server, index, operation, kill, seed, workdir, setup=Setup):
     trial = Trial(index, operation, "", kind="worker")
 
     def body():
         from omero_storagemanager.models import Job
         from omero_storagemanager.tasks import queue
 
-        s = Setup(server, trial, kill, seed, workdir)
+        s = setup(server, trial, kill, seed, workdir)
         clusters = []
         try:
             omerodir = services_omerodir(s)
@@ -367,14 +369,14 @@ def browse(client, stop):
         i += 1
 
 
-def run_web_trial(server, index, operation, kill, seed, workdir):
+def run_web_trial(server, index, operation, kill, seed, workdir, setup=Setup):
     trial = Trial(index, operation, "", kind="web")
 
     def body():
         from omero_storagemanager.models import Job
         from testbed.pg import free_port
 
-        s = Setup(server, trial, kill, seed, workdir)
+        s = setup(server, trial, kill, seed, workdir)
         webs, clusters, stop = [], [], threading.Event()
         browser = None
         try:
