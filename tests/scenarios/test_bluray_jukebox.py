@@ -306,5 +306,53 @@ def test_chapter_15_archiving_to_a_bluray_jukebox(stage, facility):
     detail = state_of(stage, second, owner)
     assert detail["state"] == "archived" and detail["owner"]["name"] == owner
     stage.wait_for_mail(f"restore done: {second}")
-    print("restore mails", stage.subjects()[mails:], stage.time_spent(), stage.overhead,
-          time.monotonic() - story_started)
+    # The order was the question, answered by software within hours: the owner and the
+    # admins hear that it is done, nobody was asked anything.
+    assert [s for s in stage.subjects()[mails:] if "done" not in s] == [], stage.subjects()
+    assert ok(stage.admin().get(f"{API}jobs/{job_id}/"))["wait_kind"] is None
+
+    # -- 6b. the jukebox's disc cannot be read: the restore waits for weeks ---------------------
+    mails = len(stage.mailbox.messages)
+    owner, bag = purged[third]
+    description = bag.replace("/", "$")
+    jukebox.unreadable.add(description)
+    job_id = ask_restore(stage, owner, third)
+    asked_at = stage.now()
+    stage.pass_until(stage.now() + timedelta(minutes=10))
+    seen = ok(stage.admin().get(f"{API}jobs/{job_id}/"))
+    assert seen["state"] == "waiting" and seen["wait_kind"] == "archiver", seen
+    since = seen["wait_since"]
+    [(name, _)] = jukebox.orders("restore")
+    stage.step = timedelta(hours=6)
+    weeks = 2
+    for day in range(1, 7 * weeks + 1):  # a reminder a day (the default), never more often
+        stage.pass_until(stage.now() + timedelta(days=1, minutes=1))
+        reminders = stage.mails(f"reminder: restore of {third} still waiting")
+        assert len(reminders) == day, (day, stage.subjects()[mails:])
+    assert jukebox.did("restore failed").count(description) >= 7 * weeks
+    seen = ok(stage.admin().get(f"{API}jobs/{job_id}/"))
+    # What the admin reads: it still waits, for which order, since when; no attempt used.
+    assert seen["state"] == "waiting" and seen["wait_since"] == since, seen
+    assert name in seen["wait_reason"] and "written" in seen["wait_reason"], seen
+    assert seen["attempts"] == 0, seen
+    as_owner = ok(stage.api(owner).get(f"{API}jobs/{job_id}/"))
+    assert as_owner["state"] == "waiting" and "/" not in as_owner["wait_reason"], as_owner
+    [(to, text)] = stage.mails(f"reminder: restore of {third} still waiting")[-1:]
+    assert to == [ADMIN_MAIL] and name in text and f"{weeks * 7} days" in text, text
+    assert [s for s in stage.subjects()[mails:] if "reminder" not in s] == [], stage.subjects()
+    assert jukebox.orders("restore") == [(name, jukebox.orders("restore")[0][1])]  # one order
+    assert stage.failed_jobs() == []
+
+    # The admin brings the exported disc back into the jukebox; FFA answers the order.
+    jukebox.load_offline_disc(description)
+    loaded = stage.now()
+    stage.step = timedelta(hours=1)
+    stage.pass_until(loaded + jukebox.restore_delay + timedelta(hours=2, minutes=15))
+    job = ok(stage.api(owner).get(f"{API}jobs/{job_id}/"))
+    assert job["state"] == "done", job
+    assert truth_holds(facility, third)
+    assert state_of(stage, third, owner)["state"] == "archived"
+    stage.wait_for_mail(f"restore of {third} no longer waiting")
+    stage.wait_for_mail(f"restore done: {third}")
+    assert jukebox.orders("restore") == []
+    print("waits", stage.time_spent(), stage.overhead, time.monotonic() - story_started)
