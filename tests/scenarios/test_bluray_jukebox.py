@@ -32,9 +32,13 @@ from tests.scenarios.jukebox import Jukebox, same_tree
 from tests.test_jobs import Mailbox
 
 ADMIN_MAIL = "storage-admin@example.org"
-# Step 7 lets this many quiet days pass (SM_STORY_REST_DAYS=330 for the rest of a year;
-# the same variable as chapter 13's story).
-REST_DAYS = int(os.environ.get("SM_STORY_REST_DAYS", "30"))
+# Issue 20 asks for a year; the app's nightly jobs take a few seconds of a simulated day
+# on the test bed, and CI time is short. By default the unreadable disc keeps a restore
+# waiting for WAIT_DAYS and the rest of the story is REST_DAYS quiet days;
+# SM_STORY_WAIT_DAYS=21 SM_STORY_REST_DAYS=330 (the variable chapter 13's story reads
+# too) run the weeks and the year.
+WAIT_DAYS = int(os.environ.get("SM_STORY_WAIT_DAYS", "7"))
+REST_DAYS = int(os.environ.get("SM_STORY_REST_DAYS", "7"))
 MiB = 2**20
 
 
@@ -280,6 +284,18 @@ def test_chapter_15_archiving_to_a_bluray_jukebox(stage, facility):
     print(f"nights: {night + 1}, story {time.monotonic() - story_started:.1f} s, "
           f"mails {stage.subjects()}")
 
+    # The file server runs low again: the admin purges the least accessed collection
+    # left, whose copy is on the BluRay discs only by now (the cache let it go).
+    for row in archived_by_access(stage):
+        detail = state_of(stage, row["key"])
+        if not (read_root / bag_of(detail)["bag_path"]).exists():
+            break
+    else:
+        raise AssertionError("no archived collection on the discs only")
+    job = purge(stage, row["key"])
+    assert job["summary"]["collections"][0]["freed_files"] > 0, job
+    assert state_of(stage, row["key"])["state"] in ("purged", "partially_purged")
+
     # -- 6. a restore through the jukebox: an XML order, a wait, done by itself ---------------
     mails = len(stage.mailbox.messages)
     stage.step = timedelta(hours=1)  # FFA's hourly look, while a restore waits for it
@@ -323,13 +339,12 @@ def test_chapter_15_archiving_to_a_bluray_jukebox(stage, facility):
     assert seen["state"] == "waiting" and seen["wait_kind"] == "archiver", seen
     since = seen["wait_since"]
     [(name, _)] = jukebox.orders("restore")
-    stage.step = timedelta(hours=6)
-    weeks = 2
-    for day in range(1, 7 * weeks + 1):  # a reminder a day (the default), never more often
+    stage.step = timedelta(days=1)  # FFA still looks at each of the night's schedules
+    for day in range(1, WAIT_DAYS + 1):  # a reminder a day (the default), never more often
         stage.pass_until(stage.now() + timedelta(days=1, minutes=1))
         reminders = stage.mails(f"reminder: restore of {third} still waiting")
         assert len(reminders) == day, (day, stage.subjects()[mails:])
-    assert jukebox.did("restore failed").count(description) >= 7 * weeks
+    assert jukebox.did("restore failed").count(description) >= WAIT_DAYS
     seen = ok(stage.admin().get(f"{API}jobs/{job_id}/"))
     # What the admin reads: it still waits, for which order, since when; no attempt used.
     assert seen["state"] == "waiting" and seen["wait_since"] == since, seen
@@ -338,7 +353,7 @@ def test_chapter_15_archiving_to_a_bluray_jukebox(stage, facility):
     as_owner = ok(stage.api(owner).get(f"{API}jobs/{job_id}/"))
     assert as_owner["state"] == "waiting" and "/" not in as_owner["wait_reason"], as_owner
     [(to, text)] = stage.mails(f"reminder: restore of {third} still waiting")[-1:]
-    assert to == [ADMIN_MAIL] and name in text and f"{weeks * 7} days" in text, text
+    assert to == [ADMIN_MAIL] and name in text and f"{WAIT_DAYS} days" in text, text
     assert [s for s in stage.subjects()[mails:] if "reminder" not in s] == [], stage.subjects()
     assert jukebox.orders("restore") == [(name, jukebox.orders("restore")[0][1])]  # one order
     assert stage.failed_jobs() == []
@@ -355,4 +370,29 @@ def test_chapter_15_archiving_to_a_bluray_jukebox(stage, facility):
     stage.wait_for_mail(f"restore of {third} no longer waiting")
     stage.wait_for_mail(f"restore done: {third}")
     assert jukebox.orders("restore") == []
-    print("waits", stage.time_spent(), stage.overhead, time.monotonic() - story_started)
+    waited = ok(stage.admin().get(f"{API}jobs/{job_id}/"))["summary"]["waited"]
+    assert waited["kind"] == "archiver" and waited["seconds"] > WAIT_DAYS * 86400, waited
+    assert stage.failed_jobs() == []
+    print(f"waits: story {time.monotonic() - story_started:.1f} s")
+
+    # -- 7. the rest of the year: quiet -------------------------------------------------------
+    failed, mails = len(stage.failed_jobs()), len(stage.mailbox.messages)
+    year_started = time.monotonic()
+    before = stage.time_spent()
+    stage.step = timedelta(days=1)
+    stage.pass_until(stage.now() + timedelta(days=REST_DAYS))
+    year_took = time.monotonic() - year_started
+    spent = {k: round(v - before.get(k, 0), 2) for k, v in stage.time_spent().items()}
+    print(f"rest: {REST_DAYS} days in {year_took:.1f} s; workers: {spent}; "
+          f"story {time.monotonic() - story_started:.1f} s; stage {stage.overhead}")
+    assert len(stage.failed_jobs()) == failed, stage.failed_jobs()
+    assert stage.subjects()[mails:] == []
+    assert jukebox.orders("archive") == jukebox.orders("restore") == []
+    assert not any(write_root.rglob("bagit.txt"))
+    figures = location(stage)
+    assert figures["write_bytes"] == 0 and figures["read_bytes"] <= limit, figures
+    # A backup every night, ten kept besides the current one (`storagemanager backup list`).
+    out = io.StringIO()
+    call_command("storagemanager", "backup", "list", stdout=out)
+    names = [line.split()[0] for line in out.getvalue().splitlines() if line.strip()]
+    assert names == ["current"] + [str(i) for i in range(10)], out.getvalue()
