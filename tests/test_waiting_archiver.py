@@ -74,7 +74,7 @@ def test_an_automated_restore_order_asks_nobody_until_the_archiver_is_late(
     sent = [k for k in range(1, 13) if waiting.remind(NOW + DAY * k / 4)]
     assert sent == [4, 8, 12]
     assert subjects(mailbox) == [
-        f"Subject: [OMERO storage] reminder: restore of all still waiting"] * 3
+        "Subject: [OMERO storage] reminder: restore of all still waiting"] * 3
     job.refresh_from_db()
     cleared, ended = waiting.leave(job)
     assert ended == {"since": NOW.isoformat(), "kind": "archiver",

@@ -61,7 +61,7 @@ class Jukebox:
     unreadable: set = field(default_factory=set)  # OrderDescriptions whose disc fails
     log: list = field(default_factory=list)  # (when, what, OrderDescription)
     _last_hour: object = None
-    _seen: dict = field(default_factory=dict)  # restore order (name, inode, mtime) -> first seen
+    _seen: dict = field(default_factory=dict)  # order (name, inode, mtime) -> first seen
     _answered: set = field(default_factory=set)
 
     @property
