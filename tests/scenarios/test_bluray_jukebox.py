@@ -19,7 +19,6 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -54,23 +53,6 @@ class JukeboxStage(Stage):
     clock's steps (once an hour of the clock at most) before the app's workers run."""
 
     jukebox = None
-
-    def __enter__(self):
-        # django-q2's ORM broker closes the app's database connection before each of its
-        # calls (Django's CONN_MAX_AGE is 0 in omeroweb's settings): a new PostgreSQL
-        # connection three times per task, most of a quiet night's time on the stage. A
-        # cluster's broker keeps its own process; the stage's workers keep the connection.
-        import django_q.brokers.orm as orm
-
-        self._broker_db = orm.db
-        orm.db = SimpleNamespace(close_old_connections=lambda: None)
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        import django_q.brokers.orm as orm
-
-        orm.db = self._broker_db
-        return super().__exit__(*exc)
 
     def tick(self):
         if self.jukebox is not None:
