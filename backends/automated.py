@@ -18,6 +18,7 @@ from .xmlorders import archive_order_xml, order_filename, restore_order_xml, wri
 class AutomatedBackend(ReadCacheBackend):
     type = "automated"
     noun = "archive cache"
+    cache_wait_kind = "archiver"  # the restore order asks the archiver, not a person
 
     def __init__(self, config):
         super().__init__(config)

@@ -16,7 +16,7 @@ from django.db import transaction
 
 from ..backends.bag import validate_bag
 from ..backends.base import BadLocation, LocationError, validate_mount
-from ..models import Copy, CopyFile, Location
+from ..models import Copy, CopyFile, Job, Location, PurgedFile
 from . import capacity
 from .hashing import hash_file
 from .locationfile import refresh_descriptions, write_description
@@ -134,7 +134,8 @@ class CachePurge:
 
 
 def purge_read_cache(location):
-    """Evict the oldest bags from a tape/automated read cache down to the watermark."""
+    """Evict the oldest bags from a tape/automated read cache down to the watermark,
+    but none an active restore still needs (restore_needs)."""
     backend = location.backend()
     if not backend.has_read_cache:
         raise LocationError(f"location {location.name!r} is of type {location.type}: "
@@ -146,15 +147,30 @@ def purge_read_cache(location):
     result = CachePurge(cache_bytes=sum(b.bytes for b in bags))
     limit = location.max_bytes * location.purge_watermark // 100
     used = result.cache_bytes
+    needed = restore_needs(location)
     for bag in bags:  # oldest first
         if used <= limit:
             break
+        if bag.relpath in needed:
+            continue
         backend.evict(bag.relpath)
         used -= bag.bytes
         result.evicted.append(bag.relpath)
         result.freed_bytes += bag.bytes
     capacity.measure(location)  # the figures pages show: write queue, cache, tape only
     return result
+
+
+def restore_needs(location):
+    """Bag paths at `location` holding files that a queued, running or waiting restore
+    has still to bring back. A copy that came back from tape or the jukebox for it keeps
+    the datetime it was archived at, so it is the oldest in the cache: evicted before
+    the restore's next look, it would only be asked for again."""
+    pending = PurgedFile.objects.filter(collection__jobs__kind="restore",
+                                        collection__jobs__state__in=Job.ACTIVE)
+    return set(Copy.objects.filter(location=location,
+                                   entries__relpath__in=pending.values("relpath"))
+               .values_list("bag_path", flat=True).distinct())
 
 
 @dataclass

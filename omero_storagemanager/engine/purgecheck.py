@@ -8,7 +8,8 @@ once, not that it is there now. For each file a purge would free:
              read and its SHA1 compared (whole file; above `sample_above` bytes, 16
              places compared with the primary file). A copy that cannot be read now
              (a tape, a disk not connected) counts only with an audit that found it
-             whole within `audit_max_age`.
+             whole within `audit_max_age` (a copy that the tape software or archiver
+             took off a connected cache disk: the archive's own verification too).
   the primary is the file whose bytes were copied: same device, inode, size and mtime
              in ns as recorded when it was copied or restored (PrimaryFile), a regular
              file with one link. Without such a record, or when it differs, its bytes
@@ -114,7 +115,9 @@ class Locations:
                 return self._damaged(copy_file, (
                     f"copy {copy.bag_path} at {copy.location.name} is missing "
                     f"{copy_file.relpath}"))
-        audited = self._fresh_audit(copy)
+        # Reached online only on tape and automated locations: the copy left the disk
+        # for the archive medium.
+        audited = self._fresh_audit(copy, on_medium=offline is None)
         if audited is not None:
             return CopyAt(copy_file, None, None, audited=audited), None
         where = offline or "its file is missing there"
@@ -126,12 +129,23 @@ class Locations:
         self.damaged[copy_file] = why
         return None, why
 
-    def _fresh_audit(self, copy):
+    def _fresh_audit(self, copy, on_medium=False):
+        """When the copy was last found whole, if within max_age: its last audit or,
+        for a copy on the archive medium only (`on_medium`: a tape or automated
+        location, online, whose software took the copy off the disk), the archive's own
+        verification (every file read back and compared): no audit can read such a copy
+        again, and without it a copy that left the read cache could never be relied on.
+        A disk or share that is away can be connected and audited instead. A failed
+        audit ends it."""
         if copy.location.type == Location.SYMLINK:
             return None  # its copies must be online: OMERO reads them through links
-        if copy.last_audit_ok and copy.last_audit and \
-                copy.last_audit >= datetime.now(timezone.utc) - self.max_age:
-            return copy.last_audit
+        if copy.last_audit_ok is False:
+            return None
+        verified = copy.verified_at if on_medium else None
+        checked = max(filter(None, (copy.last_audit if copy.last_audit_ok else None,
+                                    verified)), default=None)
+        if checked and checked >= datetime.now(timezone.utc) - self.max_age:
+            return checked
         return None
 
 

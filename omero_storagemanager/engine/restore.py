@@ -56,8 +56,8 @@ class RestoreError(Exception):
 class WaitReason(str):
     """What a restore waits for, as the admin reads it (paths and all), with `kind`
     (medium: a disk or cache to connect, or a copy to put back; cache: a copy to come
-    back from tape or an automated archive) and `public`: the same without server paths,
-    for the users who asked."""
+    back from tape; archiver: a copy an automated archive's software was asked for by
+    an XML order) and `public`: the same without server paths, for the users who asked."""
 
     def __new__(cls, text, kind, public):
         reason = super().__new__(cls, text)
@@ -71,7 +71,7 @@ def wait_reason(backend, location, text):
     if not backend.is_online():
         return WaitReason(text, "medium", f"waiting for {where} to be {backend.connect_verb}ed")
     if backend.has_read_cache:
-        return WaitReason(text, "cache",
+        return WaitReason(text, backend.cache_wait_kind,
                           f"waiting for the copy on {where} to come back into its read cache")
     return WaitReason(text, "medium",
                       f"waiting for an administrator to put the copy back on {where}")

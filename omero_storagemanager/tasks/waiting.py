@@ -10,7 +10,10 @@ E-mails, to the admins: one question when a wait that needs a person starts (kin
 medium and cache), a reminder at most every settings.WAIT_REMINDER seconds while it
 lasts (sent by the monitor, so the interval holds however many workers recheck), and
 an info e-mail when such a wait ends with the job done. A wait for another job (kind
-busy) needs nobody and sends nothing.
+busy) needs nobody and sends nothing. A wait for an automated archive's software (kind
+archiver: its XML restore order is the question, manual chapter 15) sends no question:
+the admins hear of it only once it has lasted a reminder interval (the archiver is
+late: a disc that cannot be read), then at that interval and when it ends.
 
 `wait_reason` is what an admin reads (paths and all); `wait_public` says the same
 without server paths, for everyone else.
@@ -27,6 +30,7 @@ from ..models import Job
 
 WAIT_EXCEPTIONS = (RestoreWaiting, LocationOffline, CollectionBusy)
 ASKS_A_PERSON = ("medium", "cache")
+REMINDED = ASKS_A_PERSON + ("archiver",)
 
 
 def _now():
@@ -39,7 +43,8 @@ def describe(job, exc):
         kinds = {getattr(r, "kind", "medium") for r in exc.reasons}
         public = sorted({getattr(r, "public", "waiting for an archive copy to be reachable")
                          for r in exc.reasons})
-        return ("medium" if "medium" in kinds else "cache"), "; ".join(public)
+        kind = next((k for k in ("medium", "cache") if k in kinds), "archiver")
+        return kind, "; ".join(public)
     if isinstance(exc, CollectionBusy):
         return "busy", "waiting for another job on the same collection to finish"
     name = f"'{job.location.name}'" if job.location_id else "an archive location"
@@ -60,7 +65,7 @@ def enter(job, exc, finish, now=None):
                   next_check=now + timedelta(seconds=settings.WAIT_RECHECK))
     if started:
         fields["wait_since"] = now
-        fields["wait_reminded"] = now if kind in ASKS_A_PERSON else None
+        fields["wait_reminded"] = now if kind in REMINDED else None
     finish(job, Job.WAITING, **fields)
     if started and kind in ASKS_A_PERSON:
         from .notify import job_waiting
@@ -73,7 +78,9 @@ def leave(job):
     and the wait that ended ({since, seconds, kind}) or None."""
     fields = dict(wait_kind="", wait_public="", wait_since=None, wait_reminded=None,
                   next_check=None)
-    if job.wait_since is None or job.wait_kind not in ASKS_A_PERSON:
+    told = job.wait_kind in ASKS_A_PERSON or (
+        job.wait_kind in REMINDED and job.wait_reminded and job.wait_reminded > job.wait_since)
+    if job.wait_since is None or not told:
         return fields, None
     ended = {"since": job.wait_since.isoformat(), "kind": job.wait_kind,
              "seconds": round((_now() - job.wait_since).total_seconds())}
@@ -86,7 +93,7 @@ def remind(now=None):
     now = now or _now()
     due_before = now - timedelta(seconds=settings.WAIT_REMINDER)
     reminded = []
-    for job in Job.objects.filter(state=Job.WAITING, wait_kind__in=ASKS_A_PERSON,
+    for job in Job.objects.filter(state=Job.WAITING, wait_kind__in=REMINDED,
                                   wait_reminded__lte=due_before, cancel_requested=False):
         with transaction.atomic():
             # Only one caller wins a reminder (the monitor may run on several hosts).
