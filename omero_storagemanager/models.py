@@ -107,6 +107,19 @@ class ScanResult(models.Model):
     class Meta:
         indexes = [models.Index(fields=["collection", "-started"])]
 
+    # What a stat or verify scan found on the disk that says the files changed (not
+    # when it ran, nor the last access: reading a file changes neither its bytes nor
+    # what an archive copies).
+    DISK_CONTENT = ("files", "bytes", "newest_file", "missing_files")
+
+    @classmethod
+    def disk_content(cls, collection):
+        """DISK_CONTENT of the collection's last stat or verify scan, None when never."""
+        figures = (cls.objects.filter(collection=collection, mode__in=("stat", "verify"),
+                                      finished__isnull=False)
+                   .order_by("-finished").values_list("figures", flat=True).first())
+        return None if figures is None else [figures.get(k) for k in cls.DISK_CONTENT]
+
     @classmethod
     def last_read_from_disk(cls, collection):
         """When the collection's files were last read from the disk (last access, sizes):

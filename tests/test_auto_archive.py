@@ -8,6 +8,7 @@ it submits runs through the real runner.
 """
 import hashlib
 import os
+import time
 
 import bagit
 import psycopg2
@@ -95,7 +96,8 @@ def test_a_collection_found_unchanged_is_planned_again_only_once_something_chang
         world, monkeypatch):
     """A quiet night does not stat every file again: a collection whose plan found
     nothing keeps a memo of what it was made from (OMERO's records of its files, its
-    copies, its last stat scan), and is planned again only when that changed."""
+    copies, what its last stat scan found), and is planned again only when that
+    changed."""
     from omero_storagemanager.catalog.paths import RepositoryPaths
     from omero_storagemanager.engine import archiveplan
     from omero_storagemanager.engine.scan import scan
@@ -110,22 +112,42 @@ def test_a_collection_found_unchanged_is_planned_again_only_once_something_chang
         planned.clear()
         return run_policy()
 
+    def archive_it():
+        for job in Job.objects.filter(kind="archive", state=Job.QUEUED):
+            assert run_job(job.pk) == Job.DONE, Job.objects.get(pk=job.pk).error
+
     assert key not in night() and planned == [key]  # planned: nothing to copy
     assert key not in night() and planned == []  # the same again: not planned
-    # The disk read again (a stat scan): planned again, still nothing to copy.
-    conn = psycopg2.connect(world.dsn)
-    try:
-        scan(conn, RepositoryPaths(world.truth.data_dir, world.truth.managed_dir), "stat",
-             keys=[(world.collection(key).kind, world.collection(key).omero_id)])
-    finally:
-        conn.close()
+    # The disk read (a stat scan): planned once; read again, finding it as it was: not
+    # planned...
+    paths = RepositoryPaths(world.truth.data_dir, world.truth.managed_dir)
+    scan_keys = [(world.collection(key).kind, world.collection(key).omero_id)]
+
+    def stat_scan():
+        conn = psycopg2.connect(world.dsn)
+        try:
+            scan(conn, paths, "stat", keys=scan_keys)
+        finally:
+            conn.close()
+    stat_scan()  # the first: what the disk holds is known from now on
     assert key not in night() and planned == [key]
+    stat_scan()
+    assert key not in night() and planned == []
+    # ...a file touched behind OMERO's back, seen by the next stat scan: planned again,
+    # and archived again (its mtime is part of what a copy holds).
+    touched = next(f["path"] for f in world.truth.collections[key]["files"]
+                   if f["kind"] == "fileset_entry" and f["originalfile_id"])
+    two_days_ago = time.time() - 2 * 86400  # newer than the rest, older than min age
+    os.utime(touched, (two_days_ago, two_days_ago))
+    stat_scan()
+    assert key in night() and planned == [key]
+    archive_it()
+    assert key not in night() and planned == [key]  # a new verified copy: planned once
     assert key not in night() and planned == []
     # A file replaced in OMERO (same count): planned, and archived.
     replace_a_file(world, key)
     assert key in night() and planned == [key]
-    [job] = Job.objects.filter(kind="archive", collections=world.collection(key))
-    assert run_job(job.pk) == Job.DONE, Job.objects.get(pk=job.pk).error
+    archive_it()
     # A new verified copy changes the memo: planned once, then quiet again.
     assert key not in night() and planned == [key]
     assert key not in night() and planned == []

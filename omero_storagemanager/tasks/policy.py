@@ -31,9 +31,9 @@ def content_changed(conn, paths, location, log=lambda _: None):
 
     A plan stats every file: a collection whose plan found nothing keeps a memo of what
     it was made from (_memo), and is planned again only once that changed. Its disk half
-    is the last stat scan, which reaches every collection within
-    settings.STAT_SCAN_PERIOD_DAYS: so each is planned again at least that often, which
-    also catches what OMERO's database does not tell (a pyramid written after import)."""
+    is what the last stat scan found (files, bytes, newest mtime), which reaches every
+    collection within settings.STAT_SCAN_PERIOD_DAYS: what OMERO's database does not
+    tell (a pyramid written after import, a file touched) is caught then."""
     from ..engine.archiveplan import ArchiveError, plan
 
     memo = _memo(conn, location)
@@ -65,7 +65,8 @@ def content_changed(conn, paths, location, log=lambda _: None):
 def _memo(conn, location):
     """memo(collection): a digest of everything an archive plan of it depends on, as
     the database and the latest scans say now (one statement for all collections'
-    files in OMERO, two small queries per collection: its copies, its last stat scan)."""
+    files in OMERO, two small queries per collection: its copies, what its last stat
+    scan found)."""
     prints = fingerprint.content_fingerprints(conn, settings.INCLUDE_ATTACHMENTS)
     purged = dict(PurgedFile.objects.exclude(state=PurgedFile.RESTORED)
                   .values("collection").annotate(n=Count("pk"))
@@ -75,7 +76,7 @@ def _memo(conn, location):
         copies = sorted(Copy.objects.filter(collection=collection, state=Copy.VERIFIED)
                         .values_list("pk", "location_id"))
         seen = (prints.get((collection.kind, collection.omero_id)),
-                ScanResult.last_read_from_disk(collection), purged.get(collection.pk),
+                ScanResult.disk_content(collection), purged.get(collection.pk),
                 collection.state,
                 copies, location.pk, settings.INCLUDE_ATTACHMENTS)
         return hashlib.sha1(repr(seen).encode()).hexdigest()
