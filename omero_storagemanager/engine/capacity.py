@@ -34,11 +34,17 @@ class Usage:
         return self.write_bytes + self.read_bytes
 
 
+def write_queue(backend):
+    """{copy: bytes} of the complete bags in a cache location's write/: the copies the
+    tape software (or the archiver) has not taken to the medium yet."""
+    return {rel: tree_bytes(path) for rel, path in walk_bags(backend.write_root)}
+
+
 def measure(location):
     """Walk a cache location's write/ and read/ now and store the figures (Usage)."""
     backend = location.backend()
     backend.check_online()
-    write = {rel: tree_bytes(path) for rel, path in walk_bags(backend.write_root)}
+    write = write_queue(backend)
     read = {bag.relpath: bag.bytes for bag in backend.cache_bags()}
     usage = Usage(write_bytes=sum(write.values()), read_bytes=sum(read.values()),
                   measured=datetime.now(timezone.utc))
