@@ -209,6 +209,10 @@ def test_chapter_14_archiving_to_a_tape_library(stage, facility):
     assert set(cache.bags("write")) == set(cache.bags("read")) == set(bags)
     assert [j.state for j in stage.jobs(kind="backup")] == [Job.DONE]  # Monday 21:00
     assert len(stage.mails("archive done:")) == len(archived)
+    shown = tape_location(stage)  # Admin -> Locations: the night's copies, twice
+    assert (shown["write_bytes"], shown["read_bytes"]) == (
+        sum(cache.bags("write").values()), sum(cache.bags("read").values()))
+    assert shown["medium_only_copies"] == 0 and shown["used_bytes"] <= max_bytes
     taken = software.run(stage.now())  # 03:00: write/ to tape, then emptied
     assert set(taken) == set(bags) and cache.bags("write") == {}
     stage.pass_until(local(2027, 1, 5, 9, 0))
