@@ -320,7 +320,8 @@ def test_chapter_14_archiving_to_a_tape_library(stage, facility):
     assert primary_intact(facility, waits_for_tape)
     detail = state_of(stage, waits_for_tape, owner)
     assert detail["state"] == "archived" and detail["owner"]["name"] == owner
-    assert in_omero(facility, waits_for_tape)[0] == detail["name"]
+    restored_log = ok(stage.admin().get(f"{API}jobs/{job_id}/log/"))
+    assert in_omero(facility, waits_for_tape)[0] == detail["name"], restored_log
     assert in_omero(facility, waits_for_tape)[1:] != (archive_uid, archive_gid)
 
     # -- 6. the rest of the year: quiet ---------------------------------------------------
