@@ -283,12 +283,16 @@ def test_tape_read_cache_evicted_restore_waits_for_tape_then_resumes(world):
     write_bag = os.path.join(location.mount, str(location.pk), "write", copy.bag_path)
     bagit.Bag(read_bag).validate()
     world.purge(key)
+    # Not evicted while in write/ (the tape does not hold it yet: test_cache_purge_queue)
+    assert purge_read_cache(location).kept == [copy.bag_path]
+    tape = world.root / "tape" / copy.bag_path
+    shutil.copytree(write_bag, tape)  # the tape software's night: to tape, write/ emptied
+    shutil.rmtree(write_bag)
     evicted = purge_read_cache(location)
     assert evicted.evicted == [copy.bag_path] and not os.path.exists(read_bag)
-    assert os.path.isdir(write_bag)  # the write side belongs to the tape software
     with pytest.raises(RestoreWaiting, match="tape"):
         world.restore(key)
-    shutil.copytree(write_bag, read_bag)  # the operator restores it from tape
+    shutil.copytree(tape, read_bag)  # the operator restores it from tape
     world.restore(key)
     assert world.files(key) == before
 
@@ -303,7 +307,10 @@ def test_automated_location_writes_orders_and_restores_when_data_is_back(world):
     orders = [p.read_text() for p in xml_dir.iterdir()]
     assert any("<archive>" in o and copy.bag_path.split("/")[-1] in o for o in orders)
     world.purge(key)
-    purge_read_cache(location)
+    base = os.path.join(location.mount, str(location.pk))
+    archived = world.root / "archiver" / copy.bag_path  # the archiver takes write/ away
+    shutil.move(os.path.join(base, "write", copy.bag_path), archived)
+    assert purge_read_cache(location).evicted == [copy.bag_path]
     with pytest.raises(RestoreWaiting):
         world.restore(key)
     restores = [p.read_text() for p in xml_dir.iterdir() if "<restore>" in p.read_text()]
@@ -311,9 +318,7 @@ def test_automated_location_writes_orders_and_restores_when_data_is_back(world):
     with pytest.raises(RestoreWaiting):
         world.restore(key)  # asking again writes no second order
     assert len([p for p in xml_dir.iterdir() if "<restore>" in p.read_text()]) == 1
-    base = os.path.join(location.mount, str(location.pk))
-    shutil.copytree(os.path.join(base, "write", copy.bag_path),
-                    os.path.join(base, "read", copy.bag_path))
+    shutil.copytree(archived, os.path.join(base, "read", copy.bag_path))
     world.restore(key)
     assert world.files(key) == before
 

@@ -245,6 +245,7 @@ def _archive_collection(conn, paths, collection, location, include_attachments=T
         if problems:
             raise ArchiveError(f"{collection.key}: bag {final_dir} is invalid: {problems[0]}")
     publish_verified(backend, collection, copy, log)
+    capacity.add_copy(location, backend, copy.bag_path)  # the figures pages show
     log(f"{collection.key}: verified copy {copy.bag_path} at {location.name!r}: "
         f"{copy.files} files, {copy.bytes} bytes")
     return ArchiveResult(collection.key, "archived", copy.pk, copy.files, copy.bytes)

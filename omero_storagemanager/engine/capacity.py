@@ -11,10 +11,11 @@ Location with the time they were measured, for pages that must not walk the disk
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from ..backends.base import walk_bags
 from ..backends.fsutil import tree_bytes
+from ..backends.layout import safe_relpath
 from ..models import Copy, Location
 
 CACHE_TYPES = (Location.TAPE, Location.AUTOMATED)
@@ -34,11 +35,17 @@ class Usage:
         return self.write_bytes + self.read_bytes
 
 
+def write_queue(backend):
+    """{copy: bytes} of the complete bags in a cache location's write/: the copies the
+    tape software (or the archiver) has not taken to the medium yet."""
+    return {rel: tree_bytes(path) for rel, path in walk_bags(backend.write_root)}
+
+
 def measure(location):
     """Walk a cache location's write/ and read/ now and store the figures (Usage)."""
     backend = location.backend()
     backend.check_online()
-    write = {rel: tree_bytes(path) for rel, path in walk_bags(backend.write_root)}
+    write = write_queue(backend)
     read = {bag.relpath: bag.bytes for bag in backend.cache_bags()}
     usage = Usage(write_bytes=sum(write.values()), read_bytes=sum(read.values()),
                   measured=datetime.now(timezone.utc))
@@ -53,6 +60,18 @@ def measure(location):
         medium_only_bytes=usage.medium_only_bytes,
         medium_only_copies=usage.medium_only_copies, measured_at=usage.measured)
     return usage
+
+
+def add_copy(location, backend, bag_path):
+    """A copy just published on a cache location: its bags in write/ and read/ are added
+    to the stored figures (this copy's files alone are walked; measured_at stays the
+    time of the last full measure, which the next one replaces)."""
+    if location.type not in CACHE_TYPES:
+        return
+    rel = safe_relpath(bag_path, "copy path")
+    Location.objects.filter(pk=location.pk).update(
+        write_bytes=F("write_bytes") + tree_bytes(backend.write_root / rel),
+        read_bytes=F("read_bytes") + tree_bytes(backend.read_root / rel))
 
 
 def used_bytes(location):

@@ -129,13 +129,17 @@ def current_location():
 @dataclass
 class CachePurge:
     evicted: List[str] = field(default_factory=list)
+    kept: List[str] = field(default_factory=list)  # over the watermark, not on the medium yet
     freed_bytes: int = 0
     cache_bytes: int = 0
+    limit: int = 0
 
 
 def purge_read_cache(location):
     """Evict the oldest bags from a tape/automated read cache down to the watermark,
-    but none an active restore still needs (restore_needs)."""
+    but none an active restore still needs (restore_needs). A copy still in write/ is
+    not on the medium yet: its read/ copy stays (kept), as a restore could only ask for
+    it from a tape that does not hold it."""
     backend = location.backend()
     if not backend.has_read_cache:
         raise LocationError(f"location {location.name!r} is of type {location.type}: "
@@ -144,13 +148,17 @@ def purge_read_cache(location):
         raise LocationError(f"purging is not enabled for location {location.name!r}")
     backend.check_online()
     bags = backend.cache_bags()
-    result = CachePurge(cache_bytes=sum(b.bytes for b in bags))
+    queued = capacity.write_queue(backend)
     limit = location.max_bytes * location.purge_watermark // 100
+    result = CachePurge(cache_bytes=sum(b.bytes for b in bags), limit=limit)
     used = result.cache_bytes
     needed = restore_needs(location)
     for bag in bags:  # oldest first
         if used <= limit:
             break
+        if bag.relpath in queued:
+            result.kept.append(bag.relpath)
+            continue
         if bag.relpath in needed:
             continue
         backend.evict(bag.relpath)

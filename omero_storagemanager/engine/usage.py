@@ -21,6 +21,7 @@ from django.db.models import Count, Q, Sum
 from .. import settings
 from ..catalog import db as catalog_db
 from ..models import Collection, Copy, Location, UsageRecord
+from .capacity import figures as cache_figures
 from .stats import offline_keys, online_usage
 
 ONLINE = ~Q(state=Collection.PURGED)
@@ -66,8 +67,10 @@ def record_usage(day=None, people=False):
     used_at = dict(Copy.objects.exclude(state=Copy.EVICTED).values("location")
                    .annotate(total=Sum("bytes")).values_list("location", "total"))
     for location in Location.objects.all():
-        rows.append((UsageRecord.LOCATION, location.pk, location.name,
-                     used_at.get(location.pk) or 0, 0, location.max_bytes))
+        cache = cache_figures(location)  # tape, automated: the cache disk, as measured
+        used = cache["write_bytes"] + cache["read_bytes"] if cache else used_at.get(location.pk)
+        rows.append((UsageRecord.LOCATION, location.pk, location.name, used or 0, 0,
+                     location.max_bytes))
     # One statement for all rows (an upsert on the day's unique key): the hourly record
     # stays a few milliseconds whatever the number of groups and users.
     UsageRecord.objects.bulk_create(

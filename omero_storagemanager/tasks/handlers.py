@@ -175,6 +175,10 @@ def cache_purge(job, handle):
         evicted[location.name] = len(result.evicted)
         handle.log(f"{location.name}: evicted {len(result.evicted)} bag(s), "
                    f"{result.freed_bytes} bytes")
+        if result.kept:  # the tape software has not taken them yet: say why it stays over
+            handle.log(f"{location.name}: kept {len(result.kept)} bag(s) over the watermark "
+                       "that are still in write/ (not on the archive medium yet): "
+                       + ", ".join(result.kept))
     return {"evicted": evicted}
 
 

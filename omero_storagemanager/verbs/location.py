@@ -146,7 +146,9 @@ def run(command, options):
         elif action == "purge-cache":
             result = purge_read_cache(_get(options["id"]))
             command.stdout.write(f"evicted {len(result.evicted)} bag(s), "
-                                 f"{result.freed_bytes} bytes, from the read cache")
+                                 f"{result.freed_bytes} bytes, from the read cache"
+                                 + (f"; kept {len(result.kept)} still in write/ (not on "
+                                    "the archive medium yet)" if result.kept else ""))
         elif action == "remove":
             location = _get(options["id"])
             remove_location(location)
