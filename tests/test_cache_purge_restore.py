@@ -7,6 +7,7 @@ restore order, and the restore would ask the jukebox again (and again, as long a
 timing repeats). The purge skips bags holding files that an active restore (queued,
 running or waiting) still has to bring back; once the restore is over they go as usual.
 """
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,8 @@ def test_the_cache_purge_keeps_what_a_restore_waits_for_until_it_is_over(world):
     read = Path(jukebox.mount, str(jukebox.pk), "read")
     bags = {key: Copy.objects.get(location=jukebox, collection=world.collection(key)).bag_path
             for key in (wanted, other)}
+    for bag in bags.values():  # the archiver burned both: write/ emptied (else kept)
+        shutil.rmtree(Path(jukebox.mount, str(jukebox.pk), "write", bag))
 
     restore = Job.objects.create(kind="restore", state=Job.WAITING)
     restore.collections.add(world.collection(wanted))

@@ -528,6 +528,8 @@ def mark_purged_in_omero(gateway, collection, rename, archive_user_id, archive_g
             setattr(collection, key, value)
     if rename and not current["name"].startswith(ARCHIVED_PREFIX):
         gateway.rename(collection.kind, collection.omero_id, ARCHIVED_PREFIX + current["name"])
+        # What OMERO shows now, at once (the catalogue learns it at its next refresh).
+        Collection.objects.filter(pk=collection.pk).update(name=ARCHIVED_PREFIX + current["name"])
     if archive_group_id is not None and current["group_id"] != archive_group_id:
         gateway.chgrp(collection.kind, collection.omero_id, archive_group_id)
     if archive_user_id is not None and current["owner_id"] != archive_user_id:

@@ -400,12 +400,17 @@ def undo_omero_changes(gateway, collection):
         gateway.chown(collection.kind, collection.omero_id, collection.original_owner_id)
     if collection.original_group_id is not None and current["group_id"] != collection.original_group_id:
         gateway.chgrp(collection.kind, collection.omero_id, collection.original_group_id)
+    name = current["name"]
     if collection.original_name is not None and current["name"] != collection.original_name:
-        gateway.rename(collection.kind, collection.omero_id, collection.original_name)
+        name = collection.original_name
     elif current["name"].startswith(ARCHIVED_PREFIX):
-        gateway.rename(collection.kind, collection.omero_id, current["name"][len(ARCHIVED_PREFIX):])
+        name = current["name"][len(ARCHIVED_PREFIX):]
+    if name != current["name"]:
+        gateway.rename(collection.kind, collection.omero_id, name)
+    # The name OMERO has now, at once: the catalogue would learn it only at its next
+    # refresh, and until then the owner would see the purge's name on a restored one.
     Collection.objects.filter(pk=collection.pk).update(
-        original_name=None, original_owner_id=None, original_group_id=None)
+        name=name, original_name=None, original_owner_id=None, original_group_id=None)
     gateway.set_state(collection.kind, collection.omero_id,
                       state_pairs(collection, _online_state(collection)))
 

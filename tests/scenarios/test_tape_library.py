@@ -233,8 +233,9 @@ def test_chapter_14_archiving_to_a_tape_library(stage, facility):
         assert detail["state"] in ("purged", "partially_purged"), detail
         # In OMERO it is renamed and given to the archive user and group (it leaves the
         # users' views in OMERO.insight) ...
-        assert in_omero(facility, key) == (f"(archived) {detail['name']}", archive_uid,
-                                            archive_gid)
+        # ... and the Storage tab shows the name OMERO has now.
+        assert detail["name"].startswith("(archived) "), detail
+        assert in_omero(facility, key) == (detail["name"], archive_uid, archive_gid)
         owners[key] = detail["owner"]["name"]
         mine = {c["key"]: c for c in ok(stage.api(owners[key]).get(
             f"{API}collections/", per_page=500))["items"]}
