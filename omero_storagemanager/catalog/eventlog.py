@@ -136,6 +136,8 @@ class Changes:
     late: int = 0  # of which committed by a transaction open at the last read
     by_table: Dict[str, Set[int]] = field(default_factory=lambda: defaultdict(set))
     deletes: List[Tuple[str, int]] = field(default_factory=list)  # logged DELETE rows
+    # by_table's rows with an UPDATE or REINDEX row too (the rest were only inserted)
+    updated: Dict[str, Set[int]] = field(default_factory=lambda: defaultdict(set))
     unknown_pending: bool = False  # a transaction open last time is beyond knowing
 
 
@@ -198,7 +200,44 @@ def read_changes(conn, last_id, upto, pending):
                 changes.deletes.append((table, oid))
             else:  # INSERT, UPDATE, REINDEX: the row is there to be read
                 changes.by_table[table].add(oid)
+                if action != "INSERT":
+                    changes.updated[table].add(oid)
     return changes
+
+
+# A file only just inserted is held by nothing that is not new too: whatever links it
+# (a fileset entry, an import log's link, an OMERO 4 original's map, an annotation) was
+# inserted after it, and is read in this batch or, committed later, in a later one, and
+# reaches its collections itself. So an inserted file is walked only if also updated:
+# an import of a thousand files spared walking them one by one.
+_REACHED_THROUGH_NEW_ROWS = ("originalfile",)
+
+# The filesets whose figures (catalog.totals.FILESET_FIGURES) a change can alter: new or
+# updated filesets, entries, import-log links, and the filesets of changed files.
+_DIRTY_FILESETS = """
+SELECT unnest(%(fileset)s::bigint[])
+UNION SELECT fileset FROM filesetentry WHERE id = ANY(%(filesetentry)s::bigint[])
+UNION SELECT parent FROM filesetjoblink WHERE id = ANY(%(filesetjoblink)s::bigint[])
+UNION SELECT fjl.parent FROM joboriginalfilelink jol
+        JOIN filesetjoblink fjl ON fjl.child = jol.parent
+       WHERE jol.id = ANY(%(joboriginalfilelink)s::bigint[])
+          OR jol.child = ANY(%(originalfile)s::bigint[])
+UNION SELECT fileset FROM filesetentry WHERE originalfile = ANY(%(originalfile)s::bigint[])
+"""
+_FILESET_TABLES = ("fileset", "filesetentry", "filesetjoblink", "joboriginalfilelink",
+                   "originalfile")
+
+
+def dirty_filesets(conn, changes):
+    """{fileset id} of the filesets whose own figures the `changes` may have altered
+    (engine/filesetcache.py drops what it kept of them). Inserted files count too: it
+    costs little, and a kept figure must never be stale."""
+    params = {t: sorted(changes.by_table.get(t, ())) for t in _FILESET_TABLES}
+    if not any(params.values()):
+        return set()
+    with conn.cursor() as cur:
+        cur.execute(_DIRTY_FILESETS, params)
+        return {int(r[0]) for r in cur.fetchall() if r[0] is not None}
 
 
 def reached(conn, changes):
@@ -207,6 +246,10 @@ def reached(conn, changes):
     asked, moved = defaultdict(set), defaultdict(set)
     with conn.cursor() as cur:
         for table, ids in sorted(changes.by_table.items()):
+            if table in _REACHED_THROUGH_NEW_ROWS:
+                ids = changes.updated.get(table)
+                if not ids:
+                    continue
             cur.execute(_REACH[table], {"ids": sorted(ids)})
             for role, oid in cur.fetchall():
                 if oid is not None:

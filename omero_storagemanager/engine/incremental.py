@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Sum
 
 from ..catalog import eventlog, scoped
+from . import filesetcache
 from ..catalog.totals import Figures
 from ..models import CatalogCursor, Collection
 from .progress import NullProgress
@@ -96,9 +97,11 @@ def refresh_catalog(conn, include_attachments=True, progress=None, connect=None,
         return RefreshReport(FULL, reason, changes.rows if changes else 0,
                              report.collections, report.files, report.bytes,
                              time.monotonic() - started)
-    result = _refresh(conn, keys, include_attachments, progress)
+    dirty = eventlog.dirty_filesets(conn, changes)
+    result = _refresh(conn, keys, include_attachments, progress, dirty)
     with transaction.atomic():
         store(result.targets, result.report)
+        filesetcache.keep(dirty, result.computed)
         _advance(_cursor(), state, INCREMENTAL, "")
     progress.advance(len(result.targets), result.report.files, result.report.bytes)
     progress.done()
@@ -122,10 +125,12 @@ def _expect(progress, collections):
 class _Scoped:
     targets: list
     report: ScanReport
+    computed: dict  # figures of filesets read from OMERO, to keep (filesetcache.keep)
 
 
-def _refresh(conn, keys, include_attachments, progress):
-    """The figures of the collections `keys`, as a ScanReport ready to store."""
+def _refresh(conn, keys, include_attachments, progress, dirty):
+    """The figures of the collections `keys`, as a ScanReport ready to store; the
+    figures of their filesets are those kept, but for the `dirty` ones."""
     from .scan import _KIND_NAMES, _Target
 
     started = datetime.now(timezone.utc)
@@ -139,8 +144,16 @@ def _refresh(conn, keys, include_attachments, progress):
                if (kind, oid) in wanted]
     progress.start(len(targets))
     _expect(progress, Collection.objects.filter(pk__in=[t.pk for t in targets]))
+    computed = {}
+
+    def per_fileset(filesets):
+        found, read = filesetcache.figures_for(
+            filesets, dirty, lambda ids: scoped.fileset_figures_of(conn, ids))
+        computed.update(read)
+        return found
+
     figures = scoped.figures_of(conn, [(t.kind, t.omero_id) for t in targets],
-                                include_attachments)
+                                include_attachments, per_fileset)
     report = ScanReport("catalog", started)
     for t in targets:
         report.figures[t.key] = figures.get((t.kind, t.omero_id)) or Figures()
@@ -148,4 +161,4 @@ def _refresh(conn, keys, include_attachments, progress):
     report.files = sum(f.files for f in report.figures.values())
     report.bytes = sum(f.bytes for f in report.figures.values())
     report.finished = datetime.now(timezone.utc)
-    return _Scoped(targets, report)
+    return _Scoped(targets, report, computed)

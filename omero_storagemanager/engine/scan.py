@@ -25,6 +25,7 @@ from ..catalog.db import without_parallel_workers
 from ..catalog.totals import Figures, collection_figures, fileset_figures
 from ..models import Collection, ScanResult
 from .bulk import collection_figures_from_disk
+from . import filesetcache
 from .disk import check_repository, stat_inventory, verify_record
 from .figures import figures_from_inventory, problems
 from .progress import NullProgress
@@ -144,13 +145,19 @@ def _scan_catalog_all(conn, include_attachments, progress, connect):
         both = [conn, other] if other is not None else []
         with ThreadPoolExecutor(1) as side, without_parallel_workers(*both):
             pending = (side.submit(fileset_figures, other) if other is not None else None)
+            per_fileset = {}  # kept for the incremental refreshes (filesetcache)
+
+            def filesets():
+                per_fileset.update(pending.result() if pending is not None
+                                   else fileset_figures(conn))
+                return per_fileset
+
             try:
                 sync_collections(conn)
                 targets = _live_targets()
                 progress.start(len(targets))  # a cancelled job raises here
-                all_figures = collection_figures(
-                    conn, include_attachments,
-                    per_fileset=pending.result if pending is not None else None)
+                all_figures = collection_figures(conn, include_attachments,
+                                                 per_fileset=filesets)
             except BaseException:
                 if other is not None:
                     other.cancel()  # do not wait seconds for figures nobody will read
@@ -166,7 +173,9 @@ def _scan_catalog_all(conn, include_attachments, progress, connect):
     progress.advance(len(targets), report.files, report.bytes)
     report.finished = datetime.now(timezone.utc)
     report.collections = len(targets)
-    store(targets, report)
+    with transaction.atomic():
+        store(targets, report)
+        filesetcache.replace_all(per_fileset)
     progress.done()
     return report
 
