@@ -154,3 +154,33 @@ def test_a_fileset_no_collection_holds_is_read_anew_once_linked(facility, app_db
     finally:
         writer.close()
         conn.close()
+
+
+def test_a_full_scan_for_an_unlink_keeps_the_figures_but_drops_the_changed(facility, app_db):
+    """An unlink (Delete2: no eventlog row) makes the refresh a full scan, but deletes
+    nothing a fileset's figures are summed from: the kept figures stay, those of a
+    fileset changed meanwhile are dropped, and none is left stale."""
+    conn, writer = reader(facility), facility.connect()
+    lines = []
+    try:
+        refresh_catalog(conn)
+        kept = FilesetFigures.objects.count()
+        changes = FacilityChanges(writer, seed=14)
+        fileset = _ids(conn, "SELECT fileset FROM filesetentry ORDER BY fileset LIMIT 1")[0]
+        file_id = _ids(conn, "SELECT originalfile FROM filesetentry WHERE fileset = %s"
+                             " ORDER BY id", [fileset])[0]
+        _resize(writer, changes, file_id, 5_555_555)
+        assert changes.apply("unlink_image", 3).startswith("unlinked datasetimagelink")
+        report = refresh_catalog(conn, log=lines.append)
+        assert report.mode == FULL and report.reason.startswith(
+            "rows were deleted from datasetimagelink")
+        assert not FilesetFigures.objects.filter(fileset_id=fileset).exists()
+        assert FilesetFigures.objects.count() == kept - 1
+        assert _all_right(conn) == []
+        # The next change to that fileset's collections reads it anew.
+        _resize(writer, changes, file_id, 6_666_666)
+        assert refresh_catalog(conn).mode == INCREMENTAL
+        assert _all_right(conn) == []
+    finally:
+        writer.close()
+        conn.close()

@@ -172,6 +172,19 @@ def why_full(last_id, deletions, state):
     return None
 
 
+def fileset_figures_hold(last_id, deletions, state):
+    """Whether fileset figures known at `last_id` can be kept up to date from eventlog:
+    its rows since are all there, and no row of the tables those figures are summed
+    from (FILESET_TABLES) was deleted. deletions: the counters stored with last_id."""
+    if last_id is None or (state.oldest is None and last_id > 0):
+        return False
+    if state.oldest is not None and state.oldest > last_id:
+        return False
+    if any(n < deletions.get(t, 0) for t, n in state.deletions.items()):
+        return False  # statistics reset
+    return all(state.deletions.get(t, 0) == deletions.get(t, 0) for t in FILESET_TABLES)
+
+
 def read_changes(conn, last_id, upto, pending):
     """The relevant eventlog rows with last_id < id <= upto, and those of `pending`
     transactions (open at the last read) that have committed since, below last_id."""
@@ -221,18 +234,23 @@ UNION SELECT parent FROM filesetjoblink WHERE id = ANY(%(filesetjoblink)s::bigin
 UNION SELECT fjl.parent FROM joboriginalfilelink jol
         JOIN filesetjoblink fjl ON fjl.child = jol.parent
        WHERE jol.id = ANY(%(joboriginalfilelink)s::bigint[])
-          OR jol.child = ANY(%(originalfile)s::bigint[])
+UNION SELECT fjl.parent FROM joboriginalfilelink jol
+        JOIN filesetjoblink fjl ON fjl.child = jol.parent
+       WHERE jol.child = ANY(%(originalfile)s::bigint[])
 UNION SELECT fileset FROM filesetentry WHERE originalfile = ANY(%(originalfile)s::bigint[])
 """
-_FILESET_TABLES = ("fileset", "filesetentry", "filesetjoblink", "joboriginalfilelink",
+FILESET_TABLES = ("fileset", "filesetentry", "filesetjoblink", "joboriginalfilelink",
                    "originalfile")
 
 
 def dirty_filesets(conn, changes):
     """{fileset id} of the filesets whose own figures the `changes` may have altered
-    (engine/filesetcache.py drops what it kept of them). Inserted files count too: it
-    costs little, and a kept figure must never be stale."""
-    params = {t: sorted(changes.by_table.get(t, ())) for t in _FILESET_TABLES}
+    (engine/filesetcache.py drops what it kept of them). A file only inserted is in a
+    fileset only through an entry or link inserted with or after it, which makes its
+    fileset dirty itself (as for the walk up, _REACHED_THROUGH_NEW_ROWS)."""
+    params = {t: sorted(changes.by_table.get(t, ())) for t in FILESET_TABLES}
+    for table in _REACHED_THROUGH_NEW_ROWS:
+        params[table] = sorted(changes.updated.get(table, ()))
     if not any(params.values()):
         return set()
     with conn.cursor() as cur:

@@ -25,7 +25,6 @@ from ..catalog.db import without_parallel_workers
 from ..catalog.totals import Figures, collection_figures, fileset_figures
 from ..models import Collection, ScanResult
 from .bulk import collection_figures_from_disk
-from . import filesetcache
 from .disk import check_repository, stat_inventory, verify_record
 from .figures import figures_from_inventory, problems
 from .progress import NullProgress
@@ -47,18 +46,21 @@ class ScanReport:
 
 
 def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progress=None,
-         workers=4, connect=None):
+         workers=4, connect=None, keep_filesets=None):
     """Scan the collections named by `keys` ((kind, id) pairs), or all of them.
 
     conn: a read-only connection to the OMERO database; paths: RepositoryPaths;
     connect: optional factory of another connection to the same database, which a
-    scan of everything uses to run two things at once.
+    scan of everything uses to run two things at once; keep_filesets: for a catalog
+    scan of everything, a callable given every fileset's figures in the transaction
+    that stores the scan (filesetcache.replace_all).
     """
     if mode not in MODES:
         raise ValueError(f"unknown scan mode {mode!r} (one of {', '.join(MODES)})")
     progress = progress or NullProgress()
     if mode == "catalog" and keys is None:
-        return _scan_catalog_all(conn, include_attachments, progress, connect)
+        return _scan_catalog_all(conn, include_attachments, progress, connect,
+                                 keep_filesets)
     if mode != "catalog":
         check_repository(paths)
     started = datetime.now(timezone.utc)
@@ -130,7 +132,7 @@ class _Target(NamedTuple):
 _KIND_NAMES = dict(Collection.KINDS)  # as Collection.key writes them
 
 
-def _scan_catalog_all(conn, include_attachments, progress, connect):
+def _scan_catalog_all(conn, include_attachments, progress, connect, keep_filesets=None):
     """A catalog scan of every collection: a few statements in the database.
 
     With `connect`, the filesets' figures (half of the database's work) are summed on a
@@ -145,7 +147,7 @@ def _scan_catalog_all(conn, include_attachments, progress, connect):
         both = [conn, other] if other is not None else []
         with ThreadPoolExecutor(1) as side, without_parallel_workers(*both):
             pending = (side.submit(fileset_figures, other) if other is not None else None)
-            per_fileset = {}  # kept for the incremental refreshes (filesetcache)
+            per_fileset = {}  # for keep_filesets
 
             def filesets():
                 per_fileset.update(pending.result() if pending is not None
@@ -175,7 +177,8 @@ def _scan_catalog_all(conn, include_attachments, progress, connect):
     report.collections = len(targets)
     with transaction.atomic():
         store(targets, report)
-        filesetcache.replace_all(per_fileset)
+        if keep_filesets is not None:
+            keep_filesets(per_fileset)
     progress.done()
     return report
 
