@@ -72,16 +72,20 @@ _REACH = {
     "plate": "SELECT 'plate', x FROM unnest(%(ids)s::bigint[]) x",
     "well": "SELECT 'well', x FROM unnest(%(ids)s::bigint[]) x",
     "image": _IMAGE.format(ids="SELECT unnest(%(ids)s::bigint[])"),
-    "pixels": "SELECT 'pixels', x FROM unnest(%(ids)s::bigint[]) x",
+    "pixels": "SELECT 'image', p.image FROM pixels p WHERE p.id = ANY(%(ids)s)",
     "fileset": "SELECT 'fileset', x FROM unnest(%(ids)s::bigint[]) x",
     "originalfile": "SELECT 'file', x FROM unnest(%(ids)s::bigint[]) x",
-    "thumbnail": "SELECT 'pixels', t.pixels FROM thumbnail t WHERE t.id = ANY(%(ids)s)",
+    "thumbnail": "SELECT 'image', p.image FROM thumbnail t JOIN pixels p ON p.id = t.pixels"
+                 " WHERE t.id = ANY(%(ids)s)",
     "pixelsoriginalfilemap": "SELECT 'pixels', m.child FROM pixelsoriginalfilemap m"
                              " WHERE m.id = ANY(%(ids)s) UNION ALL SELECT 'file', m.parent"
                              " FROM pixelsoriginalfilemap m WHERE m.id = ANY(%(ids)s)",
     "filesetentry": "SELECT 'fileset', e.fileset FROM filesetentry e WHERE e.id = ANY(%(ids)s)",
     "filesetjoblink": "SELECT 'fileset', l.parent FROM filesetjoblink l WHERE l.id = ANY(%(ids)s)",
-    "joboriginalfilelink": "SELECT 'file', l.child FROM joboriginalfilelink l"
+    # The link adds its file to the filesets of its job (the file's other paths are
+    # as they were).
+    "joboriginalfilelink": "SELECT 'fileset', fjl.parent FROM joboriginalfilelink l"
+                           " JOIN filesetjoblink fjl ON fjl.child = l.parent"
                            " WHERE l.id = ANY(%(ids)s)",
     # A link moves its child: "moved <type>" (reach.collections_reached) also reaches
     # the collections sharing what the child holds.
@@ -218,12 +222,15 @@ def read_changes(conn, last_id, upto, pending):
     return changes
 
 
-# A file only just inserted is held by nothing that is not new too: whatever links it
-# (a fileset entry, an import log's link, an OMERO 4 original's map, an annotation) was
-# inserted after it, and is read in this batch or, committed later, in a later one, and
-# reaches its collections itself. So an inserted file is walked only if also updated:
-# an import of a thousand files spared walking them one by one.
+# A file, image or fileset only just inserted is held by nothing that is not new too:
+# whatever links it into a collection (a fileset entry, a link to a dataset or well, an
+# image pointing at the fileset, an annotation) was inserted after it, or updated to
+# point at it, and is read in this batch or, committed later, in a later one, and walks
+# up itself. So such objects are not walked up, as rows of their own tables or as what
+# their new entries, thumbnails and import logs belong to: an import of a thousand
+# files spared walking up each file, image and fileset (rows of links are walked).
 _REACHED_THROUGH_NEW_ROWS = ("originalfile",)
+_NEW_OBJECTS = {"image": "image", "fileset": "fileset"}  # table: role in the walk
 
 # The filesets whose figures (catalog.totals.FILESET_FIGURES) a change can alter: new or
 # updated filesets, entries, import-log links, and the filesets of changed files.
@@ -262,12 +269,16 @@ def reached(conn, changes):
     """{(kind, id)} of the Projects and Screens whose figures or names a change can
     alter: each changed row's objects, walked up to every collection holding them."""
     asked, moved = defaultdict(set), defaultdict(set)
+    new = {role: changes.by_table.get(t, set()) - changes.updated.get(t, set())
+           for t, role in _NEW_OBJECTS.items()}
     # One statement for every table (a round trip each cost more than its lookups on a
     # busy machine): each table's part with its own array of ids.
     parts, params = [], {}
     for table, ids in sorted(changes.by_table.items()):
-        if table in _REACHED_THROUGH_NEW_ROWS:
-            ids = changes.updated.get(table)
+        if table in _REACHED_THROUGH_NEW_ROWS or table in _NEW_OBJECTS:
+            ids = set(ids) - new.get(_NEW_OBJECTS.get(table), set())
+            if table in _REACHED_THROUGH_NEW_ROWS:
+                ids = changes.updated.get(table)
             if not ids:
                 continue
         parts.append("(" + _REACH[table].replace("%(ids)s", f"%(ids_{table})s") + ")")
@@ -276,9 +287,12 @@ def reached(conn, changes):
         with conn.cursor() as cur:
             cur.execute("\nUNION ALL\n".join(parts), params)
             for role, oid in cur.fetchall():
-                if oid is not None:
-                    if role.startswith("moved "):
-                        role = role[len("moved "):]
-                        moved[role].add(int(oid))
+                if oid is None:
+                    continue
+                if role.startswith("moved "):
+                    moved[role[len("moved "):]].add(int(oid))
+                elif int(oid) not in new.get(role, ()):
                     asked[role].add(int(oid))
+    for role, ids in moved.items():
+        asked[role] |= ids
     return collections_reached(conn, asked, moved)
