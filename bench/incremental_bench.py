@@ -11,8 +11,10 @@ What is timed, in this process (Django set up once, the real omeroweb.settings):
     (testbed.changes). Unlinks are not among them: OMERO logs no row for a graph
     delete, so any delete makes the refresh a full scan (docs/eventlog.md).
 Each figure is the median of --runs rounds, alternating baseline and incremental; the
-load average is recorded with each. Results go to docs/performance.md between
-<!-- incremental-bench:start --> and <!-- incremental-bench:end -->.
+load average is recorded with each, and the CPU seconds of this process and of the
+database server (which other sessions' load does not inflate). Results go to
+docs/performance.md between <!-- incremental-bench:start --> and
+<!-- incremental-bench:end --> (another --files: incremental-bench-N).
 
     .venv/bin/python -m bench.facility --files 1000000 --filesets 100000 \\
         --projects 10000 --screens 500 --disk none --workdir /tmp/sm-bench-scale
@@ -243,11 +245,21 @@ def report(result, args):
     return "\n".join(lines)
 
 
-def write_doc(block):
+def markers(files):
+    """The doc's markers for a facility of `files` files: the default size keeps the
+    plain ones, each other size its own (several sizes side by side)."""
+    if files == 1_000_000:
+        return START, END
+    return f"<!-- incremental-bench-{files}:start -->", f"<!-- incremental-bench-{files}:end -->"
+
+
+def write_doc(block, files=1_000_000):
+    start, end = markers(files)
+    block = block.replace(START, start).replace(END, end)
     text = DOC.read_text(encoding="utf-8")
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     DOC.write_text(text, encoding="utf-8")
@@ -259,7 +271,7 @@ def main(argv=None):
     block = report(result, args)
     print(block)
     if not args.no_doc:
-        write_doc(block)
+        write_doc(block, args.files)
     return 0
 
 
