@@ -260,6 +260,9 @@ def write_doc(block, files=1_000_000):
     if start in text and end in text:
         head, rest = text.split(start, 1)
         text = head + block + rest.split(end, 1)[1]
+    elif END in text:  # beside the 1M block (the file's end is scan_bench's to rewrite)
+        head, rest = text.split(END, 1)
+        text = head + END + "\n\n" + block + rest
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     DOC.write_text(text, encoding="utf-8")
