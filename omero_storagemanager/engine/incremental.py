@@ -17,9 +17,9 @@ from django.db import transaction
 from django.db.models import Sum
 
 from ..catalog import eventlog, scoped
-from . import filesetcache
 from ..catalog.totals import Figures
 from ..models import CatalogCursor, Collection, FilesetFigures
+from . import filesetcache
 from .progress import NullProgress
 from .scan import ScanReport, scan, store
 from .sync import sync_collections
