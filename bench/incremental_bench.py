@@ -11,8 +11,10 @@ What is timed, in this process (Django set up once, the real omeroweb.settings):
     (testbed.changes). Unlinks are not among them: OMERO logs no row for a graph
     delete, so any delete makes the refresh a full scan (docs/eventlog.md).
 Each figure is the median of --runs rounds, alternating baseline and incremental; the
-load average is recorded with each. Results go to docs/performance.md between
-<!-- incremental-bench:start --> and <!-- incremental-bench:end -->.
+load average is recorded with each, and the CPU seconds of this process and of the
+database server (which other sessions' load does not inflate). Results go to
+docs/performance.md between <!-- incremental-bench:start --> and
+<!-- incremental-bench:end --> (another --files: incremental-bench-N).
 
     .venv/bin/python -m bench.facility --files 1000000 --filesets 100000 \\
         --projects 10000 --screens 500 --disk none --workdir /tmp/sm-bench-scale
@@ -23,7 +25,9 @@ import argparse
 import datetime as dt
 import os
 import random
+import resource
 import sys
+from pathlib import Path
 
 from bench.common import (REPO_ROOT, Dataset, Params, django_setup, log, machine_info,
                           median, migrate, opened, timed)
@@ -62,6 +66,38 @@ def _random_ids(cur, table, count, rng):
                     [rng.randint(low, high)])
         found.append(cur.fetchone()[0])
     return found
+
+
+def _server_cpu(datadir):
+    """CPU seconds the PostgreSQL server of `datadir` has used: the postmaster's own and
+    its exited children's (cutime, cstime), plus every live child's. Its connections are
+    this benchmark's only, so a difference is what the database spent on a refresh."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pid = int((Path(datadir) / "postmaster.pid").read_text().split()[0])
+
+    def fields(p):
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
+    main = fields(pid)
+    total = sum(int(x) for x in main[11:15])  # utime stime cutime cstime
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += sum(int(x) for x in fields(child)[11:13])
+        except FileNotFoundError:  # exited meanwhile: counted in cutime next time
+            pass
+    return total / tick
+
+
+def _cpu_timed(datadir, fn, *args, **kwargs):
+    """(wall seconds, CPU seconds of this process and of the database server, result):
+    the CPU figure does not grow with other sessions' load, the wall time does."""
+    before = (resource.getrusage(resource.RUSAGE_SELF), _server_cpu(datadir))
+    seconds, result = timed(fn, *args, **kwargs)
+    after = (resource.getrusage(resource.RUSAGE_SELF), _server_cpu(datadir))
+    cpu = (after[0].ru_utime + after[0].ru_stime - before[0].ru_utime - before[0].ru_stime
+           + after[1] - before[1])
+    return seconds, cpu, result
 
 
 def make_changes(writer, rng, new_files, links, serial, spread=0):
@@ -129,8 +165,10 @@ def run(args):
             refresh_catalog(conn, connect=lambda: connect(omero))
             for n in range(args.runs):
                 load_full = os.getloadavg()[0]
-                full_s, full = timed(refresh_catalog, conn, connect=lambda: connect(omero),
-                                     force_full=True)
+                datadir = dataset.pg_dir / "data"
+                full_s, full_cpu, full = _cpu_timed(datadir, refresh_catalog, conn,
+                                                    connect=lambda: connect(omero),
+                                                    force_full=True)
                 assert full.mode == FULL
                 files, links = make_changes(writer, rng, args.new_files, args.links, n + 1,
                                             args.datasets)
@@ -141,17 +179,20 @@ def run(args):
 
                     profiler = cProfile.Profile()
                     profiler.enable()
-                inc_s, inc = timed(refresh_catalog, conn, connect=lambda: connect(omero))
+                inc_s, inc_cpu, inc = _cpu_timed(datadir, refresh_catalog, conn,
+                                                 connect=lambda: connect(omero))
                 if args.profile:
                     profiler.disable()
                     pstats.Stats(profiler, stream=sys.stderr).sort_stats(
                         "cumulative").print_stats(25)
                 if inc.mode != INCREMENTAL:
                     raise SystemExit(f"the refresh fell back to a full scan: {inc.reason}")
-                log(f"round {n + 1}: full {full_s:.3f} s (load {load_full:.2f}), "
-                    f"incremental {inc_s:.3f} s (load {load_inc:.2f}): {inc.events} eventlog "
+                log(f"round {n + 1}: full {full_s:.3f} s, {full_cpu:.2f} CPU-s (load "
+                    f"{load_full:.2f}), incremental {inc_s:.3f} s, {inc_cpu:.2f} CPU-s (load "
+                    f"{load_inc:.2f}): {inc.events} eventlog "
                     f"rows, {inc.collections} collections, after {files} files {links} links")
-                rounds.append({"full_s": full_s, "inc_s": inc_s, "load_full": load_full,
+                rounds.append({"full_s": full_s, "inc_s": inc_s, "full_cpu": full_cpu,
+                               "inc_cpu": inc_cpu, "load_full": load_full,
                                "load_inc": load_inc, "events": inc.events,
                                "collections": inc.collections, "total": full.collections,
                                "files": files, "links": links})
@@ -164,6 +205,8 @@ def run(args):
 def report(result, args):
     rounds = result["rounds"]
     full, inc = median([r["full_s"] for r in rounds]), median([r["inc_s"] for r in rounds])
+    full_cpu = median([r["full_cpu"] for r in rounds])
+    inc_cpu = median([r["inc_cpu"] for r in rounds])
     m, s = result["machine"], result["summary"]
     ratio = inc / full
     lines = [
@@ -175,13 +218,14 @@ def report(result, args):
         "sessions' tests and a long reliability test): the load average (1 min) is given "
         "with each round.",
         "",
-        "| round | full refresh (baseline) | load | incremental | load | eventlog rows "
-        "| collections refreshed | changes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| round | full refresh (baseline) | CPU | load | incremental | CPU | load "
+        "| eventlog rows | collections refreshed | changes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, r in enumerate(rounds, 1):
-        lines.append(f"| {n} | {r['full_s']:.3f} s | {r['load_full']:.1f} | "
-                     f"{r['inc_s']:.3f} s | {r['load_inc']:.1f} | {r['events']:,} | "
+        lines.append(f"| {n} | {r['full_s']:.3f} s | {r['full_cpu']:.2f} s | "
+                     f"{r['load_full']:.1f} | {r['inc_s']:.3f} s | {r['inc_cpu']:.2f} s | "
+                     f"{r['load_inc']:.1f} | {r['events']:,} | "
                      f"{r['collections']} | {r['files']} files, {r['links']} links |")
     lines += [
         "",
@@ -194,16 +238,31 @@ def report(result, args):
         + f", {args.links} new links (dataset-image, project-dataset) | | |",
         f"| incremental / full | {ratio:.1%} | < {GOAL_RATIO:.0%} | "
         f"{'yes' if ratio < GOAL_RATIO else 'no'} |",
+        f"| CPU: incremental / full (this process and the database server; medians "
+        f"{inc_cpu:.2f} and {full_cpu:.2f} CPU-s) | {inc_cpu / full_cpu:.1%} | | |",
         END,
     ]
     return "\n".join(lines)
 
 
-def write_doc(block):
+def markers(files):
+    """The doc's markers for a facility of `files` files: the default size keeps the
+    plain ones, each other size its own (several sizes side by side)."""
+    if files == 1_000_000:
+        return START, END
+    return f"<!-- incremental-bench-{files}:start -->", f"<!-- incremental-bench-{files}:end -->"
+
+
+def write_doc(block, files=1_000_000):
+    start, end = markers(files)
+    block = block.replace(START, start).replace(END, end)
     text = DOC.read_text(encoding="utf-8")
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    elif END in text:  # beside the 1M block (the file's end is scan_bench's to rewrite)
+        head, rest = text.split(END, 1)
+        text = head + END + "\n\n" + block + rest
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     DOC.write_text(text, encoding="utf-8")
@@ -215,7 +274,7 @@ def main(argv=None):
     block = report(result, args)
     print(block)
     if not args.no_doc:
-        write_doc(block)
+        write_doc(block, args.files)
     return 0
 
 

@@ -456,3 +456,35 @@ class CatalogCursor(models.Model):
     mode = models.CharField(max_length=12, blank=True, default="")  # full or incremental
     reason = models.TextField(blank=True, default="")  # why the last refresh was full
     updated = models.DateTimeField(null=True)
+
+
+class FilesetFigures(models.Model):
+    """Each OMERO Fileset's figures, kept between catalogue refreshes (engine/filesetcache.py).
+
+    Written whole by every catalog scan of everything; an incremental refresh re-reads
+    only the filesets a change can alter, so its cost follows the changed filesets, not
+    the collections reached. Rows hold a fileset's own files (entries and import logs),
+    as catalog.totals.FILESET_FIGURES sums them.
+    """
+
+    fileset_id = models.BigIntegerField(primary_key=True)  # OMERO's Fileset id
+    files = models.BigIntegerField()
+    bytes = models.BigIntegerField(null=True)
+    newest = models.DateTimeField(null=True)  # newest file's mtime
+    unhashed = models.BigIntegerField()  # files with no hash
+
+
+class CollectionCount(models.Model):
+    """How many Collections (not gone) each owner has in each group, by kind: kept by
+    triggers on the Collection table (migration 0016), so that the collections list's
+    total for a user is a sum over a few hundred rows instead of a count of 100,000
+    (views/listing.py; issue 24)."""
+
+    group_id = models.BigIntegerField()
+    owner_id = models.BigIntegerField()
+    kind = models.CharField(max_length=7)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group_id", "owner_id", "kind"],
+                                               name="sm_collection_count_unique")]

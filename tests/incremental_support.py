@@ -47,3 +47,20 @@ def catalogue_differences(conn):
             if getattr(c, name) != getattr(row, name):
                 found.append(f"{c.key} {name}: {getattr(c, name)!r} != {getattr(row, name)!r}")
     return found
+
+
+def kept_fileset_differences(conn):
+    """Every fileset whose figures the catalogue keeps (FilesetFigures) and which differ
+    from OMERO's now, as readable lines; [] when every kept row is right. A fileset not
+    kept is fine (it is read when needed); a stale one would be counted wrong."""
+    from omero_storagemanager.catalog.collections import as_utc
+    from omero_storagemanager.catalog.totals import fileset_figures
+    from omero_storagemanager.models import FilesetFigures
+
+    now = {f: (n, b, as_utc(t), u) for f, (n, b, t, u) in fileset_figures(conn).items()}
+    found = []
+    for row in FilesetFigures.objects.order_by("fileset_id"):
+        kept = (row.files, row.bytes, row.newest, row.unhashed)
+        if kept != now.get(row.fileset_id):
+            found.append(f"fileset {row.fileset_id}: kept {kept} != {now.get(row.fileset_id)}")
+    return found

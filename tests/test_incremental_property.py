@@ -6,7 +6,9 @@ chowns, chgrps, attachments, shared attachments, new and renamed collections, re
 files) are made on a generated facility the way OMERO makes them (testbed.changes:
 eventlog rows where OMERO writes them, none for Delete2's deletes); after every batch
 the incremental refresh runs and the app's catalogue must equal a full scan's figures
-(catalog.totals.collection_figures) and OMERO's names, for every collection.
+(catalog.totals.collection_figures) and OMERO's names, for every collection, and every
+fileset's figures the catalogue keeps between refreshes (engine/filesetcache.py) must
+equal OMERO's.
 
 Each example starts from its own copy of the generated facility and an empty catalogue,
 so that an example is a whole story: a failure found is replayed and shrunk as it was
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 from omero_storagemanager.engine.incremental import FULL, INCREMENTAL, refresh_catalog
 from testbed.changes import OPERATIONS, FacilityChanges
 
-from .incremental_support import catalogue_differences
+from .incremental_support import catalogue_differences, kept_fileset_differences
 
 _COPIES = itertools.count()
 
@@ -50,7 +52,7 @@ def test_incremental_equals_full_after_every_batch(facility, app_db, batches):
             done = [changes.apply(op, pick) for op, pick in batch]
             report = refresh_catalog(conn)
             MODES.append(report.mode)
-            found = catalogue_differences(conn)
+            found = catalogue_differences(conn) + kept_fileset_differences(conn)
             assert not found, (f"after {[d for d in done if d]} ({report.mode}, "
                                f"{report.reason or 'no fallback'}):\n" + "\n".join(found))
     finally:

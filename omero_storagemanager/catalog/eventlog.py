@@ -72,16 +72,20 @@ _REACH = {
     "plate": "SELECT 'plate', x FROM unnest(%(ids)s::bigint[]) x",
     "well": "SELECT 'well', x FROM unnest(%(ids)s::bigint[]) x",
     "image": _IMAGE.format(ids="SELECT unnest(%(ids)s::bigint[])"),
-    "pixels": "SELECT 'pixels', x FROM unnest(%(ids)s::bigint[]) x",
+    "pixels": "SELECT 'image', p.image FROM pixels p WHERE p.id = ANY(%(ids)s)",
     "fileset": "SELECT 'fileset', x FROM unnest(%(ids)s::bigint[]) x",
     "originalfile": "SELECT 'file', x FROM unnest(%(ids)s::bigint[]) x",
-    "thumbnail": "SELECT 'pixels', t.pixels FROM thumbnail t WHERE t.id = ANY(%(ids)s)",
+    "thumbnail": "SELECT 'image', p.image FROM thumbnail t JOIN pixels p ON p.id = t.pixels"
+                 " WHERE t.id = ANY(%(ids)s)",
     "pixelsoriginalfilemap": "SELECT 'pixels', m.child FROM pixelsoriginalfilemap m"
                              " WHERE m.id = ANY(%(ids)s) UNION ALL SELECT 'file', m.parent"
                              " FROM pixelsoriginalfilemap m WHERE m.id = ANY(%(ids)s)",
     "filesetentry": "SELECT 'fileset', e.fileset FROM filesetentry e WHERE e.id = ANY(%(ids)s)",
     "filesetjoblink": "SELECT 'fileset', l.parent FROM filesetjoblink l WHERE l.id = ANY(%(ids)s)",
-    "joboriginalfilelink": "SELECT 'file', l.child FROM joboriginalfilelink l"
+    # The link adds its file to the filesets of its job (the file's other paths are
+    # as they were).
+    "joboriginalfilelink": "SELECT 'fileset', fjl.parent FROM joboriginalfilelink l"
+                           " JOIN filesetjoblink fjl ON fjl.child = l.parent"
                            " WHERE l.id = ANY(%(ids)s)",
     # A link moves its child: "moved <type>" (reach.collections_reached) also reaches
     # the collections sharing what the child holds.
@@ -136,6 +140,8 @@ class Changes:
     late: int = 0  # of which committed by a transaction open at the last read
     by_table: Dict[str, Set[int]] = field(default_factory=lambda: defaultdict(set))
     deletes: List[Tuple[str, int]] = field(default_factory=list)  # logged DELETE rows
+    # by_table's rows with an UPDATE or REINDEX row too (the rest were only inserted)
+    updated: Dict[str, Set[int]] = field(default_factory=lambda: defaultdict(set))
     unknown_pending: bool = False  # a transaction open last time is beyond knowing
 
 
@@ -170,6 +176,19 @@ def why_full(last_id, deletions, state):
     return None
 
 
+def fileset_figures_hold(last_id, deletions, state):
+    """Whether fileset figures known at `last_id` can be kept up to date from eventlog:
+    its rows since are all there, and no row of the tables those figures are summed
+    from (FILESET_TABLES) was deleted. deletions: the counters stored with last_id."""
+    if last_id is None or (state.oldest is None and last_id > 0):
+        return False
+    if state.oldest is not None and state.oldest > last_id:
+        return False
+    if any(n < deletions.get(t, 0) for t, n in state.deletions.items()):
+        return False  # statistics reset
+    return all(state.deletions.get(t, 0) == deletions.get(t, 0) for t in FILESET_TABLES)
+
+
 def read_changes(conn, last_id, upto, pending):
     """The relevant eventlog rows with last_id < id <= upto, and those of `pending`
     transactions (open at the last read) that have committed since, below last_id."""
@@ -198,20 +217,82 @@ def read_changes(conn, last_id, upto, pending):
                 changes.deletes.append((table, oid))
             else:  # INSERT, UPDATE, REINDEX: the row is there to be read
                 changes.by_table[table].add(oid)
+                if action != "INSERT":
+                    changes.updated[table].add(oid)
     return changes
+
+
+# A file, image or fileset only just inserted is held by nothing that is not new too:
+# whatever links it into a collection (a fileset entry, a link to a dataset or well, an
+# image pointing at the fileset, an annotation) was inserted after it, or updated to
+# point at it, and is read in this batch or, committed later, in a later one, and walks
+# up itself. So such objects are not walked up, as rows of their own tables or as what
+# their new entries, thumbnails and import logs belong to: an import of a thousand
+# files spared walking up each file, image and fileset (rows of links are walked).
+_REACHED_THROUGH_NEW_ROWS = ("originalfile",)
+_NEW_OBJECTS = {"image": "image", "fileset": "fileset"}  # table: role in the walk
+
+# The filesets whose figures (catalog.totals.FILESET_FIGURES) a change can alter: new or
+# updated filesets, entries, import-log links, and the filesets of changed files.
+_DIRTY_FILESETS = """
+SELECT unnest(%(fileset)s::bigint[])
+UNION SELECT fileset FROM filesetentry WHERE id = ANY(%(filesetentry)s::bigint[])
+UNION SELECT parent FROM filesetjoblink WHERE id = ANY(%(filesetjoblink)s::bigint[])
+UNION SELECT fjl.parent FROM joboriginalfilelink jol
+        JOIN filesetjoblink fjl ON fjl.child = jol.parent
+       WHERE jol.id = ANY(%(joboriginalfilelink)s::bigint[])
+UNION SELECT fjl.parent FROM joboriginalfilelink jol
+        JOIN filesetjoblink fjl ON fjl.child = jol.parent
+       WHERE jol.child = ANY(%(originalfile)s::bigint[])
+UNION SELECT fileset FROM filesetentry WHERE originalfile = ANY(%(originalfile)s::bigint[])
+"""
+FILESET_TABLES = ("fileset", "filesetentry", "filesetjoblink", "joboriginalfilelink",
+                   "originalfile")
+
+
+def dirty_filesets(conn, changes):
+    """{fileset id} of the filesets whose own figures the `changes` may have altered
+    (engine/filesetcache.py drops what it kept of them). A file only inserted is in a
+    fileset only through an entry or link inserted with or after it, which makes its
+    fileset dirty itself (as for the walk up, _REACHED_THROUGH_NEW_ROWS)."""
+    params = {t: sorted(changes.by_table.get(t, ())) for t in FILESET_TABLES}
+    for table in _REACHED_THROUGH_NEW_ROWS:
+        params[table] = sorted(changes.updated.get(table, ()))
+    if not any(params.values()):
+        return set()
+    with conn.cursor() as cur:
+        cur.execute(_DIRTY_FILESETS, params)
+        return {int(r[0]) for r in cur.fetchall() if r[0] is not None}
 
 
 def reached(conn, changes):
     """{(kind, id)} of the Projects and Screens whose figures or names a change can
     alter: each changed row's objects, walked up to every collection holding them."""
     asked, moved = defaultdict(set), defaultdict(set)
-    with conn.cursor() as cur:
-        for table, ids in sorted(changes.by_table.items()):
-            cur.execute(_REACH[table], {"ids": sorted(ids)})
+    new = {role: changes.by_table.get(t, set()) - changes.updated.get(t, set())
+           for t, role in _NEW_OBJECTS.items()}
+    # One statement for every table (a round trip each cost more than its lookups on a
+    # busy machine): each table's part with its own array of ids.
+    parts, params = [], {}
+    for table, ids in sorted(changes.by_table.items()):
+        if table in _REACHED_THROUGH_NEW_ROWS or table in _NEW_OBJECTS:
+            ids = set(ids) - new.get(_NEW_OBJECTS.get(table), set())
+            if table in _REACHED_THROUGH_NEW_ROWS:
+                ids = changes.updated.get(table)
+            if not ids:
+                continue
+        parts.append("(" + _REACH[table].replace("%(ids)s", f"%(ids_{table})s") + ")")
+        params[f"ids_{table}"] = sorted(ids)
+    if parts:
+        with conn.cursor() as cur:
+            cur.execute("\nUNION ALL\n".join(parts), params)
             for role, oid in cur.fetchall():
-                if oid is not None:
-                    if role.startswith("moved "):
-                        role = role[len("moved "):]
-                        moved[role].add(int(oid))
+                if oid is None:
+                    continue
+                if role.startswith("moved "):
+                    moved[role[len("moved "):]].add(int(oid))
+                elif int(oid) not in new.get(role, ()):
                     asked[role].add(int(oid))
+    for role, ids in moved.items():
+        asked[role] |= ids
     return collections_reached(conn, asked, moved)

@@ -51,18 +51,19 @@ MOVED_ROLES = ("dataset", "plate", "image")
 _ANN = ('SELECT l.parent FROM {t}annotationlink l JOIN annotation a ON a.id = l.child'
         ' WHERE a."file" = ANY(%(file)s::bigint[])')
 _REACHED = f"""
-WITH img AS MATERIALIZED (
-  SELECT unnest(%(image)s::bigint[]) AS image
-  UNION SELECT i.id FROM unnest(%(fileset)s::bigint[]) f
-         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = f) i
-  UNION SELECT p.image FROM pixels p WHERE p.id = ANY(%(pixels)s::bigint[])
-  UNION SELECT i.id FROM filesetentry fe
-         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = fe.fileset) i
-         WHERE fe.originalfile = ANY(%(file)s::bigint[])
-  UNION SELECT i.id FROM joboriginalfilelink jol
+WITH fs AS MATERIALIZED (
+  -- The files' filesets first, by their indexes: left to itself the planner walked
+  -- every image of the facility to find the few filesets holding a file.
+  SELECT unnest(%(fileset)s::bigint[]) AS fileset
+  UNION SELECT fe.fileset FROM filesetentry fe WHERE fe.originalfile = ANY(%(file)s::bigint[])
+  UNION SELECT fjl.parent FROM joboriginalfilelink jol
          JOIN filesetjoblink fjl ON fjl.child = jol.parent
-         CROSS JOIN LATERAL (SELECT id FROM image WHERE fileset = fjl.parent) i
-         WHERE jol.child = ANY(%(file)s::bigint[])
+         WHERE jol.child = ANY(%(file)s::bigint[])),
+img AS MATERIALIZED (
+  SELECT unnest(%(image)s::bigint[]) AS image
+  UNION SELECT i.id FROM fs CROSS JOIN LATERAL
+         (SELECT id FROM image WHERE fileset = fs.fileset) i
+  UNION SELECT p.image FROM pixels p WHERE p.id = ANY(%(pixels)s::bigint[])
   UNION SELECT p.image FROM pixelsoriginalfilemap pom JOIN pixels p ON p.id = pom.child
          WHERE pom.parent = ANY(%(file)s::bigint[])
   UNION {_ANN.format(t="image")}),

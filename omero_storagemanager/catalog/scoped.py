@@ -84,9 +84,21 @@ SELECT att.kind, att.cid, count(*), sum(o."size"), max(o.mtime),
 """
 
 
-def figures_of(conn, keys, include_attachments=True):
+def fileset_figures_of(conn, filesets):
+    """{fileset id: (files, bytes, newest, unhashed)} of the filesets `filesets` that
+    have files, as totals.fileset_figures gives them."""
+    with conn.cursor() as cur:
+        cur.execute(SCOPED_FILESET_FIGURES, {"filesets": sorted(filesets)})
+        return {row[0]: row[1:] for row in cur}
+
+
+def figures_of(conn, keys, include_attachments=True, per_fileset=None):
     """{(kind, id): Figures} of the collections `keys` ((kind, id) pairs) that hold
-    anything, equal to what totals.collection_figures gives them."""
+    anything, equal to what totals.collection_figures gives them.
+
+    per_fileset: a callable given the filesets of those collections and returning their
+    figures (fileset_figures_of's), such as one that takes those it kept from an earlier
+    refresh (engine/filesetcache.py); fileset_figures_of by default."""
     params = {"project": sorted({i for k, i in keys if k == "project"}),
               "screen": sorted({i for k, i in keys if k == "screen"})}
     if not params["project"] and not params["screen"]:
@@ -95,10 +107,10 @@ def figures_of(conn, keys, include_attachments=True):
         cur.execute(SCOPED_PARTS, params)
         parts = cur.fetchall()
         filesets = sorted({f for row in parts for f in (row[9] or ())})
-        cur.execute(SCOPED_FILESET_FIGURES, {"filesets": filesets})
-        per_fileset = {row[0]: row[1:] for row in cur}
+        figures = (per_fileset(filesets) if per_fileset is not None
+                   else fileset_figures_of(conn, filesets))
         attachments = None
         if include_attachments:
             cur.execute(SCOPED_ATTACHMENTS, params)
             attachments = cur.fetchall()
-    return assemble(parts, attachments, per_fileset)
+    return assemble(parts, attachments, figures)

@@ -46,18 +46,21 @@ class ScanReport:
 
 
 def scan(conn, paths, mode="catalog", keys=None, include_attachments=True, progress=None,
-         workers=4, connect=None):
+         workers=4, connect=None, keep_filesets=None):
     """Scan the collections named by `keys` ((kind, id) pairs), or all of them.
 
     conn: a read-only connection to the OMERO database; paths: RepositoryPaths;
     connect: optional factory of another connection to the same database, which a
-    scan of everything uses to run two things at once.
+    scan of everything uses to run two things at once; keep_filesets: for a catalog
+    scan of everything, a callable given every fileset's figures in the transaction
+    that stores the scan (filesetcache.replace_all).
     """
     if mode not in MODES:
         raise ValueError(f"unknown scan mode {mode!r} (one of {', '.join(MODES)})")
     progress = progress or NullProgress()
     if mode == "catalog" and keys is None:
-        return _scan_catalog_all(conn, include_attachments, progress, connect)
+        return _scan_catalog_all(conn, include_attachments, progress, connect,
+                                 keep_filesets)
     if mode != "catalog":
         check_repository(paths)
     started = datetime.now(timezone.utc)
@@ -129,7 +132,7 @@ class _Target(NamedTuple):
 _KIND_NAMES = dict(Collection.KINDS)  # as Collection.key writes them
 
 
-def _scan_catalog_all(conn, include_attachments, progress, connect):
+def _scan_catalog_all(conn, include_attachments, progress, connect, keep_filesets=None):
     """A catalog scan of every collection: a few statements in the database.
 
     With `connect`, the filesets' figures (half of the database's work) are summed on a
@@ -144,13 +147,20 @@ def _scan_catalog_all(conn, include_attachments, progress, connect):
         both = [conn, other] if other is not None else []
         with ThreadPoolExecutor(1) as side, without_parallel_workers(*both):
             pending = (side.submit(fileset_figures, other) if other is not None else None)
+            kept = []  # the filesets' figures, only if kept (memory: 300,000 at 3M files)
+
+            def filesets():
+                figures = pending.result() if pending is not None else fileset_figures(conn)
+                if keep_filesets is not None:
+                    kept.append(figures)
+                return figures
+
             try:
                 sync_collections(conn)
                 targets = _live_targets()
                 progress.start(len(targets))  # a cancelled job raises here
-                all_figures = collection_figures(
-                    conn, include_attachments,
-                    per_fileset=pending.result if pending is not None else None)
+                all_figures = collection_figures(conn, include_attachments,
+                                                 per_fileset=filesets)
             except BaseException:
                 if other is not None:
                     other.cancel()  # do not wait seconds for figures nobody will read
@@ -166,7 +176,10 @@ def _scan_catalog_all(conn, include_attachments, progress, connect):
     progress.advance(len(targets), report.files, report.bytes)
     report.finished = datetime.now(timezone.utc)
     report.collections = len(targets)
-    store(targets, report)
+    with transaction.atomic():
+        store(targets, report)
+        if keep_filesets is not None:
+            keep_filesets(kept[0] if kept else {})
     progress.done()
     return report
 

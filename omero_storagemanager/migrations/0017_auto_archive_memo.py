@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("storagemanager", "0015_collection_list_indexes")]
+    dependencies = [("storagemanager", "0016_facility_scale")]
 
     operations = [
         migrations.AddField(model_name="collection", name="auto_archive_memo",
