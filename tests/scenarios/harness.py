@@ -23,6 +23,7 @@ cluster does.
 import importlib
 import pydoc
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -274,4 +275,55 @@ def sha1_of(path):
     return digest.hexdigest()
 
 
-__all__ = ["API", "LONDON", "Stage", "TaskFailed", "local", "ok", "sha1_of"]
+@contextmanager
+def chapter_stage(facility, tmp_path, monkeypatch, mailbox, stage_class=Stage, **kwargs):
+    """The stage of a chapter's story: the app pointed at the facility, ten backups kept
+    (`omero config set omero.web.storagemanager.backups_kept 10`, the chapters' "amount
+    of backups to keep online"; the rest is set on the admin pages by the story), the
+    clock at a Monday morning, OMERO.web's stand-in middleware."""
+    from omero_storagemanager import settings
+    from tests.api_support import point_app_at, standin_middleware
+
+    point_app_at(facility, monkeypatch, tmp_path)
+    monkeypatch.setattr(settings, "BACKUPS_KEPT", 10)
+    with stage_class(facility, tmp_path, mailbox, start=local(2027, 1, 4, 9, 0),
+                     **kwargs) as running, standin_middleware():
+        yield running
+
+
+@contextmanager
+def quiet_stretch(stage, days, story_started):
+    """The rest of a story's year: nothing inside may fail a job or send an e-mail; says
+    where the time went (the year's two-minute goal)."""
+    failed, mails = len(stage.failed_jobs()), len(stage.mailbox.messages)
+    began, before = time.monotonic(), stage.time_spent()
+    yield
+    took = time.monotonic() - began
+    spent = {k: round(v - before.get(k, 0), 2) for k, v in stage.time_spent().items()}
+    print(f"rest: {days} days in {took:.1f} s; workers: {spent}; "
+          f"story {time.monotonic() - story_started:.1f} s; stage {stage.overhead}")
+    assert len(stage.failed_jobs()) == failed, stage.failed_jobs()
+    assert stage.subjects()[mails:] == []
+
+
+def backups_listed():
+    """The backups `storagemanager backup list` names: current, 0, 1, ..."""
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("storagemanager", "backup", "list", stdout=out)
+    return [line.split()[0] for line in out.getvalue().splitlines() if line.strip()]
+
+
+def night_one_bytes(facility):
+    """What the first night archives: every collection whose files are all there as
+    OMERO records them (the test bed's truth)."""
+    return sum(sum(f["size"] for f in c["files"])
+               for c in facility.truth.collections.values()
+               if c["files"] and not any(f["missing"] or "db_size" in f for f in c["files"]))
+
+
+__all__ = ["API", "LONDON", "Stage", "TaskFailed", "backups_listed", "chapter_stage",
+           "local", "night_one_bytes", "ok", "quiet_stretch", "sha1_of"]

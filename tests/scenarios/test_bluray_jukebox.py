@@ -14,21 +14,17 @@ a disc cannot be read for weeks, and the rest of a year passes quietly. Every st
 asserts what the admin and the users see (API) and receive (e-mails).
 docs/scenario-bluray-jukebox.md tells the same story for an admin.
 """
-import io
 import os
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from omero_storagemanager import settings
 from omero_storagemanager.models import Job
-from tests.api_support import point_app_at, standin_middleware
-from tests.scenarios.harness import API, Stage, local, ok, sha1_of
+from tests.scenarios.harness import (API, Stage, backups_listed, chapter_stage, local,
+                                     night_one_bytes, ok, quiet_stretch, sha1_of)
 from tests.scenarios.jukebox import Jukebox, same_tree
-from tests.test_jobs import Mailbox
 
 ADMIN_MAIL = "storage-admin@example.org"
 # Issue 20 asks for a year; the app's nightly jobs take a few seconds of a simulated day
@@ -39,13 +35,6 @@ ADMIN_MAIL = "storage-admin@example.org"
 WAIT_DAYS = int(os.environ.get("SM_STORY_WAIT_DAYS", "4"))
 REST_DAYS = int(os.environ.get("SM_STORY_REST_DAYS", "5"))
 MiB = 2**20
-
-
-@pytest.fixture(scope="module")
-def mailbox():
-    box = Mailbox()
-    yield box
-    box.stop()
 
 
 class JukeboxStage(Stage):
@@ -62,21 +51,9 @@ class JukeboxStage(Stage):
 
 @pytest.fixture
 def stage(facility, app_db, tmp_path, monkeypatch, mailbox):
-    point_app_at(facility, monkeypatch, tmp_path)
-    # `omero config set omero.web.storagemanager.backups_kept 10` (chapter 15's "amount
-    # of backups to keep online"); the rest is set on the admin pages below.
-    monkeypatch.setattr(settings, "BACKUPS_KEPT", 10)
-    with JukeboxStage(facility, tmp_path, mailbox, start=local(2027, 1, 4, 9, 0),
-                      step=timedelta(hours=1)) as running, standin_middleware():
+    with chapter_stage(facility, tmp_path, monkeypatch, mailbox, JukeboxStage,
+                       step=timedelta(hours=1)) as running:
         yield running
-
-
-def night_one_bytes(facility):
-    """What the first night archives: every collection whose files are all there as
-    OMERO records them (the test bed's truth)."""
-    return sum(sum(f["size"] for f in c["files"])
-               for c in facility.truth.collections.values()
-               if c["files"] and not any(f["missing"] or "db_size" in f for f in c["files"]))
 
 
 def location(stage, name="BluRay Archive"):
@@ -362,23 +339,12 @@ def test_chapter_15_archiving_to_a_bluray_jukebox(stage, facility):
     print(f"waits: story {time.monotonic() - story_started:.1f} s")
 
     # -- 8. the rest of the year: quiet ------------------------------------------------------
-    failed, mails = len(stage.failed_jobs()), len(stage.mailbox.messages)
-    year_started = time.monotonic()
-    before = stage.time_spent()
     stage.step = timedelta(days=1)
-    stage.pass_until(stage.now() + timedelta(days=REST_DAYS))
-    year_took = time.monotonic() - year_started
-    spent = {k: round(v - before.get(k, 0), 2) for k, v in stage.time_spent().items()}
-    print(f"rest: {REST_DAYS} days in {year_took:.1f} s; workers: {spent}; "
-          f"story {time.monotonic() - story_started:.1f} s; stage {stage.overhead}")
-    assert len(stage.failed_jobs()) == failed, stage.failed_jobs()
-    assert stage.subjects()[mails:] == []
+    with quiet_stretch(stage, REST_DAYS, story_started):
+        stage.pass_until(stage.now() + timedelta(days=REST_DAYS))
     assert jukebox.orders("archive") == jukebox.orders("restore") == []
     assert not any(write_root.rglob("bagit.txt"))
     figures = location(stage)
     assert figures["write_bytes"] == 0 and figures["read_bytes"] <= limit, figures
     # A backup every night, ten kept besides the current one (`storagemanager backup list`).
-    out = io.StringIO()
-    call_command("storagemanager", "backup", "list", stdout=out)
-    names = [line.split()[0] for line in out.getvalue().splitlines() if line.strip()]
-    assert names == ["current"] + [str(i) for i in range(10)], out.getvalue()
+    assert backups_listed() == ["current"] + [str(i) for i in range(10)]

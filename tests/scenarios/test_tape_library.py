@@ -11,23 +11,20 @@ finishes by itself when it is there. Then the rest of a year passes quietly. Eve
 asserts what the admin and the users see (API) and receive (e-mails).
 docs/scenario-tape-library.md tells the same story for an admin.
 """
-import io
 import os
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from omero_storagemanager import settings
 from omero_storagemanager.backends.base import walk_bags
 from omero_storagemanager.backends.fsutil import tree_bytes
 from omero_storagemanager.models import Copy, Job
-from tests.api_support import omero_sql, point_app_at, standin_middleware
-from tests.scenarios.harness import API, Stage, local, ok, sha1_of
+from tests.api_support import omero_sql
+from tests.scenarios.harness import (API, backups_listed, chapter_stage, local,
+                                     night_one_bytes, ok, quiet_stretch, sha1_of)
 from tests.scenarios.tape_software import TapeSoftware
-from tests.test_jobs import Mailbox
 
 ADMIN_MAIL = "storage-admin@example.org"
 TAPE_RUN = (3, 0)  # the tape software's nightly run, after the midnight archive
@@ -43,30 +40,10 @@ assert WAIT_DAYS >= FILL_DAYS, f"SM_STORY_WAIT_DAYS must be at least {FILL_DAYS}
 assert REST_DAYS >= 1, "SM_STORY_REST_DAYS must be at least 1 (a Saturday without tape run)"
 
 
-@pytest.fixture(scope="module")
-def mailbox():
-    box = Mailbox()
-    yield box
-    box.stop()
-
-
 @pytest.fixture
 def stage(facility, app_db, tmp_path, monkeypatch, mailbox):
-    point_app_at(facility, monkeypatch, tmp_path)
-    # `omero config set omero.web.storagemanager.backups_kept 10` (the chapter's
-    # "amount of backups to keep online"); the rest is set on the admin pages below.
-    monkeypatch.setattr(settings, "BACKUPS_KEPT", 10)
-    with Stage(facility, tmp_path, mailbox, start=local(2027, 1, 4, 9, 0)) as running, \
-            standin_middleware():
+    with chapter_stage(facility, tmp_path, monkeypatch, mailbox) as running:
         yield running
-
-
-def night_one_bytes(facility):
-    """What the first night archives: every collection whose files are all there as
-    OMERO records them (the test bed's truth)."""
-    return sum(sum(f["size"] for f in c["files"])
-               for c in facility.truth.collections.values()
-               if c["files"] and not any(f["missing"] or "db_size" in f for f in c["files"]))
 
 
 class Cache:
@@ -326,25 +303,14 @@ def test_chapter_14_archiving_to_a_tape_library(stage, facility):
     assert in_omero(facility, waits_for_tape)[1:] != (archive_uid, archive_gid)
 
     # -- 6. the rest of the year: quiet ---------------------------------------------------
-    failed, mails = len(stage.failed_jobs()), len(stage.mailbox.messages)
-    rest_started = time.monotonic()
-    before = stage.time_spent()
-    for _ in range(REST_DAYS):
-        evening(stage)
-        check_cache(stage, cache, software, location_id, limit)
-        queued_at_purge = queued_at_purge or bool(cache.bags("write"))
-        next_morning(stage, software)
-    rest_took = time.monotonic() - rest_started
-    spent = {k: round(v - before.get(k, 0), 2) for k, v in stage.time_spent().items()}
-    print(f"rest: {REST_DAYS} days in {rest_took:.1f} s; workers: {spent}; "
-          f"story {time.monotonic() - story_started:.1f} s; stage {stage.overhead}")
-    assert len(stage.failed_jobs()) == failed, stage.failed_jobs()
-    assert stage.subjects()[mails:] == []
+    with quiet_stretch(stage, REST_DAYS, story_started):
+        for _ in range(REST_DAYS):
+            evening(stage)
+            check_cache(stage, cache, software, location_id, limit)
+            queued_at_purge = queued_at_purge or bool(cache.bags("write"))
+            next_morning(stage, software)
     # Friday's work waited in write/ over Saturday (no tape run): the evening's location
     # purge left its read/ copy alone.
     assert queued_at_purge
-    out = io.StringIO()
-    call_command("storagemanager", "backup", "list", stdout=out)
-    names = [line.split()[0] for line in out.getvalue().splitlines() if line.strip()]
     kept = min(10, len(stage.jobs(kind="backup", state=Job.DONE)) - 1)
-    assert names == ["current"] + [str(i) for i in range(kept)], out.getvalue()
+    assert backups_listed() == ["current"] + [str(i) for i in range(kept)]

@@ -9,20 +9,16 @@ and the rest of a year passes quietly. Every step asserts what the admin and the
 see (API) and receive (e-mails). docs/scenario-usb-drives.md tells the same story for
 an admin.
 """
-import io
 import os
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from omero_storagemanager import settings
 from omero_storagemanager.models import Job
-from tests.api_support import point_app_at, standin_middleware
-from tests.scenarios.harness import API, Stage, local, ok, sha1_of
-from tests.test_jobs import Mailbox
+from tests.scenarios.harness import (API, backups_listed, chapter_stage, night_one_bytes, ok,
+                                     quiet_stretch, sha1_of)
 
 ADMIN_MAIL = "storage-admin@example.org"
 # Step 7 lets this many quiet days pass: 12 in the suite (ten backups kept need eleven
@@ -31,21 +27,9 @@ ADMIN_MAIL = "storage-admin@example.org"
 REST_DAYS = int(os.environ.get("SM_STORY_REST_DAYS", "12"))
 
 
-@pytest.fixture(scope="module")
-def mailbox():
-    box = Mailbox()
-    yield box
-    box.stop()
-
-
 @pytest.fixture
 def stage(facility, app_db, tmp_path, monkeypatch, mailbox):
-    point_app_at(facility, monkeypatch, tmp_path)
-    # `omero config set omero.web.storagemanager.backups_kept 10` (chapter 13's "amount
-    # of backups to keep online"); the rest is set on the admin pages below.
-    monkeypatch.setattr(settings, "BACKUPS_KEPT", 10)
-    with Stage(facility, tmp_path, mailbox, start=local(2027, 1, 4, 9, 0)) as running, \
-            standin_middleware():
+    with chapter_stage(facility, tmp_path, monkeypatch, mailbox) as running:
         yield running
 
 
@@ -73,14 +57,6 @@ class Disks:
             os.rename(source, self.mount)
         # a new disk: the empty mount point stands for its empty file system
         self.mounted = name
-
-
-def night_one_bytes(facility):
-    """What the first night archives: every collection whose files are all there as
-    OMERO records them (the test bed's truth), each in a bag of its own."""
-    return sum(sum(f["size"] for f in c["files"])
-               for c in facility.truth.collections.values()
-               if c["files"] and not any(f["missing"] or "db_size" in f for f in c["files"]))
 
 
 def locations(stage):
@@ -297,20 +273,9 @@ def test_chapter_13_archiving_to_removable_usb_drives(stage, facility):
     disks.mount_disk("Drive-2")
 
     # -- 7. the rest of the year: quiet -------------------------------------------------------
-    failed, mails = len(stage.failed_jobs()), len(stage.mailbox.messages)
-    year_started = time.monotonic()
-    before = stage.time_spent()
     stage.step = timedelta(days=1)
-    stage.pass_until(stage.now() + timedelta(days=REST_DAYS))
-    year_took = time.monotonic() - year_started
-    spent = {k: round(v - before.get(k, 0), 2) for k, v in stage.time_spent().items()}
-    print(f"rest: {REST_DAYS} days in {year_took:.1f} s; workers: {spent}; "
-          f"story {time.monotonic() - story_started:.1f} s; stage {stage.overhead}")
-    assert len(stage.failed_jobs()) == failed, stage.failed_jobs()
-    assert stage.subjects()[mails:] == []
+    with quiet_stretch(stage, REST_DAYS, story_started):
+        stage.pass_until(stage.now() + timedelta(days=REST_DAYS))
     # A backup every night, ten kept besides the current one (`storagemanager backup list`).
-    out = io.StringIO()
-    call_command("storagemanager", "backup", "list", stdout=out)
-    names = [line.split()[0] for line in out.getvalue().splitlines() if line.strip()]
-    assert names == ["current"] + [str(i) for i in range(10)], out.getvalue()
+    assert backups_listed() == ["current"] + [str(i) for i in range(10)]
     assert len(stage.jobs(kind="backup", state=Job.DONE)) >= REST_DAYS
