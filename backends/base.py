@@ -146,6 +146,9 @@ class Backend:
 
     type = ""
     has_read_cache = False
+    # Who brings a copy back into the read cache: "cache" a person (tape, a cold S3
+    # class: the question e-mail asks them), "archiver" software answering an order.
+    cache_wait_kind = "cache"
     noun = "archive location"  # how messages name it: "archive disk 'Disk 3' (id 3)"
     offline_state = "is not mounted"
     connect_verb = "mount"

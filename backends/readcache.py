@@ -81,9 +81,6 @@ def copy_bag_verified(source: Path, target: Path) -> None:
 
 class ReadCacheBackend(Backend):
     has_read_cache = True
-    # Who brings a copy back into read/: "cache", a person (restore it from tape), asked
-    # by e-mail; "archiver", software the backend asks itself (an XML order).
-    cache_wait_kind = "cache"
 
     def publish(self, relpath, order):
         """Copy the verified bag from write/ into the read cache, then _after_publish

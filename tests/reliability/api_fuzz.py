@@ -156,7 +156,8 @@ def run_part(facility, server, workdir, quick=False, log=log, seed=21):
     from tests.reliability.matrix_services import Client, services_omerodir
 
     ids = _world(facility, workdir)
-    s = SimpleNamespace(root=Path(workdir), server=server, world=facility)
+    s = SimpleNamespace(root=Path(workdir), server=server, world=facility,
+                        omerodir_settings=dict)  # no settings besides (matrix.Setup's)
     omerodir = services_omerodir(s, web=True)
     port = _free_port()
     web = _web(omerodir, port, Path(workdir) / "web.log")
