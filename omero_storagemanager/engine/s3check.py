@@ -141,12 +141,9 @@ def _check_cold(copy_at):
     object (ETag, version, size) with the recorded SHA-1 checksum."""
     entry = copy_at.copy_file
     head = copy_at.backend.head(copy_at.key, copy_at.version_id)
-    if head is None:
-        return f"{_name(entry)} is gone: object {copy_at.key} is missing"
-    now = (head.get("ETag", "").strip('"'), head.get("VersionId", "") or "",
-           head.get("ContentLength"))
-    if now != copy_at.identity:
-        return f"{_name(entry)} changed since it was checked (object {copy_at.key})"
+    why = _not_the_object_checked(copy_at, head)
+    if why:
+        return why
     why = checksum_problem(entry, copy_at.key, copy_at.recorded, head)
     if why and "server gives" in why:
         copy_at.damaged = True
@@ -194,6 +191,13 @@ def unchanged(copy_at):
         head = copy_at.backend.head(copy_at.key, copy_at.version_id)
     except LocationOffline as exc:
         return f"{_name(entry)} cannot be reached now ({exc}): nothing is deleted"
+    return _not_the_object_checked(copy_at, head)
+
+
+def _not_the_object_checked(copy_at, head):
+    """Why the object a HEAD answered about (None: it is gone) is not the one checked
+    (ETag, version, size), or None while it is."""
+    entry = copy_at.copy_file
     if head is None:
         return f"{_name(entry)} is gone: object {copy_at.key} is missing"
     now = (head.get("ETag", "").strip('"'), head.get("VersionId", "") or "",
